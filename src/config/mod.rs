@@ -1,0 +1,325 @@
+//! The configuration contract of config.md as typed values.
+//!
+//! `load` reads one TOML file (and the jobs folder it names), resolves relative
+//! paths against the file's folder, and reports every problem at once with file,
+//! line and the fix. Secrets are never read from the file itself: a `*_env` or
+//! `*_file` key becomes a [`SecretRef`], resolved when it is used.
+
+mod load;
+
+pub use load::{load, load_str, Problem, Problems};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::domain::{FeedKind, Format, Urn};
+use crate::jobs::JobSpec;
+
+/// Everything kinlink runs on, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file this came from.
+    pub config_path: PathBuf,
+    /// Raw files, the SQLite database, the mail outbox.
+    pub state_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub jobs_dir: PathBuf,
+    pub timezone: chrono_tz::Tz,
+    pub mail: MailSettings,
+    /// Health and metrics listener; `None` turns them off.
+    pub http: Option<HttpListen>,
+    pub sources: Vec<SourceSettings>,
+    pub localities: Vec<Locality>,
+    pub schools: Vec<School>,
+    /// `[rules.*]` tables, kept as parsed TOML until the rules stage types them.
+    pub rules: BTreeMap<String, toml_edit::Table>,
+    pub linkage: LinkageSettings,
+    pub jobs: Vec<JobSpec>,
+}
+
+/// Where the store lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file (relative paths are inside `state_dir`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (may carry a password: never printed).
+    Postgres(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            DatabaseUrl::Postgres(url) => write!(f, "Postgres({})", redact_url(url)),
+        }
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A secret named in config: an environment variable or a file. The value itself
+/// never appears in config, logs or `Debug` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// `*_env = "NAME"`.
+    Env(String),
+    /// `*_file = "path"`: relative paths are looked up in `$CREDENTIALS_DIRECTORY`
+    /// when it is set (systemd `LoadCredential`), else beside the config file.
+    File(PathBuf),
+}
+
+/// A resolved secret value. `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A secret could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set (or not UTF-8)")]
+    EnvMissing(String),
+    #[error("cannot read secret file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl SecretRef {
+    /// Reads the secret now. A file's trailing newline is dropped.
+    pub fn resolve(&self) -> Result<Secret, SecretError> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map(Secret)
+                .map_err(|_| SecretError::EnvMissing(name.clone())),
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+}
+
+/// `[mail]`.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub transport: MailTransport,
+    pub from: String,
+    pub detail: DetailLevel,
+    pub admin: Vec<String>,
+}
+
+/// How mail leaves.
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// `.eml` files in this folder (inside `state_dir` when relative).
+    File {
+        dir: PathBuf,
+    },
+    Smtp(SmtpSettings),
+}
+
+/// SMTP connection settings.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub user: Option<SecretRef>,
+    pub password: Option<SecretRef>,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    /// Plain text: only to a loopback host.
+    None,
+}
+
+/// How much personal data an email carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DetailLevel {
+    #[default]
+    Minimal,
+    Standard,
+    Full,
+}
+
+/// `[http]`: where `/healthz` and `/metrics` listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpListen {
+    pub listen: std::net::SocketAddr,
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub name: String,
+    pub kind: FeedKind,
+    pub format: Format,
+    pub transport: Transport,
+    /// Fraction of quarantined rows above which the whole file is rejected.
+    pub max_bad_rows: f64,
+    /// xlsx/xls/ods: which sheet (default: the first).
+    pub sheet: Option<String>,
+    /// csv only; default `,`.
+    pub delimiter: u8,
+    /// csv only; default UTF-8.
+    pub encoding: TextEncoding,
+    /// json only: dotted path to the records array (default: the document is the array).
+    pub records_path: Option<String>,
+    /// json only: dotted path to the next-page link.
+    pub next_path: Option<String>,
+    pub stale_after_hours: Option<u32>,
+    /// canonical column → the source's own header.
+    pub columns: BTreeMap<String, String>,
+}
+
+/// CSV text encodings a source may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    #[default]
+    Utf8,
+    Windows1252,
+}
+
+/// Where a source's files come from.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A folder that another job drops files into.
+    Dir {
+        path: PathBuf,
+    },
+    Http(HttpTransport),
+}
+
+/// An HTTP(S) feed endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    pub url: String,
+    pub auth: HttpAuth,
+    /// Default 10 s.
+    pub connect_timeout_secs: u64,
+    /// Whole request, default 300 s.
+    pub timeout_secs: u64,
+    /// Default 3 retries after the first try.
+    pub retries: u32,
+    /// First backoff step, default 1000 ms (doubles, with jitter).
+    pub backoff_ms: u64,
+    /// Largest body accepted, default 512 MiB.
+    pub max_body_bytes: u64,
+}
+
+/// How to authenticate to an HTTP feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpAuth {
+    None,
+    Bearer(SecretRef),
+    Basic {
+        user: SecretRef,
+        password: SecretRef,
+    },
+}
+
+/// One `[[locality]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locality {
+    pub name: String,
+    /// Districts (`M7`) or sectors (`M6 5`), upper case, one space.
+    pub postcodes: Vec<String>,
+    pub dv_champions: Vec<String>,
+    pub champions: Vec<String>,
+    pub managers: Vec<String>,
+}
+
+/// One `[[school]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct School {
+    pub urn: Urn,
+    pub name: String,
+    pub locality: String,
+    pub ewos: Vec<String>,
+}
+
+/// `[linkage]` thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkageSettings {
+    pub auto_link: f64,
+    pub review: f64,
+}
+
+impl Default for LinkageSettings {
+    fn default() -> Self {
+        LinkageSettings {
+            auto_link: 0.95,
+            review: 0.60,
+        }
+    }
+}
+
+impl Settings {
+    /// The source with this name.
+    pub fn source(&self, name: &str) -> Option<&SourceSettings> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://kin:s3cret@db.example:5432/kin"),
+            "postgres://kin:***@db.example:5432/kin"
+        );
+        assert_eq!(redact_url("postgres://db/kin"), "postgres://db/kin");
+        let d = DatabaseUrl::Postgres("postgres://a:b@c/d".into());
+        assert!(!format!("{d:?}").contains(":b@"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "***");
+    }
+}

@@ -1,0 +1,11 @@
+//! kinlink: links partner-agency feeds for a council's Early Help service and tells
+//! the one person who can act.
+//!
+//! Modules in pipeline order (README "Architecture"):
+//! `domain` (plain data) → `config`, `jobs` → `feeds` (fetch) → `ingest` (parse) →
+//! `store` (SQL) → `pipeline` (one run) → `demo` (a fictional borough) → `cli`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+pub mod jobs;
