@@ -1,0 +1,387 @@
+//! The application: builds what a command needs (settings, store, clock) exactly as
+//! production does, runs it, and maps the outcome to an exit code:
+//! 0 ok, 1 a job or step failed, 2 bad usage or config.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use chrono::{NaiveTime, TimeZone};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tracing::info;
+
+use crate::cli::{Cli, Command, DemoArgs, IngestArgs, OutputFormat};
+use crate::clock::Clock;
+use crate::config::{self, Settings};
+use crate::pipeline::{self, FileOutcome, IngestReport, IngestRequest, Progress};
+use crate::store::Store;
+
+/// Exit code for a failed job or step.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for bad usage or a bad config.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Why a command stopped.
+#[derive(Debug)]
+pub enum Failure {
+    /// The config (or the command line) is wrong: exit 2.
+    Config(String),
+    /// A step failed: exit 1.
+    Step(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Step(e)
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        Failure::Step(e.into())
+    }
+}
+
+/// Runs one command line to its exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Config(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Step(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let clock = clock_for(cli.as_of);
+    match &cli.command {
+        Command::CheckConfig => check_config(&config_path(&cli)),
+        Command::Ingest(args) => {
+            let settings = load_settings(&config_path(&cli))?;
+            ingest(&settings, clock, args).await
+        }
+        Command::Status { format } => {
+            let settings = load_settings(&config_path(&cli))?;
+            status(&settings, *format).await
+        }
+        Command::Demo(args) => demo(args, cli.as_of, clock).await,
+        Command::Bench { what } => crate::bench::run(what).await.map_err(Failure::Step),
+    }
+}
+
+/// `--as-of D` fixes "now" at noon London time on D; otherwise the system clock.
+pub fn clock_for(as_of: Option<chrono::NaiveDate>) -> Clock {
+    match as_of {
+        Some(date) => {
+            let local = date.and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap_or_default());
+            match chrono_tz::Europe::London.from_local_datetime(&local).earliest() {
+                Some(t) => Clock::fixed(t.with_timezone(&chrono::Utc)),
+                None => Clock::fixed(local.and_utc()),
+            }
+        }
+        None => Clock::system(),
+    }
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config/kinlink.toml"))
+}
+
+/// Loads the config, or the full list of problems as a config failure.
+pub fn load_settings(path: &Path) -> Result<Settings, Failure> {
+    config::load(path).map_err(|problems| {
+        Failure::Config(format!(
+            "{problems}\n{} problem(s) in the configuration; nothing was run",
+            problems.0.len()
+        ))
+    })
+}
+
+fn check_config(path: &Path) -> Result<u8, Failure> {
+    let settings = load_settings(path)?;
+    let secret_problems = config::check_secrets(&settings);
+    print!("{}", config::summary(&settings));
+    if !secret_problems.is_empty() {
+        for p in &secret_problems {
+            eprintln!("{p}");
+        }
+        return Err(Failure::Config(format!(
+            "{} secret(s) cannot be read; the config is otherwise valid",
+            secret_problems.len()
+        )));
+    }
+    println!("\nconfig OK: {}", path.display());
+    Ok(0)
+}
+
+async fn open_store(settings: &Settings) -> Result<Store, Failure> {
+    Store::connect(&settings.database, &settings.state_dir)
+        .await
+        .context("opening the store")
+        .map_err(Failure::Step)
+}
+
+async fn ingest(settings: &Settings, clock: Clock, args: &IngestArgs) -> Result<u8, Failure> {
+    let store = open_store(settings).await?;
+    let request = IngestRequest {
+        source: args.source.clone(),
+        file: args.file.clone(),
+    };
+    let progress = TerminalProgress::new();
+    let report = pipeline::ingest(settings, &store, clock, &request, &progress).await;
+    store.close().await;
+    let report = report?;
+    match args.format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing the report")?
+        ),
+        OutputFormat::Table => print_report(&report),
+    }
+    Ok(if report.fetch_failed() { EXIT_FAILED } else { 0 })
+}
+
+/// Prints what an ingest run did, one line per file, then the totals.
+pub fn print_report(report: &IngestReport) {
+    for f in &report.files {
+        match f {
+            FileOutcome::Ingested {
+                source,
+                file,
+                counts,
+                ..
+            } => println!(
+                "ingested  {source:<22} {file}: {} rows, {} stored, {} quarantined",
+                counts.rows_read, counts.records, counts.quarantined
+            ),
+            FileOutcome::Rejected {
+                source,
+                file,
+                reason,
+                moved_to,
+                ..
+            } => {
+                println!("REJECTED  {source:<22} {file}: {reason}");
+                if let Some(p) = moved_to {
+                    println!("          the file is now {}", p.display());
+                }
+            }
+            FileOutcome::Duplicate { source, file } => {
+                println!("unchanged {source:<22} {file}: ingested before, nothing to do")
+            }
+            FileOutcome::NotModified { source } => {
+                println!("unchanged {source:<22} not modified since the last fetch")
+            }
+            FileOutcome::FetchFailed { source, error } => {
+                println!("FAILED    {source:<22} {error}")
+            }
+        }
+    }
+    let (files, records, quarantined, rejected) = report.totals();
+    println!(
+        "{files} file(s) ingested: {records} rows stored, {quarantined} quarantined; {rejected} file(s) rejected"
+    );
+}
+
+async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure> {
+    let store = open_store(settings).await?;
+    let stats = store.source_stats().await;
+    store.close().await;
+    let stats = stats?;
+    let sources: Vec<_> = settings
+        .sources
+        .iter()
+        .map(|s| {
+            let st = stats.iter().find(|x| x.name == s.name);
+            json!({
+                "name": s.name,
+                "kind": s.kind.as_str(),
+                "files_ingested": st.map_or(0, |x| x.files_ingested),
+                "files_rejected": st.map_or(0, |x| x.files_rejected),
+                "files_waiting": st.map_or(0, |x| x.files_waiting),
+                "rows": st.map_or(0, |x| x.rows),
+                "quarantined": st.map_or(0, |x| x.quarantined),
+                "last_success_at": st.and_then(|x| x.last_success_at),
+            })
+        })
+        .collect();
+    let jobs: Vec<_> = settings
+        .jobs
+        .iter()
+        .map(|j| {
+            json!({
+                "name": j.name,
+                "schedule": j.schedule,
+                "steps": j.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                "catch_up": j.catch_up,
+            })
+        })
+        .collect();
+    // The outbox arrives with the mail stage; until then nothing can be queued.
+    let doc = json!({ "sources": sources, "jobs": jobs, "outbox": { "queued": 0, "failed": 0 } });
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("writing status")?
+        ),
+        OutputFormat::Table => {
+            println!(
+                "{:<24} {:<11} {:>8} {:>8} {:>12} {:>11}  last success",
+                "source", "kind", "files", "rejected", "rows", "quarantined"
+            );
+            for s in &sources {
+                println!(
+                    "{:<24} {:<11} {:>8} {:>8} {:>12} {:>11}  {}",
+                    s["name"].as_str().unwrap_or_default(),
+                    s["kind"].as_str().unwrap_or_default(),
+                    s["files_ingested"],
+                    s["files_rejected"],
+                    s["rows"],
+                    s["quarantined"],
+                    s["last_success_at"].as_str().unwrap_or("never"),
+                );
+            }
+            println!("\njobs:");
+            for j in &settings.jobs {
+                let steps: Vec<_> = j.steps.iter().map(|s| s.as_str()).collect();
+                println!("  {:<20} {:<18} {}", j.name, j.schedule, steps.join(" → "));
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn demo(args: &DemoArgs, as_of: Option<chrono::NaiveDate>, clock: Clock) -> Result<u8, Failure> {
+    let as_of = as_of.unwrap_or_else(|| clock.today(chrono_tz::Europe::London));
+    println!(
+        "Generating a fictional borough of about {} families (seed {}) in {} …",
+        args.families,
+        args.seed,
+        args.dir.display()
+    );
+    let options = crate::demo::DemoOptions {
+        families: args.families,
+        seed: args.seed,
+        as_of,
+        out_dir: args.dir.clone(),
+    };
+    let summary = tokio::task::spawn_blocking(move || crate::demo::generate(&options))
+        .await
+        .context("the generator stopped unexpectedly")?
+        .with_context(|| format!("writing the demo borough into {}", args.dir.display()))?;
+    println!(
+        "  {} persons in {} families; {} files:",
+        summary.persons,
+        summary.families,
+        summary.files.len()
+    );
+    for f in &summary.files {
+        println!(
+            "    {:<22} {} ({} rows)",
+            f.source,
+            f.path.strip_prefix(&args.dir).unwrap_or(&f.path).display(),
+            f.rows
+        );
+    }
+    let config_path = args.dir.join("kinlink.toml");
+    let settings = load_settings(&config_path)?;
+    let store = open_store(&settings).await?;
+    println!("\nIngesting every source into {} …", settings.state_dir.display());
+    let progress = TerminalProgress::new();
+    let report = pipeline::ingest(&settings, &store, clock, &IngestRequest::default(), &progress).await;
+    let counts = store.table_counts().await;
+    store.close().await;
+    let report = report?;
+    print_report(&report);
+    let counts = counts?;
+    println!(
+        "\nStore: {} person mentions, {} attendance marks, {} people in DA notifications, {} housing notices, {} case members, {} quarantined rows",
+        counts.mentions,
+        counts.attendance_marks,
+        counts.da_persons,
+        counts.housing_notices,
+        counts.case_members,
+        counts.quarantined
+    );
+    println!(
+        "\nNext: `kinlink --config {} status` shows the sources.",
+        config_path.display()
+    );
+    info!(files = report.files.len(), "Demo finished");
+    Ok(if report.fetch_failed() { EXIT_FAILED } else { 0 })
+}
+
+/// A progress bar on a terminal; plain log lines every million rows otherwise.
+pub struct TerminalProgress {
+    bar: Option<ProgressBar>,
+    current: Mutex<Option<ProgressBar>>,
+    rows: AtomicU64,
+}
+
+impl TerminalProgress {
+    /// Chooses the bar or the log lines by whether stderr is a terminal.
+    pub fn new() -> TerminalProgress {
+        TerminalProgress {
+            bar: std::io::stderr().is_terminal().then(ProgressBar::hidden),
+            current: Mutex::new(None),
+            rows: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for TerminalProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn file_started(&self, source: &str, file_name: &str, _bytes: u64) {
+        self.rows.store(0, Ordering::Relaxed);
+        if self.bar.is_some() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}] {human_pos} rows ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(source.to_string());
+            bar.set_message(file_name.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            if let Ok(mut c) = self.current.lock() {
+                *c = Some(bar);
+            }
+        }
+    }
+
+    fn rows(&self, rows: u64) {
+        let before = self.rows.fetch_add(rows, Ordering::Relaxed);
+        if let Ok(c) = self.current.lock() {
+            if let Some(bar) = c.as_ref() {
+                bar.inc(rows);
+                return;
+            }
+        }
+        if (before + rows) / 1_000_000 > before / 1_000_000 {
+            info!(rows = before + rows, "Rows read");
+        }
+    }
+
+    fn file_done(&self) {
+        if let Ok(mut c) = self.current.lock() {
+            if let Some(bar) = c.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The command line of design.md, as clap types. Handlers live in `app`.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::telemetry::LogFormat;
+
+/// kinlink: links partner-agency feeds for Early Help and tells the one person who can act.
+#[derive(Debug, Parser)]
+#[command(name = "kinlink", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: $KINLINK_CONFIG, else config/kinlink.toml).
+    #[arg(long, global = true, env = "KINLINK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Treat this Europe/London date as today (tests, back-fills, re-runs).
+    #[arg(long, global = true, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<NaiveDate>,
+
+    /// Log lines as JSON objects instead of plain text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The log format asked for.
+    pub fn log_format(&self) -> LogFormat {
+        if self.log_json {
+            LogFormat::Json
+        } else {
+            LogFormat::Plain
+        }
+    }
+}
+
+/// Output format of listing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and jobs; list every problem with its line, then what would run.
+    CheckConfig,
+    /// Fetch new files (or the given one) and ingest them.
+    Ingest(IngestArgs),
+    /// Sources, jobs and the outbox at a glance.
+    Status {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Make a fictional borough's feeds and run every stage once on the embedded defaults.
+    Demo(DemoArgs),
+    /// Measure throughput (see README "Performance").
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only this file (with --source).
+    #[arg(long, requires = "source")]
+    pub file: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// About this many families.
+    #[arg(long, default_value_t = 5000)]
+    pub families: usize,
+    /// Random seed: the same seed makes the same borough.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where to write the borough (config, feeds, state).
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Attendance ingest: parse-only and parse+store, CSV and XLSX, SQLite and PostgreSQL.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Session marks in the CSV file.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub csv_rows: usize,
+    /// Session marks in the XLSX file (a sheet holds at most 1,048,575 data rows).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub xlsx_rows: usize,
+    /// PostgreSQL URL for the PostgreSQL figures (default: $KINLINK_BENCH_POSTGRES;
+    /// skipped when neither is set).
+    #[arg(long, env = "KINLINK_BENCH_POSTGRES")]
+    pub postgres: Option<String>,
+    /// Working folder (default: a temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Internal: run one phase in this process and print its figures as JSON.
+    #[arg(long, hide = true)]
+    pub phase: Option<String>,
+}

@@ -1,0 +1,528 @@
+//! One run of the ingest stage, instrumented: for each source, recover files a
+//! stopped run left half-done, fetch what is new (dir or HTTP), and store each file
+//! in one transaction — or reject it whole, with the reason, leaving the previous
+//! data in force.
+//!
+//! Invariants:
+//! - A file is stored all or nothing; the inbox copy is moved to `archive/` or
+//!   `rejected/` only after its outcome is committed, so a crash at any point is
+//!   repaired by the next run, which ingests the file exactly once (the ledger's
+//!   sha256 makes a second delivery a no-op).
+//! - A rejected file is reported, not a failed step; only the store failing (or a
+//!   source that cannot be fetched) fails the step.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tracing::{info, instrument, warn};
+
+use crate::clock::Clock;
+use crate::config::{Settings, SourceSettings, Transport};
+use crate::domain::{Record, RowProblem};
+use crate::feeds::{self, FeedError, FetchedFile, HttpOutcome, Origin, Settle, Validators};
+use crate::ingest::{self, FileRejection, RowReader};
+use crate::store::{FileCounts, NewFile, StoredValidators, Store};
+
+/// Rows handed from the parser thread to the store per batch.
+const BATCH_ROWS: usize = 4096;
+/// Batches parsed ahead of the store: parsing and writing overlap on two cores.
+const BATCHES_AHEAD: usize = 4;
+/// How many quarantined rows a rejection message quotes.
+const QUOTED_PROBLEMS: usize = 3;
+
+/// What to ingest.
+#[derive(Debug, Clone, Default)]
+pub struct IngestRequest {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this file (needs `source`).
+    pub file: Option<PathBuf>,
+}
+
+/// Receives progress as rows are stored, e.g. for a progress bar.
+pub trait Progress: Send + Sync {
+    /// A file is starting.
+    fn file_started(&self, source: &str, file_name: &str, bytes: u64);
+    /// `rows` more rows of the current file were read.
+    fn rows(&self, rows: u64);
+    /// The current file is done.
+    fn file_done(&self);
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn file_started(&self, _: &str, _: &str, _: u64) {}
+    fn rows(&self, _: u64) {}
+    fn file_done(&self) {}
+}
+
+/// What happened to one file (or one fetch).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum FileOutcome {
+    Ingested {
+        source: String,
+        file: String,
+        file_id: i64,
+        counts: FileCounts,
+    },
+    Rejected {
+        source: String,
+        file: String,
+        file_id: i64,
+        reason: String,
+        /// Where the delivered file now is (dir sources).
+        moved_to: Option<PathBuf>,
+    },
+    /// The same content was ingested before: nothing changed.
+    Duplicate { source: String, file: String },
+    /// The HTTP feed answered 304 Not Modified.
+    NotModified { source: String },
+    /// The source could not be fetched at all.
+    FetchFailed { source: String, error: String },
+}
+
+/// Everything one ingest run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestReport {
+    pub files: Vec<FileOutcome>,
+}
+
+impl IngestReport {
+    /// Whether any source could not be fetched (the step failed).
+    pub fn fetch_failed(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| matches!(f, FileOutcome::FetchFailed { .. }))
+    }
+
+    /// (files ingested, rows stored, rows quarantined, files rejected).
+    pub fn totals(&self) -> (usize, i64, i64, usize) {
+        let mut t = (0, 0, 0, 0);
+        for f in &self.files {
+            match f {
+                FileOutcome::Ingested { counts, .. } => {
+                    t.0 += 1;
+                    t.1 += counts.records;
+                    t.2 += counts.quarantined;
+                }
+                FileOutcome::Rejected { .. } => t.3 += 1,
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// The ingest stage: fetch and store every configured source (or the one asked for).
+#[instrument(skip_all, fields(stage = "ingest"))]
+pub async fn ingest(
+    settings: &Settings,
+    store: &Store,
+    clock: Clock,
+    request: &IngestRequest,
+    progress: &dyn Progress,
+) -> anyhow::Result<IngestReport> {
+    let sources: Vec<&SourceSettings> = match &request.source {
+        Some(name) => vec![settings.source(name).with_context(|| {
+            let names: Vec<_> = settings.sources.iter().map(|s| s.name.as_str()).collect();
+            format!("no source named {name:?} in the config (sources: {})", names.join(", "))
+        })?],
+        None => settings.sources.iter().collect(),
+    };
+    if request.file.is_some() && request.source.is_none() {
+        anyhow::bail!("--file needs --source to say which feed the file belongs to");
+    }
+    let mut report = IngestReport::default();
+    for source in sources {
+        let raw_dir = settings.state_dir.join("raw").join(&source.name);
+        std::fs::create_dir_all(&raw_dir)
+            .with_context(|| format!("cannot create {}", raw_dir.display()))?;
+        recover(store, source, clock, progress, &mut report).await?;
+        let fetched = match &request.file {
+            Some(file) => ingest_given_file(store, source, file, &raw_dir, clock, progress, &mut report).await,
+            None => match &source.transport {
+                Transport::Dir { path } => ingest_dir(store, source, path, &raw_dir, clock, progress, &mut report).await,
+                Transport::Http(_) => ingest_http(store, source, &raw_dir, clock, progress, &mut report).await,
+            },
+        };
+        if let Err(e) = fetched {
+            match e.downcast::<FeedError>() {
+                Ok(feed_error) => {
+                    warn!(source = %source.name, error = %feed_error, "Source could not be fetched");
+                    report.files.push(FileOutcome::FetchFailed {
+                        source: source.name.clone(),
+                        error: feed_error.to_string(),
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Ingests files an earlier run took into the state dir but did not finish.
+async fn recover(
+    store: &Store,
+    source: &SourceSettings,
+    clock: Clock,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> anyhow::Result<()> {
+    for waiting in store.waiting_files(&source.name).await? {
+        info!(source = %source.name, file_id = waiting.id, "Resuming a file an earlier run did not finish");
+        if !waiting.raw_path.exists() {
+            let reason = format!(
+                "the raw copy {} is missing from the state directory; deliver the file again",
+                waiting.raw_path.display()
+            );
+            store
+                .reject_file(waiting.id, &reason, FileCounts::default(), clock.now())
+                .await?;
+            report.files.push(FileOutcome::Rejected {
+                source: source.name.clone(),
+                file: waiting.original_name.clone(),
+                file_id: waiting.id,
+                reason,
+                moved_to: None,
+            });
+            continue;
+        }
+        if store.ingested_file(&source.name, &waiting.sha256).await?.is_some() {
+            store
+                .reject_file(waiting.id, "the same content was ingested already", FileCounts::default(), clock.now())
+                .await?;
+            continue;
+        }
+        let outcome = store_file(store, source, waiting.id, &waiting.original_name, &waiting.raw_path, clock, progress).await?;
+        report.files.push(outcome);
+    }
+    Ok(())
+}
+
+async fn ingest_dir(
+    store: &Store,
+    source: &SourceSettings,
+    inbox: &Path,
+    raw_dir: &Path,
+    clock: Clock,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> anyhow::Result<()> {
+    let pending = feeds::dir::pending(inbox)?;
+    for inbox_file in pending {
+        let fetched = feeds::dir::take(&source.name, &inbox_file, raw_dir)?;
+        let outcome = take_and_store(store, source, &fetched, clock, progress).await?;
+        let moved = settle_inbox(&inbox_file, &outcome)?;
+        report.files.push(with_moved_to(outcome, moved));
+    }
+    Ok(())
+}
+
+async fn ingest_given_file(
+    store: &Store,
+    source: &SourceSettings,
+    file: &Path,
+    raw_dir: &Path,
+    clock: Clock,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> anyhow::Result<()> {
+    let fetched = feeds::dir::take(&source.name, file, raw_dir)?;
+    let outcome = take_and_store(store, source, &fetched, clock, progress).await?;
+    // A file handed over from the source's own inbox is settled like any other;
+    // a file elsewhere belongs to whoever named it and is left where it is.
+    let in_inbox = match &source.transport {
+        Transport::Dir { path } => file.parent().is_some_and(|p| same_dir(p, path)),
+        Transport::Http(_) => false,
+    };
+    if in_inbox {
+        let moved = settle_inbox(file, &outcome)?;
+        report.files.push(with_moved_to(outcome, moved));
+    } else {
+        report.files.push(outcome);
+    }
+    Ok(())
+}
+
+async fn ingest_http(
+    store: &Store,
+    source: &SourceSettings,
+    raw_dir: &Path,
+    clock: Clock,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> anyhow::Result<()> {
+    let Transport::Http(http) = &source.transport else {
+        return Ok(());
+    };
+    let stored = store.http_validators(&source.name).await?;
+    let prior = Validators {
+        etag: stored.etag,
+        last_modified: stored.last_modified,
+    };
+    let client = feeds::http::client()?;
+    let policy = feeds::http::RetryPolicy::default();
+    match feeds::http::fetch(&client, source, http, &prior, raw_dir, &policy).await? {
+        HttpOutcome::NotModified => {
+            info!(source = %source.name, "Feed not modified since the last fetch");
+            report.files.push(FileOutcome::NotModified {
+                source: source.name.clone(),
+            });
+        }
+        HttpOutcome::Fetched(fetched) => {
+            let outcome = take_and_store(store, source, &fetched, clock, progress).await?;
+            if let Origin::Http { validators, .. } = &fetched.origin {
+                let v = StoredValidators {
+                    etag: validators.etag.clone(),
+                    last_modified: validators.last_modified.clone(),
+                };
+                store.set_http_validators(&source.name, &v, clock.now()).await?;
+            }
+            report.files.push(outcome);
+        }
+    }
+    Ok(())
+}
+
+/// Ledger, idempotency check, then store.
+async fn take_and_store(
+    store: &Store,
+    source: &SourceSettings,
+    fetched: &FetchedFile,
+    clock: Clock,
+    progress: &dyn Progress,
+) -> anyhow::Result<FileOutcome> {
+    if store.ingested_file(&source.name, &fetched.sha256).await?.is_some() {
+        info!(source = %source.name, sha256 = %fetched.sha256, "File ingested before; nothing to do");
+        return Ok(FileOutcome::Duplicate {
+            source: source.name.clone(),
+            file: fetched.original_name.clone(),
+        });
+    }
+    let origin = match &fetched.origin {
+        Origin::Dir { inbox_file } => format!("dir:{}", inbox_file.display()),
+        Origin::Http { url, .. } => url.clone(),
+    };
+    let file_id = store
+        .record_fetched(&NewFile {
+            source: &source.name,
+            kind: source.kind,
+            original_name: &fetched.original_name,
+            raw_path: &fetched.path,
+            origin: &origin,
+            sha256: &fetched.sha256,
+            size: fetched.size,
+            fetched_at: clock.now(),
+        })
+        .await?;
+    info!(source = %source.name, file_id, bytes = fetched.size, "Feed file taken");
+    store_file(store, source, file_id, &fetched.original_name, &fetched.path, clock, progress).await
+}
+
+/// Parses a raw file on a blocking thread and stores it in one transaction, or
+/// rejects it whole.
+#[instrument(skip_all, fields(source = %source.name, file_id))]
+pub async fn store_file(
+    store: &Store,
+    source: &SourceSettings,
+    file_id: i64,
+    file_name: &str,
+    raw_path: &Path,
+    clock: Clock,
+    progress: &dyn Progress,
+) -> anyhow::Result<FileOutcome> {
+    let size = std::fs::metadata(raw_path).map(|m| m.len()).unwrap_or(0);
+    progress.file_started(&source.name, file_name, size);
+    let result = parse_and_store(store, source, file_id, raw_path, clock, progress).await;
+    progress.file_done();
+    let (counts, rejection) = match result? {
+        Stored::Committed(counts) => {
+            info!(
+                rows = counts.rows_read,
+                records = counts.records,
+                quarantined = counts.quarantined,
+                "Feed file ingested"
+            );
+            return Ok(FileOutcome::Ingested {
+                source: source.name.clone(),
+                file: file_name.to_string(),
+                file_id,
+                counts,
+            });
+        }
+        Stored::Rejected(counts, reason) => (counts, reason),
+    };
+    warn!(rows = counts.rows_read, quarantined = counts.quarantined, "Feed file rejected");
+    store.reject_file(file_id, &rejection, counts, clock.now()).await?;
+    Ok(FileOutcome::Rejected {
+        source: source.name.clone(),
+        file: file_name.to_string(),
+        file_id,
+        reason: rejection,
+        moved_to: None,
+    })
+}
+
+enum Stored {
+    Committed(FileCounts),
+    Rejected(FileCounts, String),
+}
+
+type Batch = Result<Vec<Result<Record, RowProblem>>, FileRejection>;
+
+async fn parse_and_store(
+    store: &Store,
+    source: &SourceSettings,
+    file_id: i64,
+    raw_path: &Path,
+    clock: Clock,
+    progress: &dyn Progress,
+) -> anyhow::Result<Stored> {
+    let (tx_batches, mut rx_batches) = mpsc::channel::<Batch>(BATCHES_AHEAD);
+    let source_owned = source.clone();
+    let path = raw_path.to_path_buf();
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut reader: RowReader = match ingest::open(&source_owned, &path) {
+            Ok(r) => r,
+            Err(rejection) => {
+                let _ = tx_batches.blocking_send(Err(rejection));
+                return;
+            }
+        };
+        loop {
+            let batch = reader.next_batch(BATCH_ROWS);
+            let done = matches!(&batch, Ok(b) if b.is_empty()) || batch.is_err();
+            if tx_batches.blocking_send(batch).is_err() || done {
+                return;
+            }
+        }
+    });
+
+    let mut counts = FileCounts::default();
+    let mut quoted: Vec<RowProblem> = Vec::new();
+    let mut tx = None;
+    let mut rejection = None;
+    while let Some(batch) = rx_batches.recv().await {
+        let rows = match batch {
+            Ok(rows) if rows.is_empty() => break,
+            Ok(rows) => rows,
+            Err(r) => {
+                rejection = Some(r.to_string());
+                break;
+            }
+        };
+        let tx = match &mut tx {
+            Some(tx) => tx,
+            None => tx.insert(store.begin_file(file_id).await?),
+        };
+        counts.rows_read += rows.len() as i64;
+        progress.rows(rows.len() as u64);
+        let mut records = Vec::with_capacity(rows.len());
+        let mut problems = Vec::new();
+        for row in rows {
+            match row {
+                Ok(r) => records.push(r),
+                Err(p) => problems.push(p),
+            }
+        }
+        counts.records += records.len() as i64;
+        counts.quarantined += problems.len() as i64;
+        tx.add_records(&records).await?;
+        if !problems.is_empty() {
+            let room = QUOTED_PROBLEMS.saturating_sub(quoted.len());
+            quoted.extend(problems.iter().take(room).cloned());
+            tx.add_problems(&problems).await?;
+        }
+    }
+    drop(rx_batches);
+    parser.await.context("the parser thread stopped unexpectedly")?;
+
+    if rejection.is_none() && counts.rows_read > 0 {
+        let share = counts.quarantined as f64 / counts.rows_read as f64;
+        if share > source.max_bad_rows {
+            rejection = Some(too_many_bad_rows(source, counts, share, &quoted));
+        }
+    }
+    match (rejection, tx) {
+        (Some(reason), tx) => {
+            if let Some(tx) = tx {
+                tx.rollback().await?;
+            }
+            Ok(Stored::Rejected(counts, reason))
+        }
+        (None, Some(tx)) => {
+            tx.commit(counts, clock.now()).await?;
+            Ok(Stored::Committed(counts))
+        }
+        (None, None) => {
+            // A header-only file: a valid, empty delivery.
+            let tx = store.begin_file(file_id).await?;
+            tx.commit(counts, clock.now()).await?;
+            Ok(Stored::Committed(counts))
+        }
+    }
+}
+
+fn too_many_bad_rows(source: &SourceSettings, counts: FileCounts, share: f64, quoted: &[RowProblem]) -> String {
+    let mut msg = format!(
+        "{} of {} rows ({:.1}%) could not be used, more than max_bad_rows = {} of source {:?} allows; \
+         nothing from this file was stored. Fix the rows and deliver the file again",
+        counts.quarantined,
+        counts.rows_read,
+        share * 100.0,
+        source.max_bad_rows,
+        source.name
+    );
+    for p in quoted {
+        msg.push_str(&format!(
+            "\n  row {}{}: {}",
+            p.row,
+            p.column.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+            p.reason
+        ));
+    }
+    if counts.quarantined as usize > quoted.len() {
+        msg.push_str(&format!("\n  … and {} more", counts.quarantined as usize - quoted.len()));
+    }
+    msg
+}
+
+fn settle_inbox(inbox_file: &Path, outcome: &FileOutcome) -> anyhow::Result<Option<PathBuf>> {
+    let settle = match outcome {
+        FileOutcome::Rejected { reason, .. } => Settle::Rejected { reason },
+        FileOutcome::Ingested { .. } | FileOutcome::Duplicate { .. } => Settle::Archived,
+        FileOutcome::NotModified { .. } | FileOutcome::FetchFailed { .. } => return Ok(None),
+    };
+    Ok(Some(feeds::dir::settle(inbox_file, settle)?))
+}
+
+fn with_moved_to(outcome: FileOutcome, moved: Option<PathBuf>) -> FileOutcome {
+    match outcome {
+        FileOutcome::Rejected {
+            source,
+            file,
+            file_id,
+            reason,
+            ..
+        } => FileOutcome::Rejected {
+            source,
+            file,
+            file_id,
+            reason,
+            moved_to: moved,
+        },
+        other => other,
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,433 @@
+//! Storing one feed file: mentions, records and quarantined rows in batches inside
+//! one transaction, then the ledger flip to `ingested` in the same commit.
+//!
+//! Records replace earlier values for the same natural key (last ingested wins);
+//! within one batch the last row for a key wins before the statement is built,
+//! because PostgreSQL refuses to update one row twice in a single `INSERT`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::{Pool, Store, StoreError};
+use crate::domain::{PersonMention, Record, RowProblem};
+
+/// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's
+/// 65,535 bound parameters for the widest table.
+const MENTION_CHUNK: usize = 500;
+const RECORD_CHUNK: usize = 1000;
+
+/// What a file produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FileCounts {
+    /// Data rows read (records plus quarantined rows).
+    pub rows_read: i64,
+    /// Rows stored as records.
+    pub records: i64,
+    /// Rows quarantined.
+    pub quarantined: i64,
+}
+
+enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs one expression on the open transaction; `$t` is `&mut Transaction`.
+macro_rules! on_tx {
+    ($tx:expr, $t:ident => $body:expr) => {
+        match &mut $tx {
+            Tx::Sqlite($t) => $body,
+            #[cfg(feature = "postgres")]
+            Tx::Postgres($t) => $body,
+        }
+    };
+}
+
+/// The transaction in which one file is stored. Dropping it without
+/// [`FileTx::commit`] rolls everything back.
+pub struct FileTx {
+    tx: Tx,
+    file_id: i64,
+    source: String,
+    kind: String,
+    /// mention key → (id, values last written), so a pupil with 300 marks is
+    /// written once unless their details change within the file.
+    mentions: HashMap<String, (i64, PersonMention)>,
+}
+
+impl FileTx {
+    pub(super) async fn begin(store: &Store, file_id: i64) -> Result<FileTx, StoreError> {
+        let mut tx = match &store.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        };
+        let sql = "SELECT source, kind FROM feed_files WHERE id = $1";
+        let row: Option<(String, String)> = on_tx!(tx, t => sqlx::query_as(sql).bind(file_id).fetch_optional(&mut **t).await)?;
+        let (source, kind) = row.ok_or_else(|| StoreError::NotFound(format!("feed file {file_id}")))?;
+        Ok(FileTx {
+            source,
+            kind,
+            tx,
+            file_id,
+            mentions: HashMap::new(),
+        })
+    }
+
+    /// Stores a batch of records of this file's kind (and their mentions).
+    pub async fn add_records(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ids = self.upsert_mentions(records).await?;
+        let rows: Vec<(&Record, i64)> = records.iter().zip(ids).collect();
+        let rows = last_per_key(rows, |&(r, id)| natural_key(r, id));
+        for chunk in rows.chunks(RECORD_CHUNK) {
+            self.insert_records(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores quarantined rows.
+    pub async fn add_problems(&mut self, problems: &[RowProblem]) -> Result<(), StoreError> {
+        for chunk in problems.chunks(RECORD_CHUNK) {
+            let file_id = self.file_id;
+            on_tx!(self.tx, t => {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO quarantine (file_id, row_number, column_name, reason, raw) ",
+                );
+                qb.push_values(chunk, |mut b, p| {
+                    b.push_bind(file_id)
+                        .push_bind(i64::try_from(p.row).unwrap_or(i64::MAX))
+                        .push_bind(p.column.clone())
+                        .push_bind(p.reason.clone())
+                        .push_bind(p.raw.clone());
+                });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Marks the file ingested with its counts and commits everything.
+    pub async fn commit(mut self, counts: FileCounts, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = "UPDATE feed_files SET status = 'ingested', reason = NULL, rows_read = $2, records = $3, \
+                   quarantined = $4, finished_at = $5 WHERE id = $1";
+        let file_id = self.file_id;
+        on_tx!(self.tx, t => sqlx::query(sql)
+            .bind(file_id)
+            .bind(counts.rows_read)
+            .bind(counts.records)
+            .bind(counts.quarantined)
+            .bind(at)
+            .execute(&mut **t)
+            .await
+            .map(|_| ()))?;
+        match self.tx {
+            Tx::Sqlite(t) => t.commit().await?,
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Discards everything written in this transaction.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self.tx {
+            Tx::Sqlite(t) => t.rollback().await?,
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// Writes the mentions of `records` that are new or changed in this file and
+    /// returns the mention id of every record, in order.
+    async fn upsert_mentions(&mut self, records: &[Record]) -> Result<Vec<i64>, StoreError> {
+        let mut pending: Vec<&PersonMention> = Vec::new();
+        let mut pending_at: HashMap<&str, usize> = HashMap::new();
+        for r in records {
+            let m = r.mention();
+            let known = self
+                .mentions
+                .get(&m.mention_key)
+                .is_some_and(|(_, last)| last == m);
+            if known {
+                continue;
+            }
+            match pending_at.get(m.mention_key.as_str()) {
+                Some(&i) => pending[i] = m,
+                None => {
+                    pending_at.insert(&m.mention_key, pending.len());
+                    pending.push(m);
+                }
+            }
+        }
+        for chunk in pending.chunks(MENTION_CHUNK) {
+            let returned = self.write_mentions(chunk).await?;
+            for (id, key) in returned {
+                if let Some(m) = chunk.iter().find(|m| m.mention_key == key) {
+                    self.mentions.insert(key, (id, (*m).clone()));
+                }
+            }
+        }
+        records
+            .iter()
+            .map(|r| {
+                let key = &r.mention().mention_key;
+                self.mentions
+                    .get(key)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| StoreError::NotFound(format!("mention id for a row of file {}", self.file_id)))
+            })
+            .collect()
+    }
+
+    async fn write_mentions(&mut self, chunk: &[&PersonMention]) -> Result<Vec<(i64, String)>, StoreError> {
+        let (file_id, source, kind) = (self.file_id, self.source.clone(), self.kind.clone());
+        let rows = on_tx!(self.tx, t => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO mentions (source, kind, mention_key, role, forename, surname, dob, gender, \
+                 address_line1, postcode, postcode_valid, uprn, upn, upn_valid, nhs_number, nhs_valid, \
+                 school_urn, first_file_id, last_file_id) ",
+            );
+            qb.push_values(chunk, |mut b, m| {
+                b.push_bind(source.clone())
+                    .push_bind(kind.clone())
+                    .push_bind(m.mention_key.clone())
+                    .push_bind(m.role.clone())
+                    .push_bind(m.forename.clone())
+                    .push_bind(m.surname.clone())
+                    .push_bind(m.dob)
+                    .push_bind(m.gender.clone())
+                    .push_bind(m.address_line1.clone())
+                    .push_bind(m.postcode.as_ref().map(|p| p.as_str().to_string()))
+                    .push_bind(m.postcode.as_ref().map(|p| p.is_valid()))
+                    .push_bind(m.uprn.map(|u| u.get() as i64))
+                    .push_bind(m.upn.as_ref().map(|u| u.as_str().to_string()))
+                    .push_bind(m.upn.as_ref().map(|u| u.is_valid()))
+                    .push_bind(m.nhs_number.as_ref().map(|n| n.as_str().to_string()))
+                    .push_bind(m.nhs_number.as_ref().map(|n| n.is_valid()))
+                    .push_bind(m.school_urn.map(|u| i64::from(u.get())))
+                    .push_bind(file_id)
+                    .push_bind(file_id);
+            });
+            qb.push(
+                " ON CONFLICT (source, mention_key) DO UPDATE SET role = excluded.role, \
+                 forename = excluded.forename, surname = excluded.surname, dob = excluded.dob, \
+                 gender = excluded.gender, address_line1 = excluded.address_line1, \
+                 postcode = excluded.postcode, postcode_valid = excluded.postcode_valid, \
+                 uprn = excluded.uprn, upn = excluded.upn, upn_valid = excluded.upn_valid, \
+                 nhs_number = excluded.nhs_number, nhs_valid = excluded.nhs_valid, \
+                 school_urn = excluded.school_urn, last_file_id = excluded.last_file_id \
+                 RETURNING id, mention_key",
+            );
+            qb.build_query_as::<(i64, String)>().fetch_all(&mut **t).await
+        })?;
+        Ok(rows)
+    }
+
+    async fn insert_records(&mut self, rows: &[(&Record, i64)]) -> Result<(), StoreError> {
+        let Some((first, _)) = rows.first() else {
+            return Ok(());
+        };
+        let (file_id, source) = (self.file_id, self.source.clone());
+        match first {
+            Record::Attendance(_) => {
+                let marks: Vec<_> = rows
+                    .iter()
+                    .filter_map(|(r, id)| match r {
+                        Record::Attendance(a) => Some((a, *id)),
+                        _ => None,
+                    })
+                    .collect();
+                on_tx!(self.tx, t => {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO attendance_marks (mention_id, school_urn, date, session, mark, category, file_id) ",
+                    );
+                    qb.push_values(&marks, |mut b, (a, id)| {
+                        b.push_bind(*id)
+                            .push_bind(i64::from(a.school_urn.get()))
+                            .push_bind(a.date)
+                            .push_bind(a.session.as_str())
+                            .push_bind(a.mark.code())
+                            .push_bind(a.mark.category().as_str())
+                            .push_bind(file_id);
+                    });
+                    qb.push(
+                        " ON CONFLICT (mention_id, school_urn, date, session) DO UPDATE SET \
+                         mark = excluded.mark, category = excluded.category, file_id = excluded.file_id",
+                    );
+                    qb.build().execute(&mut **t).await.map(|_| ())
+                })?;
+            }
+            Record::PoliceDa(_) => {
+                let people: Vec<_> = rows
+                    .iter()
+                    .filter_map(|(r, id)| match r {
+                        Record::PoliceDa(d) => Some((d, *id)),
+                        _ => None,
+                    })
+                    .collect();
+                on_tx!(self.tx, t => {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO da_persons (source, notification_id, person_key, incident_at, role, mention_id, \
+                         address_line1, postcode, uprn, dash_risk, crime_ref, school_urn, file_id) ",
+                    );
+                    qb.push_values(&people, |mut b, (d, id)| {
+                        b.push_bind(source.clone())
+                            .push_bind(d.notification_id.clone())
+                            .push_bind(d.person_key.clone())
+                            .push_bind(d.incident_at)
+                            .push_bind(d.role.as_str())
+                            .push_bind(*id)
+                            .push_bind(d.address_line1.clone())
+                            .push_bind(d.postcode.as_str().to_string())
+                            .push_bind(d.uprn.map(|u| u.get() as i64))
+                            .push_bind(d.dash_risk.map(|r| r.as_str()))
+                            .push_bind(d.crime_ref.clone())
+                            .push_bind(d.school_urn.map(|u| i64::from(u.get())))
+                            .push_bind(file_id);
+                    });
+                    qb.push(
+                        " ON CONFLICT (source, notification_id, person_key) DO UPDATE SET \
+                         incident_at = excluded.incident_at, role = excluded.role, mention_id = excluded.mention_id, \
+                         address_line1 = excluded.address_line1, postcode = excluded.postcode, uprn = excluded.uprn, \
+                         dash_risk = excluded.dash_risk, crime_ref = excluded.crime_ref, \
+                         school_urn = excluded.school_urn, file_id = excluded.file_id",
+                    );
+                    qb.build().execute(&mut **t).await.map(|_| ())
+                })?;
+            }
+            Record::Housing(_) => {
+                let notices: Vec<_> = rows
+                    .iter()
+                    .filter_map(|(r, id)| match r {
+                        Record::Housing(h) => Some((h, *id)),
+                        _ => None,
+                    })
+                    .collect();
+                on_tx!(self.tx, t => {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO housing_notices (source, notice_id, notice_type, served_on, possession_date, \
+                         tenure, address_line1, postcode, uprn, children_in_household, mention_id, file_id) ",
+                    );
+                    qb.push_values(&notices, |mut b, (h, id)| {
+                        b.push_bind(source.clone())
+                            .push_bind(h.notice_id.clone())
+                            .push_bind(h.notice_type.as_str())
+                            .push_bind(h.served_on)
+                            .push_bind(h.possession_date)
+                            .push_bind(h.tenure.map(|t| t.as_str()))
+                            .push_bind(h.address_line1.clone())
+                            .push_bind(h.postcode.as_str().to_string())
+                            .push_bind(h.uprn.map(|u| u.get() as i64))
+                            .push_bind(h.children_in_household.map(i64::from))
+                            .push_bind(*id)
+                            .push_bind(file_id);
+                    });
+                    qb.push(
+                        " ON CONFLICT (source, notice_id) DO UPDATE SET notice_type = excluded.notice_type, \
+                         served_on = excluded.served_on, possession_date = excluded.possession_date, \
+                         tenure = excluded.tenure, address_line1 = excluded.address_line1, \
+                         postcode = excluded.postcode, uprn = excluded.uprn, \
+                         children_in_household = excluded.children_in_household, \
+                         mention_id = excluded.mention_id, file_id = excluded.file_id",
+                    );
+                    qb.build().execute(&mut **t).await.map(|_| ())
+                })?;
+            }
+            Record::Assessment(_) => {
+                let members: Vec<_> = rows
+                    .iter()
+                    .filter_map(|(r, id)| match r {
+                        Record::Assessment(c) => Some((c, *id)),
+                        _ => None,
+                    })
+                    .collect();
+                on_tx!(self.tx, t => {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO case_members (source, case_id, person_id, family_id, role, mention_id, \
+                         referral_date, opened_on, closed_on, closure_reason, level, locality, lead_professional, file_id) ",
+                    );
+                    qb.push_values(&members, |mut b, (c, id)| {
+                        b.push_bind(source.clone())
+                            .push_bind(c.case_id.clone())
+                            .push_bind(c.person_id.clone())
+                            .push_bind(c.family_id.clone())
+                            .push_bind(c.role.as_str())
+                            .push_bind(*id)
+                            .push_bind(c.referral_date)
+                            .push_bind(c.opened_on)
+                            .push_bind(c.closed_on)
+                            .push_bind(c.closure_reason.map(|r| r.as_str()))
+                            .push_bind(c.level.map(|l| l.as_str()))
+                            .push_bind(c.locality.clone())
+                            .push_bind(c.lead_professional.clone())
+                            .push_bind(file_id);
+                    });
+                    qb.push(
+                        " ON CONFLICT (source, case_id, person_id) DO UPDATE SET family_id = excluded.family_id, \
+                         role = excluded.role, mention_id = excluded.mention_id, referral_date = excluded.referral_date, \
+                         opened_on = excluded.opened_on, closed_on = excluded.closed_on, \
+                         closure_reason = excluded.closure_reason, level = excluded.level, \
+                         locality = excluded.locality, lead_professional = excluded.lead_professional, \
+                         file_id = excluded.file_id",
+                    );
+                    qb.build().execute(&mut **t).await.map(|_| ())
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The natural key of a record within its source (feeds.md).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum NaturalKey<'a> {
+    /// (mention, school, date, session): no allocation on the hot path.
+    Mark(i64, u32, chrono::NaiveDate, crate::domain::Session),
+    Pair(&'a str, &'a str),
+    One(&'a str),
+}
+
+fn natural_key(r: &Record, mention_id: i64) -> NaturalKey<'_> {
+    match r {
+        Record::Attendance(a) => NaturalKey::Mark(mention_id, a.school_urn.get(), a.date, a.session),
+        Record::PoliceDa(d) => NaturalKey::Pair(&d.notification_id, &d.person_key),
+        Record::Housing(h) => NaturalKey::One(&h.notice_id),
+        Record::Assessment(c) => NaturalKey::Pair(&c.case_id, &c.person_id),
+    }
+}
+
+/// Keeps the last item for each key, in the order of those last items.
+fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut last: HashMap<K, usize> = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        last.insert(key(item), i);
+    }
+    if last.len() == items.len() {
+        return items;
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, item)| last.get(&key(item)) == Some(i))
+        .map(|(_, item)| item)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_per_key;
+
+    #[test]
+    fn last_row_for_a_key_wins() {
+        let rows = vec![("a", 1), ("b", 2), ("a", 3)];
+        let kept = last_per_key(rows, |(k, _)| k.to_string());
+        assert_eq!(kept, vec![("b", 2), ("a", 3)]);
+    }
+}
