@@ -9,3 +9,5 @@
 pub mod config;
 pub mod domain;
 pub mod jobs;
+
+pub mod feeds;
