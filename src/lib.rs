@@ -6,8 +6,10 @@
 //! `store` (SQL) → `pipeline` (one run) → `demo` (a fictional borough) → `cli`.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod feeds;
 pub mod jobs;
 pub mod store;
-pub mod clock;
+pub mod telemetry;
