@@ -5,6 +5,7 @@
 mod load;
 pub(crate) mod walk;
 
+pub(crate) use load::is_name;
 pub use load::{check_schedule, load_dir, load_file, load_job_str};
 
 use std::fmt;

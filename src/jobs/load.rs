@@ -148,7 +148,11 @@ fn parse_job(text: &str, path: &Path) -> (Option<JobSpec>, usize, Vec<Problem>) 
         None
     };
 
-    let steps = if root.require(&mut sink, "steps", "the steps to run in order, e.g. [\"ingest\", \"link\"]") {
+    let steps = if root.require(
+        &mut sink,
+        "steps",
+        "the steps to run in order, e.g. [\"ingest\", \"link\"]",
+    ) {
         root.strings(&mut sink, "steps").and_then(|names| {
             if names.is_empty() {
                 sink.push(
@@ -172,10 +176,8 @@ fn parse_job(text: &str, path: &Path) -> (Option<JobSpec>, usize, Vec<Problem>) 
                     }
                     Ok(step) => steps.push(step),
                     Err(message) => {
-                        let suggestion = super::walk::closest(
-                            name.trim(),
-                            Step::ALL.iter().map(|s| s.as_str()),
-                        );
+                        let suggestion =
+                            super::walk::closest(name.trim(), Step::ALL.iter().map(|s| s.as_str()));
                         sink.push(
                             line,
                             message,
@@ -194,9 +196,7 @@ fn parse_job(text: &str, path: &Path) -> (Option<JobSpec>, usize, Vec<Problem>) 
         None
     };
 
-    let catch_up = root
-        .boolean(&mut sink, "catch_up")
-        .map_or(false, |(b, _)| b);
+    let catch_up = root.boolean(&mut sink, "catch_up").is_some_and(|(b, _)| b);
 
     let job = match (name, schedule, steps) {
         (Some(name), Some(schedule), Some(steps)) if sink.problems.is_empty() => Some(JobSpec {
@@ -222,8 +222,7 @@ fn step_names() -> String {
 /// Letters, digits, `-` and `_`: safe in file names, log fields and the command line.
 pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -345,10 +344,7 @@ fn check_field(text: &str, field: &Field) -> Result<(), String> {
 fn value(text: &str, field: &Field) -> Result<u32, String> {
     if let Ok(n) = text.parse::<u32>() {
         if n < field.min || n > field.max {
-            return Err(format!(
-                "{n} is out of range ({}-{})",
-                field.min, field.max
-            ));
+            return Err(format!("{n} is out of range ({}-{})", field.min, field.max));
         }
         return Ok(n);
     }
@@ -425,8 +421,14 @@ mod tests {
         assert_eq!(problems[0].line, 5);
         assert_eq!(problems[0].file, Path::new("jobs/x.toml"));
         assert!(problems[0].message.contains("evalute"));
-        assert!(problems[0].message.contains("ingest, link, evaluate, send, purge"));
-        assert!(problems[0].fix.contains("\"evaluate\""), "{}", problems[0].fix);
+        assert!(problems[0]
+            .message
+            .contains("ingest, link, evaluate, send, purge"));
+        assert!(
+            problems[0].fix.contains("\"evaluate\""),
+            "{}",
+            problems[0].fix
+        );
     }
 
     #[test]

@@ -37,15 +37,12 @@ impl Sink {
         }
     }
 
-    /// The file the problems are about.
-    pub(crate) fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// The 1-based line of a span's start; 0 when there is no span.
     pub(crate) fn line(&self, span: Option<Range<usize>>) -> usize {
         match span {
-            Some(span) => self.line_starts.partition_point(|&start| start <= span.start),
+            Some(span) => self
+                .line_starts
+                .partition_point(|&start| start <= span.start),
             None => 0,
         }
     }
@@ -137,10 +134,13 @@ impl<'d> Section<'d> {
                 let stem = if known.contains(&env_form.as_str()) {
                     entry.key.clone()
                 } else {
-                    closest(&env_form, known.iter().copied().filter(|k| k.ends_with("_env")))
-                        .and_then(|k| k.strip_suffix("_env"))
-                        .unwrap_or(&entry.key)
-                        .to_string()
+                    closest(
+                        &env_form,
+                        known.iter().copied().filter(|k| k.ends_with("_env")),
+                    )
+                    .and_then(|k| k.strip_suffix("_env"))
+                    .unwrap_or(&entry.key)
+                    .to_string()
                 };
                 sink.push(
                     entry.line,
@@ -158,7 +158,10 @@ impl<'d> Section<'d> {
             }
             let list = known.join(", ");
             let fix = match closest(&entry.key, known.iter().copied()) {
-                Some(best) => format!("did you mean `{best}`? the keys of {} are: {list}", self.label),
+                Some(best) => format!(
+                    "did you mean `{best}`? the keys of {} are: {list}",
+                    self.label
+                ),
                 None => format!("remove it; the keys of {} are: {list}", self.label),
             };
             sink.push(
@@ -204,6 +207,58 @@ impl<'d> Section<'d> {
             ),
             format!("write it as `{} = {example}`", entry.key),
         );
+    }
+
+    /// A nested table (standard `[a.b]` or inline `{ ... }`), labelled `label`.
+    pub(crate) fn table(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        label: impl Into<String>,
+        example: &str,
+    ) -> Option<Section<'d>> {
+        let entry = self.get(key)?;
+        match entry.item.as_table_like() {
+            Some(table) => Some(Section::new(label, table, entry.line, sink)),
+            None => {
+                self.wrong_type(sink, entry, "a table", example);
+                None
+            }
+        }
+    }
+
+    /// The tables of an array of tables (`[[key]]`), each with its header line.
+    pub(crate) fn array_of_tables(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+    ) -> Vec<(&'d toml_edit::Table, usize)> {
+        let Some(entry) = self.get(key) else {
+            return Vec::new();
+        };
+        match entry.item {
+            Item::ArrayOfTables(array) => array
+                .iter()
+                .map(|table| {
+                    let line = match sink.line(table.span()) {
+                        0 => entry.line,
+                        n => n,
+                    };
+                    (table, line)
+                })
+                .collect(),
+            other => {
+                sink.push(
+                    entry.line,
+                    format!(
+                        "`{key}` must be a list of [[{key}]] tables, not {}",
+                        describe(other)
+                    ),
+                    format!("write each one as its own [[{key}]] table"),
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// A string value (`None` when absent or of another type, which is reported).
@@ -347,14 +402,19 @@ fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     !k.ends_with("_env")
         && !k.ends_with("_file")
-        && ["password", "passwd", "secret", "token", "bearer", "api_key", "apikey"]
-            .iter()
-            .any(|s| k.contains(s))
+        && [
+            "password", "passwd", "secret", "token", "bearer", "api_key", "apikey",
+        ]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a
 /// plausible typo (at most a third of the word, and at least 2 edits allowed).
-pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .map(|c| (edit_distance(word, c), c))
@@ -396,7 +456,10 @@ mod tests {
     #[test]
     fn closest_suggests_only_plausible_typos() {
         let keys = ["smtp_host", "smtp_port", "from"];
-        assert_eq!(closest("smtp_hots", keys.iter().copied()), Some("smtp_host"));
+        assert_eq!(
+            closest("smtp_hots", keys.iter().copied()),
+            Some("smtp_host")
+        );
         assert_eq!(closest("frm", keys.iter().copied()), Some("from"));
         assert_eq!(closest("completely_else", keys.iter().copied()), None);
     }
