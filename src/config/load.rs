@@ -1692,10 +1692,10 @@ pub fn summary(settings: &Settings) -> String {
                 .and_then(|t| t.get("enabled"))
                 .and_then(Item::as_bool)
                 .unwrap_or(true);
-            match (enabled, table.is_some()) {
-                (false, _) => format!("{name} (off)"),
-                (true, true) => format!("{name} (tuned)"),
-                (true, false) => name.to_string(),
+            if enabled {
+                name.to_string()
+            } else {
+                format!("{name} (off)")
             }
         })
         .collect();
@@ -1721,7 +1721,7 @@ pub fn summary(settings: &Settings) -> String {
         (
             "linkage",
             format!(
-                "auto_link {} / review {}",
+                "auto_link {:.2} / review {:.2}",
                 settings.linkage.auto_link, settings.linkage.review
             ),
         ),
