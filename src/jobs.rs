@@ -3,8 +3,10 @@
 //! whether a missed run is caught up on start.
 
 mod load;
+pub(crate) mod walk;
 
-pub use load::{load_dir, load_file};
+pub(crate) use load::is_name;
+pub use load::{check_schedule, load_dir, load_file, load_job_str};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,19 +1,2563 @@
-//! Placeholder: the loader is being written (see the config helper's branch).
-use std::path::Path;
+//! Reads the config file of config.md into [`Settings`], then the jobs folder it
+//! names, and reports every problem of both at once: file, line, what is wrong and
+//! what would fix it. Unknown keys are errors, because a typo must not silently
+//! switch a safeguard off. Secrets are only ever named (`*_env`, `*_file`); they are
+//! read by [`check_secrets`] and by the code that uses them, never by [`load`].
 
-use super::Settings;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Item, Value};
+
+use super::{
+    redact_url, DatabaseUrl, DetailLevel, HttpAuth, HttpListen, HttpTransport, LinkageSettings,
+    Locality, MailSettings, MailTransport, School, SecretError, SecretRef, Settings, SmtpSettings,
+    SmtpTls, SourceSettings, TextEncoding, Transport,
+};
 pub use crate::domain::Problem;
+use crate::domain::{FeedKind, Format, Urn};
+use crate::jobs;
+use crate::jobs::walk::{closest, Section, Sink};
 
-/// Every problem found, in file order.
-#[derive(Debug, Default)]
+/// Every problem found, sorted by file then line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Problems(pub Vec<Problem>);
 
-/// Loads and checks a config file and its jobs folder.
-pub fn load(_path: &Path) -> Result<Settings, Problems> {
-    Err(Problems::default())
+impl Problems {
+    /// How many problems there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Problem> {
+        self.0.iter()
+    }
 }
 
-/// Loads config text as if read from `path`.
-pub fn load_str(_text: &str, _path: &Path) -> Result<Settings, Problems> {
-    Err(Problems::default())
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+impl From<Vec<Problem>> for Problems {
+    fn from(mut problems: Vec<Problem>) -> Problems {
+        sort(&mut problems);
+        Problems(problems)
+    }
+}
+
+/// Sorts by file then line; problems on one line keep the order they were found in.
+fn sort(problems: &mut [Problem]) {
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+}
+
+const TOP_KEYS: &[&str] = &[
+    "state_dir",
+    "database_url",
+    "database_url_env",
+    "jobs_dir",
+    "timezone",
+    "mail",
+    "http",
+    "source",
+    "locality",
+    "school",
+    "rules",
+    "linkage",
+];
+
+const MAIL_KEYS: &[&str] = &[
+    "transport",
+    "from",
+    "file_dir",
+    "smtp_host",
+    "smtp_port",
+    "smtp_tls",
+    "smtp_user_env",
+    "smtp_user_file",
+    "smtp_password_env",
+    "smtp_password_file",
+    "detail",
+    "admin",
+];
+
+const SOURCE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "format",
+    "transport",
+    "max_bad_rows",
+    "sheet",
+    "delimiter",
+    "encoding",
+    "records_path",
+    "next_path",
+    "stale_after_hours",
+    "columns",
+];
+
+/// Keys of an http transport besides `type`; none of them belongs on a dir one.
+const HTTP_TRANSPORT_KEYS: &[&str] = &[
+    "url",
+    "bearer_env",
+    "bearer_file",
+    "basic_user_env",
+    "basic_user_file",
+    "basic_password_env",
+    "basic_password_file",
+    "connect_timeout_secs",
+    "timeout_secs",
+    "retries",
+    "backoff_ms",
+    "max_body_bytes",
+];
+
+const LOCALITY_KEYS: &[&str] = &["name", "postcodes", "dv_champions", "champions", "managers"];
+const SCHOOL_KEYS: &[&str] = &["urn", "name", "locality", "ewos"];
+const LINKAGE_KEYS: &[&str] = &["auto_link", "review"];
+
+/// What a rule key holds.
+#[derive(Clone, Copy)]
+enum RuleValue {
+    Flag,
+    /// A positive whole number of days.
+    Days,
+    /// 0.0 to 1.0.
+    Fraction,
+    /// A whole number in this range.
+    Count(i64, i64),
+}
+
+/// Keys every rule has.
+const RULE_COMMON: &[(&str, RuleValue)] = &[
+    ("enabled", RuleValue::Flag),
+    ("lookback_days", RuleValue::Days),
+];
+
+/// The shipped rules and their own keys (config.md; defaults in domain.md §9).
+const RULES: &[(&str, &[(&str, RuleValue)])] = &[
+    (
+        "da_notification",
+        &[("repeat_within_days", RuleValue::Days)],
+    ),
+    (
+        "attendance_drop",
+        &[
+            ("window_school_days", RuleValue::Days),
+            ("baseline_school_days", RuleValue::Days),
+            ("below", RuleValue::Fraction),
+            ("drop", RuleValue::Fraction),
+            ("severe_below", RuleValue::Fraction),
+            ("min_possible_sessions", RuleValue::Count(1, 10_000)),
+        ],
+    ),
+    ("eviction_risk", &[]),
+    (
+        "closed_too_early",
+        &[
+            ("within_days", RuleValue::Days),
+            ("urgent_within_days", RuleValue::Days),
+        ],
+    ),
+    (
+        "emerging_risk",
+        &[
+            ("window_days", RuleValue::Days),
+            // four signal kinds: attendance, police_da, housing, referral
+            ("min_signal_kinds", RuleValue::Count(1, 4)),
+        ],
+    ),
+];
+
+/// The longest span of days a rule key may hold: beyond ten years it is a typo.
+const MAX_DAYS: i64 = 3660;
+
+/// The canonical columns of each feed kind (feeds.md).
+pub fn canonical_columns(kind: FeedKind) -> &'static [&'static str] {
+    match kind {
+        FeedKind::Attendance => &[
+            "school_urn",
+            "upn",
+            "forename",
+            "surname",
+            "dob",
+            "gender",
+            "address_line1",
+            "postcode",
+            "date",
+            "session",
+            "mark",
+        ],
+        FeedKind::PoliceDa => &[
+            "notification_id",
+            "incident_at",
+            "role",
+            "forename",
+            "surname",
+            "dob",
+            "gender",
+            "address_line1",
+            "postcode",
+            "uprn",
+            "dash_risk",
+            "crime_ref",
+            "school_urn",
+            "person_ref",
+        ],
+        FeedKind::Housing => &[
+            "notice_id",
+            "notice_type",
+            "served_on",
+            "possession_date",
+            "tenure",
+            "address_line1",
+            "postcode",
+            "uprn",
+            "tenant_forename",
+            "tenant_surname",
+            "tenant_dob",
+            "children_in_household",
+        ],
+        FeedKind::Assessment => &[
+            "case_id",
+            "family_id",
+            "person_id",
+            "role",
+            "forename",
+            "surname",
+            "dob",
+            "gender",
+            "upn",
+            "nhs_number",
+            "address_line1",
+            "postcode",
+            "uprn",
+            "referral_date",
+            "opened_on",
+            "closed_on",
+            "closure_reason",
+            "level",
+            "locality",
+            "lead_professional",
+        ],
+    }
+}
+
+/// Loads and checks a config file and its jobs folder.
+pub fn load(path: &Path) -> Result<Settings, Problems> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, path),
+        Err(e) => Err(Problems(vec![Problem {
+            file: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read the config file: {e}"),
+            fix: "check the path given with --config or KINLINK_CONFIG".into(),
+        }])),
+    }
+}
+
+/// Loads config text as if read from `path` (used for messages and to resolve
+/// relative paths), then the jobs folder it names.
+pub fn load_str(text: &str, path: &Path) -> Result<Settings, Problems> {
+    load_with_env(text, path, &|name| std::env::var(name).ok())
+}
+
+/// The process environment as the loader sees it. Tests pass their own, because
+/// environment variables are process-wide and tests run in parallel.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// State shared while one file is checked.
+struct Cx<'e> {
+    sink: Sink,
+    /// The config file's folder: relative paths resolve against it.
+    base: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY`: relative `*_file` secrets resolve inside it.
+    credentials: Option<PathBuf>,
+    env: Env<'e>,
+}
+
+impl Cx<'_> {
+    /// A path from the file: absolute as written, relative against the config folder.
+    fn path(&self, text: &str) -> PathBuf {
+        let p = Path::new(text.trim());
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+}
+
+fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Problems> {
+    let mut sink = Sink::new(path, text);
+    let doc = match toml_edit::Document::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let line = sink.line(e.span());
+            sink.push(
+                line,
+                format!("not valid TOML: {}", e.message().trim_end_matches('.')),
+                "correct the TOML syntax on this line",
+            );
+            return Err(sink.problems.into());
+        }
+    };
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+    let credentials = env("CREDENTIALS_DIRECTORY")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let mut cx = Cx {
+        sink,
+        base,
+        credentials,
+        env,
+    };
+
+    let root = Section::new("the top level", doc.as_table(), 1, &cx.sink);
+    root.check_keys(&mut cx.sink, TOP_KEYS);
+
+    // Without `state_dir`, state lives in a `state` folder beside the config file:
+    // enough for `demo` and a first try; a service sets its StateDirectory here.
+    let state_dir = match non_empty_string(&mut cx, &root, "state_dir") {
+        Some((s, _)) => cx.path(&s),
+        None => cx.base.join("state"),
+    };
+    let database = database(&mut cx, &root, &state_dir);
+    let jobs_dir = match non_empty_string(&mut cx, &root, "jobs_dir") {
+        Some((s, _)) => Some(cx.path(&s)),
+        None if root.has("jobs_dir") => None,
+        None => Some(cx.base.join("jobs")),
+    };
+    let timezone = match root.string(&mut cx.sink, "timezone") {
+        Some((name, line)) => match name.trim().parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                cx.sink.push(
+                    line,
+                    format!("unknown timezone {name:?}"),
+                    "use an IANA timezone name such as \"Europe/London\"",
+                );
+                chrono_tz::Europe::London
+            }
+        },
+        None => chrono_tz::Europe::London,
+    };
+    let mail = mail(&mut cx, &root, &state_dir);
+    let http = http(&mut cx, &root);
+    let sources = sources(&mut cx, &root);
+    let localities = localities(&mut cx, &root);
+    let schools = schools(&mut cx, &root, &localities);
+    let rules = rules(&mut cx, &root);
+    let linkage = linkage(&mut cx, &root);
+
+    let mut problems = cx.sink.problems;
+    let mut job_specs = Vec::new();
+    if let Some(jobs_dir) = &jobs_dir {
+        if jobs_dir.is_dir() {
+            let (specs, job_problems) = jobs::load_dir(jobs_dir);
+            job_specs = specs;
+            problems.extend(job_problems);
+        } else {
+            let (line, how) = if root.has("jobs_dir") {
+                (root.line_of("jobs_dir"), "named by `jobs_dir`")
+            } else {
+                (0, "the default: `jobs` beside the config file")
+            };
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                line,
+                message: format!(
+                    "the jobs folder {} ({how}) does not exist",
+                    jobs_dir.display()
+                ),
+                fix: "create it with one TOML file per job, or set `jobs_dir` to the folder that holds the job files".into(),
+            });
+        }
+    }
+
+    if !problems.is_empty() {
+        // The config file first, then the job files; each by line.
+        problems.sort_by(|a, b| {
+            (a.file != path, &a.file, a.line).cmp(&(b.file != path, &b.file, b.line))
+        });
+        return Err(Problems(problems));
+    }
+    Ok(Settings {
+        config_path: path.to_path_buf(),
+        state_dir,
+        database,
+        jobs_dir: jobs_dir.unwrap_or_default(),
+        timezone,
+        mail,
+        http,
+        sources,
+        localities,
+        schools,
+        rules,
+        linkage,
+        jobs: job_specs,
+    })
+}
+
+/// A string that must not be blank.
+fn non_empty_string(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str) -> Option<(String, usize)> {
+    let (s, line) = sec.string(&mut cx.sink, key)?;
+    if s.trim().is_empty() {
+        cx.sink.push(
+            line,
+            format!("`{key}` in {} is empty", sec.label),
+            format!("give `{key}` a value, or remove the line to use the default"),
+        );
+        return None;
+    }
+    Some((s.trim().to_string(), line))
+}
+
+/// A string that must be one of `choices` (case-insensitive); returns the index.
+fn choice(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str, choices: &[&str]) -> Option<usize> {
+    let (s, line) = sec.string(&mut cx.sink, key)?;
+    let t = s.trim();
+    if let Some(i) = choices.iter().position(|c| c.eq_ignore_ascii_case(t)) {
+        return Some(i);
+    }
+    let list = choices
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fix = match closest(t, choices.iter().copied()) {
+        Some(best) => format!("did you mean \"{best}\"? `{key}` is one of: {list}"),
+        None => format!("`{key}` is one of: {list}"),
+    };
+    cx.sink
+        .push(line, format!("`{key}` in {} is {s:?}", sec.label), fix);
+    None
+}
+
+fn database(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> DatabaseUrl {
+    let default = || DatabaseUrl::Sqlite(state_dir.join("kinlink.db"));
+    if root.has("database_url") && root.has("database_url_env") {
+        cx.sink.push(
+            root.line_of("database_url_env"),
+            "both `database_url` and `database_url_env` are set",
+            "keep one: `database_url` for SQLite or a password-less URL, `database_url_env` for a URL with a password",
+        );
+        return default();
+    }
+    if let Some((url, line)) = non_empty_string(cx, root, "database_url") {
+        return match parse_database_url(&url, state_dir, false) {
+            Ok(db) => db,
+            Err((message, fix)) => {
+                cx.sink.push(line, message, fix);
+                default()
+            }
+        };
+    }
+    if let Some((name, line)) = non_empty_string(cx, root, "database_url_env") {
+        if !is_env_name(&name) {
+            cx.sink.push(
+                line,
+                format!("`database_url_env` is {name:?}, not an environment variable name"),
+                "name the variable, e.g. database_url_env = \"KINLINK_DATABASE_URL\"",
+            );
+            return default();
+        }
+        // Read now: the store needs a typed URL, and the daemon cannot start
+        // without it anyway.
+        return match (cx.env)(&name) {
+            Some(url) => match parse_database_url(&url, state_dir, true) {
+                Ok(db) => db,
+                Err((message, fix)) => {
+                    cx.sink
+                        .push(line, format!("environment variable {name}: {message}"), fix);
+                    default()
+                }
+            },
+            None => {
+                cx.sink.push(
+                    line,
+                    format!("environment variable {name} (named by `database_url_env`) is not set"),
+                    format!("set {name} to the database URL in the service's environment (systemd Environment= or EnvironmentFile=)"),
+                );
+                default()
+            }
+        };
+    }
+    default()
+}
+
+/// Parses a database URL. The message never contains a password.
+fn parse_database_url(
+    url: &str,
+    state_dir: &Path,
+    password_allowed: bool,
+) -> Result<DatabaseUrl, (String, String)> {
+    let url = url.trim();
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        if rest.is_empty() {
+            return Err((
+                "the SQLite URL names no file".into(),
+                "write database_url = \"sqlite://kinlink.db\" (a file inside state_dir) or \"sqlite:///absolute/path.db\"".into(),
+            ));
+        }
+        if rest.contains('?') {
+            return Err((
+                format!("SQLite URL {url:?} has query options"),
+                "remove `?...`: kinlink opens SQLite in WAL mode and creates the file when it is missing".into(),
+            ));
+        }
+        if rest == ":memory:" {
+            return Err((
+                "an in-memory SQLite database forgets everything at exit".into(),
+                "use a file: database_url = \"sqlite://kinlink.db\"".into(),
+            ));
+        }
+        let p = Path::new(rest);
+        return Ok(DatabaseUrl::Sqlite(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            state_dir.join(p)
+        }));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if !cfg!(feature = "postgres") {
+            return Err((
+                "this build of kinlink has no PostgreSQL support".into(),
+                "build with the `postgres` feature (on by default), or use database_url = \"sqlite://kinlink.db\"".into(),
+            ));
+        }
+        if !password_allowed && url_has_password(url) {
+            return Err((
+                format!("`database_url` {} carries a password", redact_url(url)),
+                "remove the line and put the whole URL in an environment variable: database_url_env = \"KINLINK_DATABASE_URL\"".into(),
+            ));
+        }
+        return Ok(DatabaseUrl::Postgres(url.to_string()));
+    }
+    Err((
+        format!(
+            "database URL {} is neither SQLite nor PostgreSQL",
+            redact_url(url)
+        ),
+        "write \"sqlite://kinlink.db\" (a file inside state_dir) or \"postgres://host/dbname\""
+            .into(),
+    ))
+}
+
+/// The `user:password@` part of a URL's authority, if any.
+fn url_userinfo(url: &str) -> Option<&str> {
+    let after = &url[url.find("://")? + 3..];
+    let authority = after.split(['/', '?', '#']).next().unwrap_or(after);
+    authority.rfind('@').map(|at| &authority[..at])
+}
+
+fn url_has_password(url: &str) -> bool {
+    url_userinfo(url).is_some_and(|u| u.contains(':'))
+        || url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("password=")))
+}
+
+/// A plausible environment variable name.
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A `<stem>_env` or `<stem>_file` secret; `None` when neither is given.
+fn secret(cx: &mut Cx<'_>, sec: &Section<'_>, stem: &str) -> Option<SecretRef> {
+    let env_key = format!("{stem}_env");
+    let file_key = format!("{stem}_file");
+    if sec.has(&env_key) && sec.has(&file_key) {
+        cx.sink.push(
+            sec.line_of(&file_key),
+            format!("both `{env_key}` and `{file_key}` are set in {}", sec.label),
+            "keep one of them",
+        );
+        return None;
+    }
+    if let Some((name, line)) = non_empty_string(cx, sec, &env_key) {
+        if !is_env_name(&name) {
+            cx.sink.push(
+                line,
+                format!(
+                    "`{env_key}` in {} is {name:?}, not an environment variable name",
+                    sec.label
+                ),
+                format!(
+                    "name the variable that holds the secret (letters, digits, `_`), e.g. {env_key} = \"KINLINK_{}\"",
+                    stem.to_ascii_uppercase()
+                ),
+            );
+            return None;
+        }
+        return Some(SecretRef::Env(name));
+    }
+    let (file, _) = non_empty_string(cx, sec, &file_key)?;
+    let p = Path::new(&file);
+    let path = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        match &cx.credentials {
+            Some(dir) => dir.join(p),
+            None => cx.base.join(p),
+        }
+    };
+    Some(SecretRef::File(path))
+}
+
+/// Simple email check: one `@`, no spaces, a dot inside the domain.
+fn is_email(s: &str) -> bool {
+    let mut parts = s.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !local.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+}
+
+/// A list of email addresses; bad ones are reported and left out.
+fn emails(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str) -> Vec<String> {
+    let Some(list) = sec.strings(&mut cx.sink, key) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (address, line) in list {
+        let t = address.trim();
+        if is_email(t) {
+            out.push(t.to_string());
+        } else {
+            cx.sink.push(
+                line,
+                format!(
+                    "{address:?} in `{key}` of {} is not an email address",
+                    sec.label
+                ),
+                "write one plain address per string, e.g. \"eh.north@example.gov.uk\"",
+            );
+        }
+    }
+    out
+}
+
+/// Whether a host name is this machine (where plain-text SMTP is acceptable).
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Used when `[mail] from` is absent: the file transport needs a sender too.
+const DEFAULT_FROM: &str = "kinlink <kinlink@localhost.localdomain>";
+
+fn mail(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> MailSettings {
+    let default_outbox = state_dir.join("outbox");
+    let mut settings = MailSettings {
+        transport: MailTransport::File {
+            dir: default_outbox.clone(),
+        },
+        from: DEFAULT_FROM.to_string(),
+        detail: DetailLevel::Minimal,
+        admin: Vec::new(),
+    };
+    let Some(sec) = root.table(
+        &mut cx.sink,
+        "mail",
+        "[mail]",
+        "{ transport = \"file\" } (or a [mail] table)",
+    ) else {
+        return settings;
+    };
+    sec.check_keys(&mut cx.sink, MAIL_KEYS);
+
+    if let Some((from, line)) = non_empty_string(cx, &sec, "from") {
+        let address = match (from.find('<'), from.ends_with('>')) {
+            (Some(open), true) => &from[open + 1..from.len() - 1],
+            (None, _) => from.as_str(),
+            _ => "",
+        };
+        if is_email(address.trim()) {
+            settings.from = from;
+        } else {
+            cx.sink.push(
+                line,
+                format!("`from` in [mail] is {from:?}, not an address"),
+                "write it as \"Early Help Alerts <eh-alerts@example.gov.uk>\" or a plain address",
+            );
+        }
+    }
+    if let Some(i) = choice(cx, &sec, "detail", &["minimal", "standard", "full"]) {
+        settings.detail = [
+            DetailLevel::Minimal,
+            DetailLevel::Standard,
+            DetailLevel::Full,
+        ][i];
+    }
+    settings.admin = emails(cx, &sec, "admin");
+
+    let transport = if sec.has("transport") {
+        choice(cx, &sec, "transport", &["file", "smtp"])
+    } else {
+        Some(0)
+    };
+    let smtp_keys: Vec<&str> = MAIL_KEYS
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("smtp_"))
+        .collect();
+    match transport {
+        Some(0) => {
+            for key in &smtp_keys {
+                sec.forbid(
+                    &mut cx.sink,
+                    key,
+                    "is only used with transport = \"smtp\"",
+                    "remove it, or set transport = \"smtp\"",
+                );
+            }
+            // The outbox is state: it lives inside state_dir when relative.
+            let dir = match non_empty_string(cx, &sec, "file_dir") {
+                Some((d, _)) if Path::new(&d).is_absolute() => PathBuf::from(d),
+                Some((d, _)) => state_dir.join(d),
+                None => default_outbox,
+            };
+            settings.transport = MailTransport::File { dir };
+        }
+        Some(_) => {
+            sec.forbid(
+                &mut cx.sink,
+                "file_dir",
+                "is only used with transport = \"file\"",
+                "remove it, or set transport = \"file\"",
+            );
+            if let Some(smtp) = smtp(cx, &sec) {
+                settings.transport = MailTransport::Smtp(smtp);
+            }
+        }
+        None => {}
+    }
+    settings
+}
+
+fn smtp(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<SmtpSettings> {
+    let host = if sec.require(
+        &mut cx.sink,
+        "smtp_host",
+        "the mail relay, e.g. \"smtp.example.gov.uk\"",
+    ) {
+        non_empty_string(cx, sec, "smtp_host").map(|(h, _)| h)
+    } else {
+        None
+    };
+    let tls = if sec.has("smtp_tls") {
+        choice(cx, sec, "smtp_tls", &["starttls", "tls", "none"])
+            .map(|i| [SmtpTls::Starttls, SmtpTls::Tls, SmtpTls::None][i])
+    } else {
+        Some(SmtpTls::Starttls)
+    };
+    let port = match sec.integer_in(&mut cx.sink, "smtp_port", 1, 65535) {
+        Some((p, _)) => u16::try_from(p).ok(),
+        None if sec.has("smtp_port") => None,
+        // The usual port of each security mode.
+        None => Some(match tls {
+            Some(SmtpTls::Tls) => 465,
+            Some(SmtpTls::None) => 25,
+            _ => 587,
+        }),
+    };
+    if let (Some(host), Some(SmtpTls::None)) = (&host, tls) {
+        if !is_loopback(host) {
+            cx.sink.push(
+                sec.line_of("smtp_tls"),
+                format!("smtp_tls = \"none\" would send personal data unencrypted to {host}"),
+                "use smtp_tls = \"starttls\" or \"tls\"; \"none\" is only for a relay on this machine (localhost, 127.0.0.1, ::1)",
+            );
+        }
+    }
+    let user = secret(cx, sec, "smtp_user");
+    let password = secret(cx, sec, "smtp_password");
+    let user_given = sec.has("smtp_user_env") || sec.has("smtp_user_file");
+    let password_given = sec.has("smtp_password_env") || sec.has("smtp_password_file");
+    if user_given != password_given {
+        cx.sink.push(
+            sec.line,
+            "[mail] has an SMTP user without a password, or a password without a user",
+            "give both smtp_user_env/smtp_user_file and smtp_password_env/smtp_password_file, or neither",
+        );
+    }
+    Some(SmtpSettings {
+        host: host?,
+        port: port?,
+        tls: tls?,
+        user,
+        password,
+    })
+}
+
+fn http(cx: &mut Cx<'_>, root: &Section<'_>) -> Option<HttpListen> {
+    let sec = root.table(
+        &mut cx.sink,
+        "http",
+        "[http]",
+        "{ listen = \"127.0.0.1:9187\" }",
+    )?;
+    sec.check_keys(&mut cx.sink, &["listen"]);
+    if !sec.require(
+        &mut cx.sink,
+        "listen",
+        "an address and port, e.g. \"127.0.0.1:9187\"; remove [http] to turn it off",
+    ) {
+        return None;
+    }
+    let (listen, line) = sec.string(&mut cx.sink, "listen")?;
+    match listen.trim().parse::<SocketAddr>() {
+        Ok(listen) => Some(HttpListen { listen }),
+        Err(_) => {
+            cx.sink.push(
+                line,
+                format!("`listen` in [http] is {listen:?}, not an address and port"),
+                "write an IP address and port, e.g. \"127.0.0.1:9187\" or \"[::1]:9187\"",
+            );
+            None
+        }
+    }
+}
+
+fn sources(cx: &mut Cx<'_>, root: &Section<'_>) -> Vec<SourceSettings> {
+    let mut out = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, (table, line)) in root
+        .array_of_tables(&mut cx.sink, "source")
+        .into_iter()
+        .enumerate()
+    {
+        let mut sec = Section::new(format!("[[source]] #{}", i + 1), table, line, &cx.sink);
+        let name = if sec.require(
+            &mut cx.sink,
+            "name",
+            "a short name, e.g. \"police-encompass\"",
+        ) {
+            sec.string(&mut cx.sink, "name")
+        } else {
+            None
+        };
+        let name = name.and_then(|(name, name_line)| {
+            if !jobs::is_name(&name) {
+                cx.sink.push(
+                    name_line,
+                    format!("source name {name:?} is not a usable name"),
+                    "use letters, digits, `-` and `_` only, e.g. \"police-encompass\"",
+                );
+                return None;
+            }
+            if let Some(first) = names.get(&name) {
+                cx.sink.push(
+                    name_line,
+                    format!("source name {name:?} is already used on line {first}"),
+                    "give every [[source]] its own name",
+                );
+                return None;
+            }
+            names.insert(name.clone(), name_line);
+            Some(name)
+        });
+        if let Some(name) = &name {
+            sec.label = format!("[[source]] {name:?}");
+        }
+        if let Some(source) = source(cx, &sec, name) {
+            out.push(source);
+        }
+    }
+    out
+}
+
+fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<SourceSettings> {
+    sec.check_keys(&mut cx.sink, SOURCE_KEYS);
+    let kind = if sec.require(
+        &mut cx.sink,
+        "kind",
+        "attendance, police_da, housing or assessment",
+    ) {
+        let kinds: Vec<&str> = FeedKind::ALL.iter().map(|k| k.as_str()).collect();
+        choice(cx, sec, "kind", &kinds).map(|i| FeedKind::ALL[i])
+    } else {
+        None
+    };
+    let format = if sec.require(&mut cx.sink, "format", "csv, xlsx, xls, ods or json") {
+        let formats: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+        choice(cx, sec, "format", &formats).map(|i| Format::ALL[i])
+    } else {
+        None
+    };
+    let transport = if sec.require(
+        &mut cx.sink,
+        "transport",
+        "where files come from, e.g. { type = \"dir\", path = \"inbox/police\" }",
+    ) {
+        let label = format!("the transport of {}", sec.label);
+        sec.table(
+            &mut cx.sink,
+            "transport",
+            label,
+            "{ type = \"dir\", path = \"inbox/police\" }",
+        )
+        .and_then(|t| transport(cx, &t))
+    } else {
+        None
+    };
+    let max_bad_rows = sec
+        .fraction(&mut cx.sink, "max_bad_rows")
+        .map_or(0.05, |(f, _)| f);
+
+    let mut source = SourceSettings {
+        name: name.unwrap_or_default(),
+        kind: kind.unwrap_or(FeedKind::Attendance),
+        format: format.unwrap_or(Format::Csv),
+        transport: transport.clone().unwrap_or(Transport::Dir {
+            path: PathBuf::new(),
+        }),
+        max_bad_rows,
+        sheet: None,
+        delimiter: b',',
+        encoding: TextEncoding::Utf8,
+        records_path: None,
+        next_path: None,
+        stale_after_hours: None,
+        columns: BTreeMap::new(),
+    };
+
+    // Format-specific keys: each only where it means something.
+    if let Some(format) = format {
+        let is_sheet = matches!(format, Format::Xlsx | Format::Xls | Format::Ods);
+        if is_sheet {
+            source.sheet = non_empty_string(cx, sec, "sheet").map(|(s, _)| s);
+        } else {
+            sec.forbid(
+                &mut cx.sink,
+                "sheet",
+                &format!("is only for xlsx, xls and ods, not {format}"),
+                "remove it",
+            );
+        }
+        if format == Format::Csv {
+            if let Some((d, line)) = sec.string(&mut cx.sink, "delimiter") {
+                let mut chars = d.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if c.is_ascii() && !matches!(c, '"' | '\n' | '\r') => {
+                        source.delimiter = c as u8;
+                    }
+                    _ => cx.sink.push(
+                        line,
+                        format!(
+                            "`delimiter` in {} is {d:?}, not a single character",
+                            sec.label
+                        ),
+                        "use one ASCII character such as \";\", \"|\" or \"\\t\"",
+                    ),
+                }
+            }
+            if let Some(i) = choice(cx, sec, "encoding", &["utf-8", "windows-1252"]) {
+                source.encoding = [TextEncoding::Utf8, TextEncoding::Windows1252][i];
+            }
+        } else {
+            for key in ["delimiter", "encoding"] {
+                sec.forbid(
+                    &mut cx.sink,
+                    key,
+                    &format!("is only for csv, not {format}"),
+                    "remove it",
+                );
+            }
+        }
+        if format == Format::Json {
+            source.records_path = json_path(cx, sec, "records_path");
+            source.next_path = json_path(cx, sec, "next_path");
+        } else {
+            for key in ["records_path", "next_path"] {
+                sec.forbid(
+                    &mut cx.sink,
+                    key,
+                    &format!("is only for json, not {format}"),
+                    "remove it",
+                );
+            }
+        }
+    }
+    source.stale_after_hours = sec
+        .integer_in(&mut cx.sink, "stale_after_hours", 1, i64::from(u32::MAX))
+        .and_then(|(h, _)| u32::try_from(h).ok());
+
+    let columns_label = format!("the columns of {}", sec.label);
+    if let Some(columns) = sec.table(
+        &mut cx.sink,
+        "columns",
+        columns_label,
+        "a [source.columns] table: canonical = \"their header\"",
+    ) {
+        let valid = kind.map(canonical_columns);
+        for entry in columns.entries() {
+            if let (Some(valid), Some(kind)) = (valid, kind) {
+                if !valid.contains(&entry.key.as_str()) {
+                    let list = valid.join(", ");
+                    let fix = match closest(&entry.key, valid.iter().copied()) {
+                        Some(best) => {
+                            format!("did you mean `{best}`? the columns of {kind} are: {list}")
+                        }
+                        None => format!("the columns of {kind} are: {list}"),
+                    };
+                    cx.sink.push(
+                        entry.line,
+                        format!("`{}` is not a column of kind {kind}", entry.key),
+                        fix,
+                    );
+                    continue;
+                }
+            }
+            match entry.item.as_str() {
+                Some(header) if !header.trim().is_empty() => {
+                    source
+                        .columns
+                        .insert(entry.key.clone(), header.trim().to_string());
+                }
+                _ => cx.sink.push(
+                    entry.line,
+                    format!(
+                        "column `{}` in {} must name a header",
+                        entry.key, columns.label
+                    ),
+                    format!("write {} = \"Their Header\"", entry.key),
+                ),
+            }
+        }
+    }
+
+    (kind.is_some() && format.is_some() && transport.is_some() && !source.name.is_empty())
+        .then_some(source)
+}
+
+/// A dotted path into a JSON document (`meta.pagination.next`).
+fn json_path(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str) -> Option<String> {
+    let (path, line) = sec.string(&mut cx.sink, key)?;
+    let path = path.trim();
+    if path.is_empty()
+        || path
+            .split('.')
+            .any(|part| part.is_empty() || part.chars().any(char::is_whitespace))
+    {
+        cx.sink.push(
+            line,
+            format!("`{key}` in {} is {path:?}, not a dotted path", sec.label),
+            format!("name the JSON keys from the top, separated by dots, e.g. {key} = \"meta.pagination.next\""),
+        );
+        return None;
+    }
+    Some(path.to_string())
+}
+
+fn transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<Transport> {
+    let mut known = vec!["type", "path"];
+    known.extend_from_slice(HTTP_TRANSPORT_KEYS);
+    sec.check_keys(&mut cx.sink, &known);
+    if !sec.require(&mut cx.sink, "type", "\"dir\" or \"http\"") {
+        return None;
+    }
+    match choice(cx, sec, "type", &["dir", "http"])? {
+        0 => {
+            for key in HTTP_TRANSPORT_KEYS {
+                sec.forbid(
+                    &mut cx.sink,
+                    key,
+                    "is only used with type = \"http\"",
+                    "remove it, or make this an http transport",
+                );
+            }
+            if !sec.require(
+                &mut cx.sink,
+                "path",
+                "the folder files are dropped into, e.g. \"inbox/police\"",
+            ) {
+                return None;
+            }
+            let (path, _) = non_empty_string(cx, sec, "path")?;
+            Some(Transport::Dir {
+                path: cx.path(&path),
+            })
+        }
+        _ => {
+            sec.forbid(
+                &mut cx.sink,
+                "path",
+                "is only used with type = \"dir\"",
+                "remove it; an http transport has a `url`",
+            );
+            http_transport(cx, sec).map(Transport::Http)
+        }
+    }
+}
+
+fn http_transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<HttpTransport> {
+    let url = if sec.require(&mut cx.sink, "url", "the feed's https:// address") {
+        non_empty_string(cx, sec, "url").and_then(|(url, line)| check_feed_url(cx, &url, line))
+    } else {
+        None
+    };
+    let bearer = secret(cx, sec, "bearer");
+    let user = secret(cx, sec, "basic_user");
+    let password = secret(cx, sec, "basic_password");
+    let has = |stem: &str| sec.has(&format!("{stem}_env")) || sec.has(&format!("{stem}_file"));
+    let mut auth_ok = true;
+    if has("bearer") && (has("basic_user") || has("basic_password")) {
+        cx.sink.push(
+            sec.line,
+            format!("{} has both bearer and basic authentication", sec.label),
+            "keep one: bearer_env/bearer_file, or basic_user_* with basic_password_*",
+        );
+        auth_ok = false;
+    }
+    if has("basic_user") != has("basic_password") {
+        cx.sink.push(
+            sec.line,
+            format!("{} has half of basic authentication", sec.label),
+            "give both basic_user_env/basic_user_file and basic_password_env/basic_password_file",
+        );
+        auth_ok = false;
+    }
+    let auth = match (bearer, user, password) {
+        (Some(token), None, None) => Some(HttpAuth::Bearer(token)),
+        (None, Some(user), Some(password)) => Some(HttpAuth::Basic { user, password }),
+        (None, None, None) => Some(HttpAuth::None),
+        // Any other mix was reported above, or a secret key was malformed.
+        _ => None,
+    };
+    let int = |cx: &mut Cx<'_>, key: &str, min: i64, max: i64, default: i64| {
+        sec.integer_in(&mut cx.sink, key, min, max)
+            .map_or(default, |(n, _)| n)
+    };
+    let connect_timeout_secs = int(cx, "connect_timeout_secs", 1, 3600, 10);
+    let timeout_secs = int(cx, "timeout_secs", 1, 86_400, 300);
+    let retries = int(cx, "retries", 0, 100, 3);
+    let backoff_ms = int(cx, "backoff_ms", 0, 3_600_000, 1000);
+    let max_body_bytes = int(cx, "max_body_bytes", 1, i64::MAX, 536_870_912);
+    if !auth_ok {
+        return None;
+    }
+    Some(HttpTransport {
+        url: url?,
+        auth: auth?,
+        connect_timeout_secs: u64::try_from(connect_timeout_secs).ok()?,
+        timeout_secs: u64::try_from(timeout_secs).ok()?,
+        retries: u32::try_from(retries).ok()?,
+        backoff_ms: u64::try_from(backoff_ms).ok()?,
+        max_body_bytes: u64::try_from(max_body_bytes).ok()?,
+    })
+}
+
+/// A feed URL: https (plain http only to this machine), no credentials inside it.
+fn check_feed_url(cx: &mut Cx<'_>, url: &str, line: usize) -> Option<String> {
+    let shown = redact_url(url);
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        cx.sink.push(
+            line,
+            format!("`url` {shown:?} is not an http(s) address"),
+            "write the full address, e.g. \"https://feeds.example.gov.uk/attendance\"",
+        );
+        return None;
+    };
+    if url_userinfo(url).is_some() {
+        cx.sink.push(
+            line,
+            format!("`url` {shown:?} carries credentials, which would keep a secret in the config file"),
+            "remove `user:password@` from the URL; use basic_user_env/basic_user_file with basic_password_env/basic_password_file (or bearer_env/bearer_file)",
+        );
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    if host.is_empty() {
+        cx.sink.push(
+            line,
+            format!("`url` {shown:?} has no host"),
+            "write the full address, e.g. \"https://feeds.example.gov.uk/attendance\"",
+        );
+        return None;
+    }
+    if url.starts_with("http://") && !is_loopback(host) {
+        cx.sink.push(
+            line,
+            format!("`url` {shown:?} is plain http: personal data would travel unencrypted"),
+            "use https:// (plain http is only accepted to this machine, e.g. a test server)",
+        );
+        return None;
+    }
+    Some(url.to_string())
+}
+
+/// A postcode district (`M7`, `SW1A`) or sector (`M6 5`), upper case with one space.
+fn postcode_prefix(text: &str) -> Option<String> {
+    let norm = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    let (district, sector) = match norm.split_once(' ') {
+        Some((d, s)) => (d, Some(s)),
+        None => (norm.as_str(), None),
+    };
+    let b = district.as_bytes();
+    let letters = b.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let rest = &b[letters..];
+    let district_ok = (1..=2).contains(&letters)
+        && match rest {
+            [d] => d.is_ascii_digit(),
+            [d, e] => d.is_ascii_digit() && e.is_ascii_alphanumeric(),
+            _ => false,
+        };
+    let sector_ok = match sector {
+        None => true,
+        Some(s) => s.len() == 1 && s.as_bytes()[0].is_ascii_digit(),
+    };
+    (district_ok && sector_ok).then_some(norm)
+}
+
+fn localities(cx: &mut Cx<'_>, root: &Section<'_>) -> Vec<Locality> {
+    let mut out = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    // prefix → (locality name, line)
+    let mut prefixes: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for (i, (table, line)) in root
+        .array_of_tables(&mut cx.sink, "locality")
+        .into_iter()
+        .enumerate()
+    {
+        let mut sec = Section::new(format!("[[locality]] #{}", i + 1), table, line, &cx.sink);
+        sec.check_keys(&mut cx.sink, LOCALITY_KEYS);
+        let name = if sec.require(&mut cx.sink, "name", "the locality's name, e.g. \"North\"") {
+            non_empty_string(cx, &sec, "name")
+        } else {
+            None
+        };
+        let name = name.and_then(|(name, name_line)| match names.get(&name) {
+            Some(first) => {
+                cx.sink.push(
+                    name_line,
+                    format!("locality name {name:?} is already used on line {first}"),
+                    "give every [[locality]] its own name",
+                );
+                None
+            }
+            None => {
+                names.insert(name.clone(), name_line);
+                Some(name)
+            }
+        });
+        if let Some(name) = &name {
+            sec.label = format!("[[locality]] {name:?}");
+        }
+        let shown_name = name.clone().unwrap_or_else(|| sec.label.clone());
+        let mut postcodes = Vec::new();
+        for (text, pc_line) in sec.strings(&mut cx.sink, "postcodes").unwrap_or_default() {
+            let Some(prefix) = postcode_prefix(&text) else {
+                cx.sink.push(
+                    pc_line,
+                    format!(
+                        "{text:?} in `postcodes` of {} is not a postcode district or sector",
+                        sec.label
+                    ),
+                    "write a district such as \"M7\" or a sector such as \"M6 5\"",
+                );
+                continue;
+            };
+            if let Some((other, other_line)) = prefixes.get(&prefix) {
+                let message = if *other == shown_name {
+                    format!(
+                        "postcode prefix {prefix:?} is listed twice in {} (also line {other_line})",
+                        sec.label
+                    )
+                } else {
+                    format!(
+                        "postcode prefix {prefix:?} is in both locality {other:?} (line {other_line}) and locality {shown_name:?}: routing would be ambiguous"
+                    )
+                };
+                cx.sink.push(
+                    pc_line,
+                    message,
+                    "keep each prefix in one locality; to split a district, list its sectors (\"M6 5\") in the other locality: the most specific match wins",
+                );
+                continue;
+            }
+            prefixes.insert(prefix.clone(), (shown_name.clone(), pc_line));
+            postcodes.push(prefix);
+        }
+        let dv_champions = emails(cx, &sec, "dv_champions");
+        let champions = emails(cx, &sec, "champions");
+        let managers = emails(cx, &sec, "managers");
+        if let Some(name) = name {
+            out.push(Locality {
+                name,
+                postcodes,
+                dv_champions,
+                champions,
+                managers,
+            });
+        }
+    }
+    out
+}
+
+fn schools(cx: &mut Cx<'_>, root: &Section<'_>, localities: &[Locality]) -> Vec<School> {
+    let mut out = Vec::new();
+    let mut urns: BTreeMap<Urn, usize> = BTreeMap::new();
+    let locality_names: Vec<&str> = localities.iter().map(|l| l.name.as_str()).collect();
+    for (i, (table, line)) in root
+        .array_of_tables(&mut cx.sink, "school")
+        .into_iter()
+        .enumerate()
+    {
+        let mut sec = Section::new(format!("[[school]] #{}", i + 1), table, line, &cx.sink);
+        sec.check_keys(&mut cx.sink, SCHOOL_KEYS);
+        let urn = if sec.require(
+            &mut cx.sink,
+            "urn",
+            "the school's six-digit URN, e.g. \"100001\"",
+        ) {
+            school_urn(cx, &sec)
+        } else {
+            None
+        };
+        let urn = urn.and_then(|(urn, urn_line)| match urns.get(&urn) {
+            Some(first) => {
+                cx.sink.push(
+                    urn_line,
+                    format!("school URN {urn} is already configured on line {first}"),
+                    "list each school once",
+                );
+                None
+            }
+            None => {
+                urns.insert(urn, urn_line);
+                Some(urn)
+            }
+        });
+        if let Some(urn) = urn {
+            sec.label = format!("[[school]] {urn}");
+        }
+        let name = if sec.require(&mut cx.sink, "name", "the school's name") {
+            non_empty_string(cx, &sec, "name").map(|(n, _)| n)
+        } else {
+            None
+        };
+        let locality = if sec.require(
+            &mut cx.sink,
+            "locality",
+            "the name of the [[locality]] the school is in",
+        ) {
+            non_empty_string(cx, &sec, "locality").and_then(|(loc, loc_line)| {
+                if locality_names.contains(&loc.as_str()) {
+                    return Some(loc);
+                }
+                let list = if locality_names.is_empty() {
+                    "none are configured: add a [[locality]]".to_string()
+                } else {
+                    locality_names.join(", ")
+                };
+                let fix = match closest(&loc, locality_names.iter().copied()) {
+                    Some(best) => format!("did you mean {best:?}? the localities are: {list}"),
+                    None => format!("use the name of a [[locality]]: {list}"),
+                };
+                cx.sink.push(
+                    loc_line,
+                    format!(
+                        "{} names locality {loc:?}, which is not configured",
+                        sec.label
+                    ),
+                    fix,
+                );
+                None
+            })
+        } else {
+            None
+        };
+        let ewos = if sec.require(
+            &mut cx.sink,
+            "ewos",
+            "the education welfare officers' addresses",
+        ) {
+            let given = sec.strings(&mut cx.sink, "ewos");
+            let ewos = emails(cx, &sec, "ewos");
+            if given.as_ref().is_some_and(Vec::is_empty) {
+                cx.sink.push(
+                    sec.line_of("ewos"),
+                    format!("`ewos` of {} is empty: attendance alerts for its pupils would reach nobody", sec.label),
+                    "list at least one education welfare officer, e.g. ewos = [\"ewo.north@example.gov.uk\"]",
+                );
+            }
+            ewos
+        } else {
+            Vec::new()
+        };
+        if let (Some(urn), Some(name), Some(locality)) = (urn, name, locality) {
+            out.push(School {
+                urn,
+                name,
+                locality,
+                ewos,
+            });
+        }
+    }
+    out
+}
+
+/// `urn` as a string (`"100001"`) or, forgivingly, an integer.
+fn school_urn(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<(Urn, usize)> {
+    let entry = sec.get("urn")?;
+    let text = match entry.item.as_value() {
+        Some(Value::String(s)) => s.value().clone(),
+        Some(Value::Integer(i)) => i.value().to_string(),
+        _ => {
+            cx.sink.push(
+                entry.line,
+                format!("`urn` in {} must be a string", sec.label),
+                "write it as urn = \"100001\"",
+            );
+            return None;
+        }
+    };
+    match Urn::parse(&text) {
+        Ok(urn) => Some((urn, entry.line)),
+        Err(e) => {
+            cx.sink.push(
+                entry.line,
+                format!("`urn` in {}: {e}", sec.label),
+                "use the school's six-digit URN from Get Information About Schools",
+            );
+            None
+        }
+    }
+}
+
+fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> BTreeMap<String, toml_edit::Table> {
+    let mut out = BTreeMap::new();
+    let Some(sec) = root.table(
+        &mut cx.sink,
+        "rules",
+        "[rules]",
+        "a [rules.NAME] table per rule",
+    ) else {
+        return out;
+    };
+    let rule_names: Vec<&str> = RULES.iter().map(|(n, _)| *n).collect();
+    for entry in sec.entries() {
+        let Some(&(name, own_keys)) = RULES.iter().find(|(n, _)| *n == entry.key) else {
+            let list = rule_names.join(", ");
+            let fix = match closest(&entry.key, rule_names.iter().copied()) {
+                Some(best) => format!("did you mean [rules.{best}]? the rules are: {list}"),
+                None => format!("the rules are: {list}"),
+            };
+            cx.sink.push(
+                entry.line,
+                format!("unknown rule `{}` in [rules]", entry.key),
+                fix,
+            );
+            continue;
+        };
+        let label = format!("[rules.{name}]");
+        let Some(rule) = sec.table(&mut cx.sink, name, label, "a [rules.NAME] table") else {
+            continue;
+        };
+        let keys: Vec<(&str, RuleValue)> =
+            RULE_COMMON.iter().chain(own_keys.iter()).copied().collect();
+        let key_names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        rule.check_keys(&mut cx.sink, &key_names);
+        let mut numbers: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for (key, value) in keys {
+            match value {
+                RuleValue::Flag => {
+                    rule.boolean(&mut cx.sink, key);
+                }
+                RuleValue::Days => {
+                    if let Some((n, line)) = rule.integer_in(&mut cx.sink, key, 1, MAX_DAYS) {
+                        // whole days, exact as f64
+                        numbers.insert(key, (n as f64, line));
+                    }
+                }
+                RuleValue::Fraction => {
+                    if let Some(v) = rule.fraction(&mut cx.sink, key) {
+                        numbers.insert(key, v);
+                    }
+                }
+                RuleValue::Count(min, max) => {
+                    rule.integer_in(&mut cx.sink, key, min, max);
+                }
+            }
+        }
+        // Pairs that only make sense one way round (checked when both are given).
+        let ordered = [
+            (
+                "severe_below",
+                "below",
+                "severe absence must be a lower rate than the drop threshold",
+            ),
+            (
+                "urgent_within_days",
+                "within_days",
+                "the urgent window must fit inside the re-referral window",
+            ),
+        ];
+        for (small, large, why) in ordered {
+            if let (Some(&(s, line)), Some(&(l, _))) = (numbers.get(small), numbers.get(large)) {
+                if s > l {
+                    cx.sink.push(
+                        line,
+                        format!("`{small}` ({s}) is above `{large}` ({l}) in [rules.{name}]"),
+                        format!("{why}: make `{small}` at most `{large}`"),
+                    );
+                }
+            }
+        }
+        let table = match entry.item {
+            Item::Table(t) => t.clone(),
+            Item::Value(Value::InlineTable(t)) => t.clone().into_table(),
+            _ => continue,
+        };
+        out.insert(name.to_string(), table);
+    }
+    out
+}
+
+fn linkage(cx: &mut Cx<'_>, root: &Section<'_>) -> LinkageSettings {
+    let mut settings = LinkageSettings::default();
+    let Some(sec) = root.table(
+        &mut cx.sink,
+        "linkage",
+        "[linkage]",
+        "{ auto_link = 0.95, review = 0.60 }",
+    ) else {
+        return settings;
+    };
+    sec.check_keys(&mut cx.sink, LINKAGE_KEYS);
+    if let Some((v, _)) = sec.fraction(&mut cx.sink, "auto_link") {
+        settings.auto_link = v;
+    }
+    if let Some((v, _)) = sec.fraction(&mut cx.sink, "review") {
+        settings.review = v;
+    }
+    if settings.review >= settings.auto_link {
+        let line = if sec.has("review") {
+            sec.line_of("review")
+        } else {
+            sec.line_of("auto_link")
+        };
+        cx.sink.push(
+            line,
+            format!(
+                "[linkage] review ({}) is not below auto_link ({}): the review band would be empty",
+                settings.review, settings.auto_link
+            ),
+            "make review lower than auto_link, e.g. auto_link = 0.95 and review = 0.60",
+        );
+    }
+    settings
+}
+
+/// Tries to read every secret the settings name. A failure is a problem; the
+/// value itself is never printed.
+pub fn check_secrets(settings: &Settings) -> Vec<Problem> {
+    let mut named: Vec<(String, &SecretRef)> = Vec::new();
+    if let MailTransport::Smtp(smtp) = &settings.mail.transport {
+        if let Some(user) = &smtp.user {
+            named.push(("the SMTP user of [mail]".into(), user));
+        }
+        if let Some(password) = &smtp.password {
+            named.push(("the SMTP password of [mail]".into(), password));
+        }
+    }
+    for source in &settings.sources {
+        if let Transport::Http(http) = &source.transport {
+            match &http.auth {
+                HttpAuth::None => {}
+                HttpAuth::Bearer(token) => {
+                    named.push((
+                        format!("the bearer token of source {:?}", source.name),
+                        token,
+                    ));
+                }
+                HttpAuth::Basic { user, password } => {
+                    named.push((
+                        format!("the basic-auth user of source {:?}", source.name),
+                        user,
+                    ));
+                    named.push((
+                        format!("the basic-auth password of source {:?}", source.name),
+                        password,
+                    ));
+                }
+            }
+        }
+    }
+    named
+        .into_iter()
+        .filter_map(|(what, secret)| {
+            let (message, fix) = match secret.resolve() {
+                Ok(value) if value.expose().trim().is_empty() => (
+                    format!("{what} is empty"),
+                    "put the secret in it".to_string(),
+                ),
+                Ok(_) => return None,
+                Err(e @ SecretError::EnvMissing(_)) => (
+                    format!("cannot read {what}: {e}"),
+                    "set it in the service's environment (systemd Environment= or EnvironmentFile=), or use the `_file` form with LoadCredential=".to_string(),
+                ),
+                Err(e @ SecretError::File { .. }) => (
+                    format!("cannot read {what}: {e}"),
+                    "create the file readable by the kinlink user, or let systemd LoadCredential= put it in $CREDENTIALS_DIRECTORY".to_string(),
+                ),
+            };
+            Some(Problem {
+                file: settings.config_path.clone(),
+                line: 0,
+                message,
+                fix,
+            })
+        })
+        .collect()
+}
+
+/// The `check-config` summary: what would run, as aligned plain text.
+pub fn summary(settings: &Settings) -> String {
+    let mut out = String::new();
+    let database = match &settings.database {
+        DatabaseUrl::Sqlite(path) => format!("SQLite {}", path.display()),
+        DatabaseUrl::Postgres(url) => format!("PostgreSQL {}", redact_url(url)),
+    };
+    let detail = match settings.mail.detail {
+        DetailLevel::Minimal => "minimal",
+        DetailLevel::Standard => "standard",
+        DetailLevel::Full => "full",
+    };
+    let transport = match &settings.mail.transport {
+        MailTransport::File { dir } => format!(".eml files in {}", dir.display()),
+        MailTransport::Smtp(smtp) => {
+            let tls = match smtp.tls {
+                SmtpTls::Starttls => "starttls",
+                SmtpTls::Tls => "tls",
+                SmtpTls::None => "no tls",
+            };
+            let auth = if smtp.user.is_some() {
+                ", with login"
+            } else {
+                ""
+            };
+            format!("SMTP {}:{} ({tls}{auth})", smtp.host, smtp.port)
+        }
+    };
+    let rules: Vec<String> = RULES
+        .iter()
+        .map(|(name, _)| {
+            let table = settings.rules.get(*name);
+            let enabled = table
+                .and_then(|t| t.get("enabled"))
+                .and_then(Item::as_bool)
+                .unwrap_or(true);
+            if enabled {
+                name.to_string()
+            } else {
+                format!("{name} (off)")
+            }
+        })
+        .collect();
+    let head = [
+        ("config", settings.config_path.display().to_string()),
+        ("database", database),
+        ("state dir", settings.state_dir.display().to_string()),
+        ("jobs dir", settings.jobs_dir.display().to_string()),
+        ("timezone", settings.timezone.name().to_string()),
+        ("mail", transport),
+        ("mail from", settings.mail.from.clone()),
+        ("mail detail", detail.to_string()),
+        (
+            "admin",
+            format!("{} address(es)", settings.mail.admin.len()),
+        ),
+        (
+            "http",
+            settings.http.as_ref().map_or("off".to_string(), |h| {
+                format!("/healthz and /metrics on {}", h.listen)
+            }),
+        ),
+        (
+            "linkage",
+            format!(
+                "auto_link {:.2} / review {:.2}",
+                settings.linkage.auto_link, settings.linkage.review
+            ),
+        ),
+        ("rules", rules.join(", ")),
+    ];
+    let width = head.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in &head {
+        out.push_str(&format!("{key:<width$}  {value}\n"));
+    }
+
+    let source_rows = settings
+        .sources
+        .iter()
+        .map(|s| {
+            let transport = match &s.transport {
+                Transport::Dir { path } => format!("dir {}", path.display()),
+                Transport::Http(h) => {
+                    let auth = match h.auth {
+                        HttpAuth::None => "",
+                        HttpAuth::Bearer(_) => " (bearer)",
+                        HttpAuth::Basic { .. } => " (basic)",
+                    };
+                    format!("http {}{auth}", redact_url(&h.url))
+                }
+            };
+            vec![
+                s.name.clone(),
+                s.kind.to_string(),
+                s.format.to_string(),
+                transport,
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "sources",
+        &["name", "kind", "format", "transport"],
+        source_rows,
+    );
+    let locality_rows = settings
+        .localities
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                l.postcodes.len().to_string(),
+                l.dv_champions.len().to_string(),
+                l.champions.len().to_string(),
+                l.managers.len().to_string(),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "localities",
+        &["name", "prefixes", "dv_champions", "champions", "managers"],
+        locality_rows,
+    );
+    let school_rows = settings
+        .schools
+        .iter()
+        .map(|s| {
+            vec![
+                s.urn.to_string(),
+                s.name.clone(),
+                s.locality.clone(),
+                s.ewos.len().to_string(),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "schools",
+        &["urn", "name", "locality", "ewos"],
+        school_rows,
+    );
+    let job_rows = settings
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.name.clone(),
+                j.schedule.clone(),
+                j.steps
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if j.catch_up { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "jobs",
+        &["name", "schedule", "steps", "catch_up"],
+        job_rows,
+    );
+    out
+}
+
+/// Appends a titled table with aligned columns.
+fn section(out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<String>>) {
+    out.push_str(&format!("\n{title} ({})\n", rows.len()));
+    if rows.is_empty() {
+        out.push_str("  (none)\n");
+        return;
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header_row).chain(rows.iter()) {
+        let mut line = String::from(" ");
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            line.push(' ');
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 1));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config folder with an empty `jobs` folder beside it.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("jobs")).unwrap();
+            Fixture { dir }
+        }
+
+        fn path(&self) -> PathBuf {
+            self.dir.path().join("kinlink.toml")
+        }
+
+        fn job(&self, file: &str, text: &str) {
+            std::fs::write(self.dir.path().join("jobs").join(file), text).unwrap();
+        }
+
+        /// Loads with an empty environment.
+        fn load(&self, text: &str) -> Result<Settings, Problems> {
+            load_with_env(text, &self.path(), &|_| None)
+        }
+
+        fn load_env(&self, text: &str, vars: &[(&str, &str)]) -> Result<Settings, Problems> {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            load_with_env(text, &self.path(), &move |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        }
+
+        fn problems(&self, text: &str) -> Vec<Problem> {
+            match self.load(text) {
+                Ok(_) => panic!("expected problems"),
+                Err(p) => p.0,
+            }
+        }
+    }
+
+    const MINIMAL: &str = r#"
+[[source]]
+name = "police"
+kind = "police_da"
+format = "csv"
+transport = { type = "dir", path = "inbox/police" }
+"#;
+
+    /// The one problem whose message contains `needle`.
+    fn find<'a>(problems: &'a [Problem], needle: &str) -> &'a Problem {
+        let found: Vec<&Problem> = problems
+            .iter()
+            .filter(|p| p.message.contains(needle))
+            .collect();
+        assert_eq!(found.len(), 1, "{needle:?} in {problems:#?}");
+        found[0]
+    }
+
+    #[test]
+    fn a_minimal_config_gets_every_default() {
+        let fx = Fixture::new();
+        let s = fx.load(MINIMAL).unwrap();
+        let base = fx.dir.path();
+        assert_eq!(s.state_dir, base.join("state"));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(base.join("state").join("kinlink.db"))
+        );
+        assert_eq!(s.jobs_dir, base.join("jobs"));
+        assert_eq!(s.timezone, chrono_tz::Europe::London);
+        assert!(
+            matches!(&s.mail.transport, MailTransport::File { dir } if *dir == base.join("state").join("outbox"))
+        );
+        assert_eq!(s.mail.detail, DetailLevel::Minimal);
+        assert!(s.mail.admin.is_empty());
+        assert!(s.http.is_none());
+        assert_eq!(s.linkage, LinkageSettings::default());
+        assert!(s.rules.is_empty() && s.localities.is_empty() && s.schools.is_empty());
+        assert!(s.jobs.is_empty());
+        let src = &s.sources[0];
+        assert_eq!(src.name, "police");
+        assert_eq!(src.kind, FeedKind::PoliceDa);
+        assert_eq!(src.format, Format::Csv);
+        assert_eq!(src.max_bad_rows, 0.05);
+        assert_eq!(src.delimiter, b',');
+        assert_eq!(src.encoding, TextEncoding::Utf8);
+        assert_eq!(src.stale_after_hours, None);
+        assert!(src.columns.is_empty());
+        assert!(
+            matches!(&src.transport, Transport::Dir { path } if *path == base.join("inbox/police"))
+        );
+    }
+
+    #[test]
+    fn the_example_config_loads_clean() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinlink.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let s = match load_with_env(&text, &path, &|_| None) {
+            Ok(s) => s,
+            Err(p) => panic!("{p}"),
+        };
+        assert_eq!(s.sources.len(), 4);
+        let kinds: Vec<FeedKind> = s.sources.iter().map(|s| s.kind).collect();
+        for kind in FeedKind::ALL {
+            assert!(kinds.contains(kind), "no {kind} source");
+        }
+        let mis = s.source("schools-mis").unwrap();
+        assert_eq!(mis.records_path.as_deref(), Some("data"));
+        assert_eq!(mis.next_path.as_deref(), Some("meta.pagination.next"));
+        let Transport::Http(http) = &mis.transport else {
+            panic!("not http")
+        };
+        assert_eq!(
+            http.auth,
+            HttpAuth::Bearer(SecretRef::Env("KINLINK_MIS_TOKEN".into()))
+        );
+        assert_eq!(
+            (http.connect_timeout_secs, http.timeout_secs, http.retries),
+            (10, 600, 3)
+        );
+        assert_eq!((http.backoff_ms, http.max_body_bytes), (1000, 536_870_912));
+        assert_eq!(s.localities.len(), 3);
+        assert_eq!(s.schools.len(), 3);
+        assert_eq!(s.rules.len(), 5);
+        assert_eq!(s.jobs.len(), 4);
+        assert!(matches!(s.mail.transport, MailTransport::File { .. }));
+        // The summary names everything that would run, and no secret.
+        let text = summary(&s);
+        for needle in [
+            "schools-mis",
+            "North",
+            "100002",
+            "nightly",
+            "0 0 7 * * MON-FRI",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_broken_config_reports_every_problem_on_its_line() {
+        let fx = Fixture::new();
+        let text = r#"state_dir = 7
+timezone = "Europe/Lundon"
+colour = "blue"
+
+[mail]
+transport = "smtp"
+smtp_hots = "relay.example.gov.uk"
+smtp_tls = "sometimes"
+detail = "everything"
+admin = ["not an address"]
+
+[http]
+listen = "localhost"
+
+[[source]]
+name = "police"
+kind = "polic_da"
+format = "csv"
+transport = { type = "dir", path = "inbox" }
+max_bad_rows = 1.5
+
+[[source]]
+name = "police"
+kind = "housing"
+format = "xlsx"
+transport = { type = "ftp" }
+delimiter = ";"
+stale_after_hours = 0
+[source.columns]
+notice_idd = "Ref"
+
+[linkage]
+auto_link = 0.5
+review = 0.7
+"#;
+        let problems = fx.problems(text);
+        let at = |needle: &str| find(&problems, needle).line;
+        assert_eq!(at("`state_dir` in the top level must be a string"), 1);
+        assert_eq!(at("unknown timezone"), 2);
+        assert_eq!(at("unknown key `colour`"), 3);
+        assert_eq!(at("unknown key `smtp_hots`"), 7);
+        assert_eq!(at("[mail] has no `smtp_host`"), 5);
+        assert_eq!(at("`smtp_tls` in [mail]"), 8);
+        assert_eq!(at("`detail` in [mail]"), 9);
+        assert_eq!(at("\"not an address\""), 10);
+        assert_eq!(at("`listen` in [http]"), 13);
+        assert_eq!(at("`kind` in [[source]] \"police\" is \"polic_da\""), 17);
+        assert_eq!(at("`max_bad_rows`"), 20);
+        assert_eq!(at("source name \"police\" is already used on line 16"), 23);
+        assert_eq!(at("`type` in the transport"), 26);
+        assert_eq!(at("`delimiter` in [[source]] #2 is only for csv"), 27);
+        assert_eq!(at("`stale_after_hours`"), 28);
+        assert_eq!(at("`notice_idd` is not a column of kind housing"), 30);
+        assert_eq!(at("review (0.7) is not below auto_link (0.5)"), 34);
+        assert_eq!(problems.len(), 17, "{problems:#?}");
+        // Sorted by line, each with a fix.
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(lines, sorted);
+        assert!(problems.iter().all(|p| !p.fix.is_empty()));
+        assert!(problems.iter().all(|p| p.file == fx.path()));
+        // The suggestions name the closest key or value.
+        assert!(find(&problems, "smtp_hots").fix.contains("`smtp_host`"));
+        assert!(find(&problems, "polic_da").fix.contains("\"police_da\""));
+        assert!(find(&problems, "notice_idd").fix.contains("`notice_id`"));
+        assert!(find(&problems, "notice_idd").fix.contains("tenant_surname"));
+        // Display: one block per problem, file:line first.
+        let shown = Problems(problems.clone()).to_string();
+        assert!(shown.contains(&format!("{}:3: unknown key `colour`", fx.path().display())));
+        assert!(shown.contains("\n    fix: "));
+    }
+
+    #[test]
+    fn unknown_keys_anywhere_name_the_table_and_suggest() {
+        let fx = Fixture::new();
+        let text = format!(
+            "{MINIMAL}stale_after_hour = 5\n[source.columns]\nnotification_id = \"Ref\"\n\n[rules.attendance_drop]\nbelw = 0.9\n[rules.attendence_drop]\nenabled = true\n"
+        );
+        let problems = fx.problems(&text);
+        let p = find(&problems, "stale_after_hour`");
+        assert!(p.message.contains("[[source]] \"police\""), "{p}");
+        assert!(p.fix.contains("`stale_after_hours`"), "{p}");
+        let p = find(&problems, "`belw`");
+        assert!(p.message.contains("[rules.attendance_drop]"), "{p}");
+        assert!(p.fix.contains("`below`"), "{p}");
+        let p = find(&problems, "unknown rule `attendence_drop`");
+        assert!(p.fix.contains("[rules.attendance_drop]"), "{p}");
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+    }
+
+    #[test]
+    fn secrets_in_plain_keys_are_rejected() {
+        let fx = Fixture::new();
+        let text = r#"
+database_url = "postgres://kin:hunter2@db.example.gov.uk/kinlink"
+[mail]
+transport = "smtp"
+smtp_host = "smtp.example.gov.uk"
+smtp_user_env = "SMTP_USER"
+smtp_password = "hunter2"
+[[source]]
+name = "mis"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://feeds.example.gov.uk/a", bearer = "hunter2" }
+[[source]]
+name = "mis2"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://me:hunter2@feeds.example.gov.uk/a" }
+"#;
+        let problems = fx.problems(text);
+        let shown = Problems(problems.clone()).to_string();
+        assert!(!shown.contains("hunter2"), "a secret leaked:\n{shown}");
+        let p = find(&problems, "`database_url`");
+        assert_eq!(p.line, 2);
+        assert!(
+            p.fix
+                .contains("database_url_env = \"KINLINK_DATABASE_URL\""),
+            "{p}"
+        );
+        let p = find(&problems, "`smtp_password` in [mail] would keep a secret");
+        assert_eq!(p.line, 7);
+        assert!(p.fix.contains("smtp_password_env") && p.fix.contains("smtp_password_file"));
+        let p = find(&problems, "`bearer` in the transport");
+        assert_eq!(p.line, 12);
+        assert!(p.fix.contains("bearer_env"), "{p}");
+        let p = find(&problems, "carries credentials");
+        assert_eq!(p.line, 17);
+        assert!(p.fix.contains("basic_password_env"), "{p}");
+        // The user without a password is its own problem.
+        find(&problems, "SMTP user without a password");
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn database_url_env_is_read_and_may_carry_a_password() {
+        let fx = Fixture::new();
+        let text = format!("database_url_env = \"KINLINK_DATABASE_URL\"\n{MINIMAL}");
+        let s = fx
+            .load_env(
+                &text,
+                &[("KINLINK_DATABASE_URL", "postgres://kin:pw@db/kin")],
+            )
+            .unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Postgres("postgres://kin:pw@db/kin".into())
+        );
+        assert!(summary(&s).contains("postgres://kin:***@db/kin"));
+        let problems = fx.load(&text).unwrap_err().0;
+        let p = find(&problems, "KINLINK_DATABASE_URL");
+        assert_eq!(p.line, 1);
+        assert!(p.message.contains("is not set"));
+    }
+
+    #[test]
+    fn plain_smtp_only_to_loopback() {
+        let fx = Fixture::new();
+        let mail = |host: &str| {
+            format!("[mail]\ntransport = \"smtp\"\nsmtp_host = \"{host}\"\nsmtp_tls = \"none\"\n{MINIMAL}")
+        };
+        let problems = fx.problems(&mail("smtp.example.gov.uk"));
+        let p = find(&problems, "unencrypted");
+        assert_eq!(p.line, 4);
+        assert_eq!(problems.len(), 1);
+        for host in ["localhost", "127.0.0.1", "::1", "[::1]"] {
+            let s = fx.load(&mail(host)).unwrap();
+            let MailTransport::Smtp(smtp) = s.mail.transport else {
+                panic!("not smtp")
+            };
+            assert_eq!((smtp.port, smtp.tls), (25, SmtpTls::None));
+        }
+    }
+
+    #[test]
+    fn transport_specific_mail_keys() {
+        let fx = Fixture::new();
+        let problems = fx.problems(&format!(
+            "[mail]\ntransport = \"file\"\nsmtp_host = \"x.example\"\n{MINIMAL}"
+        ));
+        assert_eq!(find(&problems, "`smtp_host`").line, 3);
+        let problems = fx.problems(&format!(
+            "[mail]\ntransport = \"smtp\"\nsmtp_host = \"x.example\"\nfile_dir = \"o\"\n{MINIMAL}"
+        ));
+        assert_eq!(find(&problems, "`file_dir`").line, 4);
+        let s = fx
+            .load(&format!(
+                "[mail]\ntransport = \"smtp\"\nsmtp_host = \"relay.example\"\nsmtp_tls = \"tls\"\nsmtp_user_env = \"U\"\nsmtp_password_env = \"P\"\n{MINIMAL}"
+            ))
+            .unwrap();
+        let MailTransport::Smtp(smtp) = s.mail.transport else {
+            panic!("not smtp")
+        };
+        assert_eq!(smtp.port, 465);
+        assert_eq!(smtp.user, Some(SecretRef::Env("U".into())));
+        assert_eq!(smtp.password, Some(SecretRef::Env("P".into())));
+    }
+
+    #[test]
+    fn locality_prefixes_must_not_overlap() {
+        let fx = Fixture::new();
+        let text = format!(
+            r#"{MINIMAL}
+[[locality]]
+name = "North"
+postcodes = ["M7", "m6  5"]
+
+[[locality]]
+name = "South"
+postcodes = [
+  "M6",
+  "M7",
+  "M6 5",
+  "M999",
+  "M6 55",
+]
+managers = ["mgr@example"]
+"#
+        );
+        let problems = fx.problems(&text);
+        let p = find(&problems, "\"M7\" is in both");
+        assert_eq!(p.line, 16);
+        assert!(p.message.contains("\"North\"") && p.message.contains("\"South\""));
+        // "m6  5" was normalised to "M6 5" and collides with the South sector.
+        assert_eq!(find(&problems, "\"M6 5\" is in both").line, 17);
+        assert_eq!(find(&problems, "\"M999\"").line, 18);
+        assert_eq!(find(&problems, "\"M6 55\"").line, 19);
+        assert_eq!(find(&problems, "\"mgr@example\"").line, 21);
+        // A district in one locality with a sector of it in another is fine.
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+
+        let s = fx
+            .load(&format!(
+                "{MINIMAL}[[locality]]\nname = \"N\"\npostcodes = [\"m6 5\", \"sw1a\"]\n[[locality]]\nname = \"S\"\npostcodes = [\"M6\"]\n"
+            ))
+            .unwrap();
+        assert_eq!(s.localities[0].postcodes, ["M6 5", "SW1A"]);
+    }
+
+    #[test]
+    fn schools_need_ewos_and_a_known_locality() {
+        let fx = Fixture::new();
+        let text = format!(
+            r#"{MINIMAL}
+[[locality]]
+name = "North"
+
+[[school]]
+urn = "100001"
+name = "A"
+locality = "North"
+ewos = []
+
+[[school]]
+urn = "100002"
+name = "B"
+locality = "Nroth"
+ewos = ["ewo@example.gov.uk"]
+
+[[school]]
+urn = "100001"
+name = "C"
+locality = "North"
+ewos = ["ewo@example.gov.uk"]
+
+[[school]]
+urn = "12AB"
+name = "D"
+locality = "North"
+"#
+        );
+        let problems = fx.problems(&text);
+        assert_eq!(
+            find(&problems, "`ewos` of [[school]] 100001 is empty").line,
+            15
+        );
+        let p = find(&problems, "names locality \"Nroth\"");
+        assert_eq!(p.line, 20);
+        assert!(p.fix.contains("\"North\""), "{p}");
+        assert_eq!(
+            find(&problems, "URN 100001 is already configured on line 12").line,
+            24
+        );
+        assert_eq!(find(&problems, "6-digit school URN").line, 30);
+        assert_eq!(find(&problems, "has no `ewos`").line, 29);
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn rule_values_are_checked() {
+        let fx = Fixture::new();
+        let text = format!(
+            r#"{MINIMAL}
+[rules.attendance_drop]
+enabled = "yes"
+below = 90
+severe_below = 0.6
+window_school_days = 0
+[rules.closed_too_early]
+within_days = 60
+urgent_within_days = 90
+[rules.emerging_risk]
+min_signal_kinds = 5
+lookback_days = 2.5
+"#
+        );
+        let problems = fx.problems(&text);
+        assert_eq!(find(&problems, "`enabled`").line, 9);
+        assert_eq!(find(&problems, "`below` in").line, 10);
+        assert_eq!(find(&problems, "`window_school_days`").line, 12);
+        assert_eq!(find(&problems, "`urgent_within_days` (90)").line, 15);
+        assert_eq!(find(&problems, "`min_signal_kinds`").line, 17);
+        assert_eq!(find(&problems, "`lookback_days`").line, 18);
+        // below was rejected, so severe_below has nothing to be compared with.
+        assert_eq!(problems.len(), 6, "{problems:#?}");
+
+        let s = fx
+            .load(&format!(
+                "{MINIMAL}[rules.eviction_risk]\nenabled = false\nlookback_days = 30\n"
+            ))
+            .unwrap();
+        let rule = &s.rules["eviction_risk"];
+        assert_eq!(rule.get("enabled").and_then(Item::as_bool), Some(false));
+        assert_eq!(
+            rule.get("lookback_days").and_then(Item::as_integer),
+            Some(30)
+        );
+        assert!(summary(&s).contains("eviction_risk (off)"));
+    }
+
+    #[test]
+    fn format_specific_source_keys() {
+        let fx = Fixture::new();
+        let text = r#"
+[[source]]
+name = "a"
+kind = "attendance"
+format = "json"
+transport = { type = "dir", path = "in", url = "https://x.example" }
+sheet = "One"
+records_path = "data..items"
+
+[[source]]
+name = "b"
+kind = "housing"
+format = "csv"
+transport = { type = "http", url = "http://feeds.example.gov.uk/h", path = "x" }
+next_path = "next"
+delimiter = ";;"
+encoding = "latin1"
+
+[[source]]
+name = "bad name"
+kind = "housing"
+format = "ods"
+transport = { type = "http", url = "http://127.0.0.1:8080/h", basic_user_env = "U" }
+sheet = "Notices"
+"#;
+        let problems = fx.problems(text);
+        assert_eq!(find(&problems, "`url` in the transport").line, 6);
+        assert_eq!(find(&problems, "`sheet`").line, 7);
+        assert_eq!(find(&problems, "not a dotted path").line, 8);
+        assert_eq!(find(&problems, "plain http").line, 14);
+        assert_eq!(find(&problems, "`path` in the transport").line, 14);
+        assert_eq!(find(&problems, "`next_path`").line, 15);
+        assert_eq!(find(&problems, "not a single character").line, 16);
+        assert_eq!(find(&problems, "`encoding`").line, 17);
+        assert_eq!(
+            find(&problems, "\"bad name\" is not a usable name").line,
+            20
+        );
+        assert_eq!(find(&problems, "half of basic authentication").line, 23);
+        assert_eq!(problems.len(), 10, "{problems:#?}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_as_config_md_says() {
+        let fx = Fixture::new();
+        let base = fx.dir.path();
+        std::fs::create_dir(base.join("myjobs")).unwrap();
+        let text = r#"
+state_dir = "var"
+database_url = "sqlite://db/kin.db"
+jobs_dir = "myjobs"
+[mail]
+file_dir = "mail-out"
+[[source]]
+name = "mis"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://x.example/a", basic_user_file = "mis-user", basic_password_file = "/etc/kinlink/mis-pass" }
+[[source]]
+name = "police"
+kind = "police_da"
+format = "csv"
+transport = { type = "dir", path = "../inbox" }
+"#;
+        let s = fx.load(text).unwrap();
+        assert_eq!(s.state_dir, base.join("var"));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(base.join("var").join("db/kin.db"))
+        );
+        assert_eq!(s.jobs_dir, base.join("myjobs"));
+        assert!(
+            matches!(&s.mail.transport, MailTransport::File { dir } if *dir == base.join("var").join("mail-out"))
+        );
+        assert!(
+            matches!(&s.sources[1].transport, Transport::Dir { path } if *path == base.join("../inbox"))
+        );
+        let Transport::Http(http) = &s.sources[0].transport else {
+            panic!("not http")
+        };
+        assert_eq!(
+            http.auth,
+            HttpAuth::Basic {
+                user: SecretRef::File(base.join("mis-user")),
+                password: SecretRef::File(PathBuf::from("/etc/kinlink/mis-pass")),
+            }
+        );
+
+        // With systemd's credentials folder, relative secret files are found there.
+        let s = fx
+            .load_env(
+                text,
+                &[("CREDENTIALS_DIRECTORY", "/run/credentials/kinlink.service")],
+            )
+            .unwrap();
+        let Transport::Http(http) = &s.sources[0].transport else {
+            panic!("not http")
+        };
+        assert_eq!(
+            http.auth,
+            HttpAuth::Basic {
+                user: SecretRef::File(PathBuf::from("/run/credentials/kinlink.service/mis-user")),
+                password: SecretRef::File(PathBuf::from("/etc/kinlink/mis-pass")),
+            }
+        );
+
+        // An absolute SQLite path stays where it is.
+        let s = fx
+            .load(&format!(
+                "database_url = \"sqlite:///srv/kin.db\"\n{MINIMAL}"
+            ))
+            .unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(PathBuf::from("/srv/kin.db"))
+        );
+    }
+
+    #[test]
+    fn job_problems_come_with_config_problems() {
+        let fx = Fixture::new();
+        fx.job(
+            "nightly.toml",
+            "name = \"nightly\"\nschedule = \"0 30 1 * * *\"\nsteps = [\"ingest\", \"lnk\"]\n",
+        );
+        fx.job(
+            "weekly.toml",
+            "name = \"weekly\"\nschedule = \"0 0 8 * * MONDAY\"\nsteps = [\"send\"]\n",
+        );
+        let problems = fx.problems(&format!("{MINIMAL}colour = 1\n"));
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        let jobs = fx.dir.path().join("jobs");
+        let p = find(&problems, "\"lnk\"");
+        assert_eq!((p.file.clone(), p.line), (jobs.join("nightly.toml"), 3));
+        assert!(p.fix.contains("\"link\""));
+        let p = find(&problems, "day of week");
+        assert_eq!((p.file.clone(), p.line), (jobs.join("weekly.toml"), 2));
+        // The config file comes first, then the job files.
+        assert_eq!(problems[0].file, fx.path());
+    }
+
+    #[test]
+    fn a_missing_jobs_folder_names_the_key() {
+        let fx = Fixture::new();
+        let problems = fx.problems(&format!("jobs_dir = \"nope\"\n{MINIMAL}"));
+        let p = find(&problems, "jobs folder");
+        assert_eq!(p.line, 1);
+        assert!(p.fix.contains("`jobs_dir`"));
+        std::fs::remove_dir(fx.dir.path().join("jobs")).unwrap();
+        let problems = fx.problems(MINIMAL);
+        let p = find(&problems, "jobs folder");
+        assert!(p.message.contains("default"), "{p}");
+    }
+
+    #[test]
+    fn invalid_toml_is_one_problem_with_its_line() {
+        let fx = Fixture::new();
+        let problems = fx.problems("timezone = \"Europe/London\"\n[mail\n");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 2, "{problems:?}");
+    }
+
+    #[test]
+    fn check_secrets_reports_unreadable_secrets_without_values() {
+        let fx = Fixture::new();
+        std::fs::write(fx.dir.path().join("token"), "s3cret-token\n").unwrap();
+        std::fs::write(fx.dir.path().join("empty"), "\n").unwrap();
+        let text = r#"
+[[source]]
+name = "a"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://x.example/a", bearer_file = "token" }
+[[source]]
+name = "b"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://x.example/b", bearer_file = "missing" }
+[[source]]
+name = "c"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://x.example/c", bearer_file = "empty" }
+[[source]]
+name = "d"
+kind = "attendance"
+format = "json"
+transport = { type = "http", url = "https://x.example/d", bearer_env = "KINLINK_TEST_SURELY_UNSET_9F2C" }
+"#;
+        let s = fx.load(text).unwrap();
+        let problems = check_secrets(&s);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].message.contains("source \"b\""));
+        assert!(
+            problems[1].message.contains("source \"c\"") && problems[1].message.contains("empty")
+        );
+        assert!(problems[2]
+            .message
+            .contains("KINLINK_TEST_SURELY_UNSET_9F2C"));
+        let shown = Problems(problems).to_string();
+        assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn postcode_prefixes() {
+        assert_eq!(postcode_prefix("m7").as_deref(), Some("M7"));
+        assert_eq!(postcode_prefix(" m6   5 ").as_deref(), Some("M6 5"));
+        assert_eq!(postcode_prefix("SW1A").as_deref(), Some("SW1A"));
+        assert_eq!(postcode_prefix("M27").as_deref(), Some("M27"));
+        for bad in ["", "7M", "M", "MMM1", "M6 5A", "M6 X", "M123", "M6 5 1"] {
+            assert_eq!(postcode_prefix(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked_simply() {
+        assert!(is_email("eh.north@example.gov.uk"));
+        for bad in [
+            "", "a@b", "a b@c.uk", "a@@c.uk", "@c.uk", "a@.uk", "a@c.", "a@c..uk",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
 }

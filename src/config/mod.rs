@@ -7,7 +7,7 @@
 
 mod load;
 
-pub use load::{load, load_str, Problem, Problems};
+pub use load::{canonical_columns, check_secrets, load, load_str, summary, Problem, Problems};
 
 use std::collections::BTreeMap;
 use std::fmt;
