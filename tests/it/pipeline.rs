@@ -1,0 +1,278 @@
+//! The ingest stage end to end on both backends: dir inbox → raw copy → one
+//! transaction → archive or rejected/, with the ledger making a second delivery a
+//! no-op.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kinlink::clock::Clock;
+use kinlink::config::{
+    DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
+    SourceSettings, TextEncoding, Transport,
+};
+use kinlink::domain::{FeedKind, Format};
+use kinlink::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
+use kinlink::store::Store;
+
+use crate::backends::stores;
+
+const HEADER: &str = "URN,Pupil UPN,First name,Last name,DOB,Post code,Date,Session,Mark\n";
+
+fn attendance_source(inbox: &Path, max_bad_rows: f64) -> SourceSettings {
+    let columns: BTreeMap<String, String> = [
+        ("school_urn", "URN"),
+        ("upn", "Pupil UPN"),
+        ("forename", "First name"),
+        ("surname", "Last name"),
+        ("dob", "DOB"),
+        ("postcode", "Post code"),
+        ("date", "Date"),
+        ("session", "Session"),
+        ("mark", "Mark"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    SourceSettings {
+        name: "schools".into(),
+        kind: FeedKind::Attendance,
+        format: Format::Csv,
+        transport: Transport::Dir {
+            path: inbox.to_path_buf(),
+        },
+        max_bad_rows,
+        sheet: None,
+        delimiter: b',',
+        encoding: TextEncoding::Utf8,
+        records_path: None,
+        next_path: None,
+        stale_after_hours: None,
+        columns,
+    }
+}
+
+fn settings(dir: &Path, source: SourceSettings) -> Settings {
+    Settings {
+        config_path: dir.join("kinlink.toml"),
+        state_dir: dir.join("state"),
+        database: DatabaseUrl::Sqlite(PathBuf::from("kinlink.db")),
+        jobs_dir: dir.join("jobs"),
+        timezone: chrono_tz::Europe::London,
+        mail: MailSettings {
+            transport: MailTransport::File {
+                dir: dir.join("state/outbox"),
+            },
+            from: "Early Help <eh@example.gov.uk>".into(),
+            detail: DetailLevel::Minimal,
+            admin: vec!["admin@example.gov.uk".into()],
+        },
+        http: None,
+        sources: vec![source],
+        localities: vec![],
+        schools: vec![],
+        rules: BTreeMap::new(),
+        linkage: LinkageSettings::default(),
+        jobs: vec![],
+    }
+}
+
+/// A valid UPN (check letter computed) for serial `n`.
+fn upn(n: u32) -> String {
+    let body = format!("80120000{n:04}");
+    let letter = kinlink::domain::ids::upn_check_letter(&body).unwrap();
+    format!("{letter}{body}")
+}
+
+fn marks_csv(pupils: u32, days: u32, bad_rows: u32) -> String {
+    let mut s = String::from(HEADER);
+    for p in 0..pupils {
+        for d in 1..=days {
+            for session in ["AM", "PM"] {
+                let mark = if session == "AM" { "/" } else { "\\" };
+                s.push_str(&format!(
+                    "100001,{},Pupil{p},Family{p},01/09/2015,m6 5ab,{d:02}/10/2025,{session},{mark}\n",
+                    upn(p)
+                ));
+            }
+        }
+    }
+    for b in 0..bad_rows {
+        s.push_str(&format!(
+            "100001,{},Pupil{b},Family{b},01/09/2015,M6 5AB,{:02}/11/2025,AM,Q9\n",
+            upn(b),
+            b % 28 + 1
+        ));
+    }
+    s
+}
+
+async fn run(settings: &Settings, store: &Store) -> Vec<FileOutcome> {
+    pipeline::ingest(settings, store, Clock::system(), &IngestRequest::default(), &NoProgress)
+        .await
+        .expect("ingest step")
+        .files
+}
+
+#[tokio::test]
+async fn a_file_is_stored_once_and_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("a_file_is_stored_once", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        std::fs::write(inbox.join("marks.csv"), marks_csv(5, 10, 1)).unwrap();
+
+        let files = run(&settings, &store).await;
+        match &files[..] {
+            [FileOutcome::Ingested { counts, .. }] => {
+                assert_eq!(counts.rows_read, 101, "{backend}");
+                assert_eq!(counts.records, 100, "{backend}");
+                assert_eq!(counts.quarantined, 1, "{backend}");
+            }
+            other => panic!("{backend}: {other:?}"),
+        }
+        let counts = store.table_counts().await.unwrap();
+        assert_eq!(counts.attendance_marks, 100, "{backend}");
+        assert_eq!(counts.mentions, 5, "{backend}: one mention per pupil");
+        assert_eq!(counts.quarantined, 1, "{backend}");
+        assert!(inbox.join("archive/marks.csv").exists(), "{backend}");
+        assert!(!inbox.join("marks.csv").exists(), "{backend}");
+
+        // The same content delivered again changes nothing.
+        std::fs::write(inbox.join("marks-again.csv"), marks_csv(5, 10, 1)).unwrap();
+        let files = run(&settings, &store).await;
+        assert!(matches!(&files[..], [FileOutcome::Duplicate { .. }]), "{backend}: {files:?}");
+        assert_eq!(store.table_counts().await.unwrap(), counts, "{backend}");
+        assert!(inbox.join("archive/marks-again.csv").exists(), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn too_many_bad_rows_rejects_the_whole_file_and_keeps_earlier_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("too_many_bad_rows", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        std::fs::write(inbox.join("good.csv"), marks_csv(2, 5, 0)).unwrap();
+        run(&settings, &store).await;
+        let before = store.table_counts().await.unwrap();
+        assert_eq!(before.attendance_marks, 20);
+
+        // 10 bad rows of 30 = 33% > 5%.
+        std::fs::write(inbox.join("bad.csv"), marks_csv(2, 5, 10).replace("Family0", "Changed")).unwrap();
+        let files = run(&settings, &store).await;
+        let reason = match &files[..] {
+            [FileOutcome::Rejected { reason, moved_to, .. }] => {
+                assert_eq!(moved_to.as_deref(), Some(inbox.join("rejected/bad.csv").as_path()));
+                reason.clone()
+            }
+            other => panic!("{backend}: {other:?}"),
+        };
+        assert!(reason.contains("max_bad_rows"), "{backend}: {reason}");
+        assert!(reason.contains("10 of 30"), "{backend}: {reason}");
+        let written = std::fs::read_to_string(inbox.join("rejected/bad.csv.reason.txt")).unwrap();
+        assert!(written.contains("max_bad_rows"), "{written}");
+        assert_eq!(store.table_counts().await.unwrap(), before, "{backend}: nothing stored");
+        let surnames = store
+            .column_text("SELECT surname FROM mentions ORDER BY surname")
+            .await
+            .unwrap();
+        assert!(!surnames.contains(&Some("Changed".into())), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_column_rejects_the_file_naming_the_column_and_map_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("missing_column", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let csv = marks_csv(1, 2, 0).replace("DOB,", "Birth date,");
+        std::fs::write(inbox.join("cols.csv"), csv).unwrap();
+        let files = run(&settings, &store).await;
+        let FileOutcome::Rejected { reason, .. } = &files[0] else {
+            panic!("{backend}: {files:?}")
+        };
+        assert!(reason.contains("dob"), "{reason}");
+        assert!(reason.contains("DOB"), "{reason}");
+        assert_eq!(store.table_counts().await.unwrap().attendance_marks, 0);
+        let status = store.source_stats().await.unwrap();
+        assert_eq!(status[0].files_rejected, 1, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn corrections_replace_earlier_values_by_natural_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("corrections_replace", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        std::fs::write(inbox.join("a.csv"), marks_csv(1, 3, 0)).unwrap();
+        run(&settings, &store).await;
+        // The school recodes one session from present to unexplained absence.
+        let correction = format!(
+            "{HEADER}100001,{},Pupil0,Family0,01/09/2015,M6 5AB,02/10/2025,PM,N\n",
+            upn(0)
+        );
+        std::fs::write(inbox.join("b.csv"), correction).unwrap();
+        run(&settings, &store).await;
+        assert_eq!(store.table_counts().await.unwrap().attendance_marks, 6, "{backend}");
+        let marks = store
+            .column_text("SELECT mark FROM attendance_marks WHERE category = 'UA'")
+            .await
+            .unwrap();
+        assert_eq!(marks, vec![Some("N".to_string())], "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_left_half_done_by_a_crash_is_ingested_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("crash_recovery", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let raw_dir = settings.state_dir.join("raw/schools");
+        std::fs::create_dir_all(&raw_dir).unwrap();
+        std::fs::write(inbox.join("m.csv"), marks_csv(3, 4, 0)).unwrap();
+        // A run that took the file and stopped before its transaction committed
+        // leaves exactly this behind: a raw copy, a `fetched` ledger row, and the
+        // delivered file still in the inbox.
+        let taken = kinlink::feeds::dir::take("schools", &inbox.join("m.csv"), &raw_dir).unwrap();
+        store
+            .record_fetched(&kinlink::store::NewFile {
+                source: "schools",
+                kind: FeedKind::Attendance,
+                original_name: "m.csv",
+                raw_path: &taken.path,
+                origin: "dir",
+                sha256: &taken.sha256,
+                size: taken.size,
+                fetched_at: Clock::system().now(),
+            })
+            .await
+            .unwrap();
+        let files = run(&settings, &store).await;
+        assert_eq!(files.len(), 2, "{backend}: {files:?}");
+        assert!(matches!(files[0], FileOutcome::Ingested { .. }), "{files:?}");
+        assert!(matches!(files[1], FileOutcome::Duplicate { .. }), "{files:?}");
+        assert_eq!(store.table_counts().await.unwrap().attendance_marks, 24, "{backend}");
+        let stats = store.source_stats().await.unwrap();
+        assert_eq!((stats[0].files_ingested, stats[0].files_waiting), (1, 0), "{backend}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state/kinlink.db");
+    let store = Store::open_sqlite(&db).await.unwrap();
+    store.close().await;
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
