@@ -251,7 +251,7 @@ async fn a_plain_get_streams_the_body_into_raw_and_returns_validators() {
         assert_eq!(
             file.origin,
             Origin::Http {
-                url,
+                url: server.url("/exports/attendance.csv"),
                 validators: Validators {
                     etag: Some("\"v1\"".into()),
                     last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
