@@ -7,6 +7,7 @@
 //! credential is picked up by the next run without a restart.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -106,11 +107,11 @@ pub async fn fetch(
     source: &SourceSettings,
     http: &HttpTransport,
     prior: &Validators,
-    raw_dir: &std::path::Path,
+    raw_dir: &Path,
     policy: &RetryPolicy,
 ) -> Result<HttpOutcome, FeedError> {
     let feed = source.name.as_str();
-    let url = parse_url(feed, &http.url, &http.url)?;
+    let url = parse_url(feed, &http.url)?;
     let auth = Auth::resolve(feed, &http.auth)?;
     let own_client;
     let client = if http.connect_timeout_secs == DEFAULT_CONNECT_TIMEOUT_SECS {
@@ -132,7 +133,7 @@ pub async fn fetch(
     let ext = source.format.as_str();
     let original_name = name_from_url(&url).unwrap_or_else(|| format!("{feed}.{ext}"));
 
-    let (bytes, sha256, size, path, validators) = match (source.format, &source.next_path) {
+    let (sha256, size, path, validators) = match (source.format, &source.next_path) {
         (Format::Json, Some(next_path)) => {
             let Some((combined, validators)) = fetcher
                 .fetch_pages(&url, prior, source.records_path.as_deref(), next_path)
@@ -141,32 +142,24 @@ pub async fn fetch(
                 return Ok(HttpOutcome::NotModified);
             };
             let (sha256, size, path) = write_raw(raw_dir, &combined, ext).await?;
-            (combined.len(), sha256, size, path, validators)
+            (sha256, size, path, validators)
         }
         _ => {
-            let sink = || Sink::file(raw_dir);
+            let sink = || FileSink::create(raw_dir);
             let got = fetcher
                 .get(&url, Some(prior), http.max_body_bytes, sink)
                 .await?;
             let Got::Body { sink, validators } = got else {
                 return Ok(HttpOutcome::NotModified);
             };
-            let Sink::File {
-                part, hasher, size, ..
-            } = sink
-            else {
-                return Err(FeedError::Client("internal: file sink expected".into()));
-            };
-            let sha256 = hex::encode(hasher.finalize());
-            let path = raw_dir.join(raw_name(&sha256, Some(ext)));
-            part.keep(&path)?;
-            (size as usize, sha256, size, path, validators)
+            let (sha256, size, path) = sink.keep(raw_dir, ext)?;
+            (sha256, size, path, validators)
         }
     };
     tracing::info!(
         feed,
         url = %display_url(url.as_str()),
-        bytes,
+        bytes = size,
         sha256 = %sha256,
         "Fetched feed"
     );
@@ -177,7 +170,9 @@ pub async fn fetch(
         sha256,
         size,
         origin: Origin::Http {
-            url: http.url.clone(),
+            // Shown form only: this is stored and reported, and a query string may
+            // carry an API key.
+            url: display_url(&http.url),
             validators,
         },
     }))
@@ -228,19 +223,24 @@ impl Auth {
     }
 }
 
-/// Where one attempt's body goes. Dropping a file sink deletes its `.part` file.
-enum Sink {
-    File {
-        part: PartFile,
-        file: tokio::fs::File,
-        hasher: Sha256,
-        size: u64,
-    },
-    Memory(Vec<u8>),
+/// Where one attempt's body goes: a `.part` file for a plain download, memory for a
+/// JSON page that must be parsed. A fresh sink per attempt, so a failed attempt's
+/// bytes are simply dropped.
+trait Sink {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), FeedError>;
+    async fn finish(&mut self) -> Result<(), FeedError>;
 }
 
-impl Sink {
-    async fn file(raw_dir: &std::path::Path) -> Result<Sink, FeedError> {
+/// A body streamed to disk and hashed on the way. Dropping it deletes the `.part` file.
+struct FileSink {
+    part: PartFile,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl FileSink {
+    async fn create(raw_dir: &Path) -> Result<FileSink, FeedError> {
         let part = PartFile::new(raw_dir);
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -248,7 +248,7 @@ impl Sink {
             .open(&part.path)
             .await
             .map_err(|e| FeedError::io("create", &part.path, e))?;
-        Ok(Sink::File {
+        Ok(FileSink {
             part,
             file,
             hasher: Sha256::new(),
@@ -256,48 +256,52 @@ impl Sink {
         })
     }
 
-    async fn memory() -> Result<Sink, FeedError> {
-        Ok(Sink::Memory(Vec::new()))
+    /// Renames the finished body to `<sha256>.<ext>`; returns (sha256, size, path).
+    fn keep(self, raw_dir: &Path, ext: &str) -> Result<(String, u64, PathBuf), FeedError> {
+        let sha256 = hex::encode(self.hasher.finalize());
+        let path = raw_dir.join(raw_name(&sha256, Some(ext)));
+        self.part.keep(&path)?;
+        Ok((sha256, self.size, path))
     }
+}
 
+impl Sink for FileSink {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), FeedError> {
-        match self {
-            Sink::File {
-                part,
-                file,
-                hasher,
-                size,
-            } => {
-                hasher.update(chunk);
-                *size += chunk.len() as u64;
-                file.write_all(chunk)
-                    .await
-                    .map_err(|e| FeedError::io("write", &part.path, e))
-            }
-            Sink::Memory(buf) => {
-                buf.extend_from_slice(chunk);
-                Ok(())
-            }
-        }
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| FeedError::io("write", &self.part.path, e))
     }
 
     async fn finish(&mut self) -> Result<(), FeedError> {
-        if let Sink::File { part, file, .. } = self {
-            file.flush()
-                .await
-                .map_err(|e| FeedError::io("write", &part.path, e))?;
-            file.sync_all()
-                .await
-                .map_err(|e| FeedError::io("sync", &part.path, e))?;
-        }
+        self.file
+            .flush()
+            .await
+            .map_err(|e| FeedError::io("write", &self.part.path, e))?;
+        self.file
+            .sync_all()
+            .await
+            .map_err(|e| FeedError::io("sync", &self.part.path, e))
+    }
+}
+
+impl Sink for Vec<u8> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), FeedError> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), FeedError> {
         Ok(())
     }
 }
 
 /// The result of one successful GET.
-enum Got {
+enum Got<S> {
     NotModified,
-    Body { sink: Sink, validators: Validators },
+    Body { sink: S, validators: Validators },
 }
 
 /// Why one attempt failed.
@@ -334,16 +338,17 @@ struct Fetcher<'a> {
 impl Fetcher<'_> {
     /// GETs `url` with retries; `conditional` adds If-None-Match / If-Modified-Since.
     /// Each attempt starts a fresh sink, so a failed attempt leaves nothing behind.
-    async fn get<F, Fut>(
+    async fn get<S, F, Fut>(
         &self,
         url: &Url,
         conditional: Option<&Validators>,
         limit: u64,
         new_sink: F,
-    ) -> Result<Got, FeedError>
+    ) -> Result<Got<S>, FeedError>
     where
+        S: Sink,
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Sink, FeedError>>,
+        Fut: std::future::Future<Output = Result<S, FeedError>>,
     {
         let shown = display_url(url.as_str());
         let mut retry = 0u32;
@@ -399,14 +404,14 @@ impl Fetcher<'_> {
     }
 
     /// One request and its body, classified.
-    async fn attempt(
+    async fn attempt<S: Sink>(
         &self,
         url: &Url,
         shown: &str,
         conditional: Option<&Validators>,
         limit: u64,
-        mut sink: Sink,
-    ) -> Result<Got, Failure> {
+        mut sink: S,
+    ) -> Result<Got<S>, Failure> {
         let mut req = self
             .client
             .get(url.clone())
@@ -576,7 +581,9 @@ impl Fetcher<'_> {
             // decided there; later pages must always come back whole.
             let conditional = (page == 1).then_some(prior);
             let limit = self.http.max_body_bytes.saturating_sub(total);
-            let got = self.get(&url, conditional, limit, Sink::memory).await;
+            let got = self
+                .get(&url, conditional, limit, || async { Ok(Vec::new()) })
+                .await;
             let got = match got {
                 // The limit covers all pages together; name the configured figure.
                 Err(FeedError::TooLarge { feed, url, .. }) => {
@@ -590,13 +597,7 @@ impl Fetcher<'_> {
             };
             let (bytes, validators) = match got {
                 Got::NotModified => return Ok(None),
-                Got::Body {
-                    sink: Sink::Memory(bytes),
-                    validators,
-                } => (bytes, validators),
-                Got::Body { .. } => {
-                    return Err(FeedError::Client("internal: memory sink expected".into()))
-                }
+                Got::Body { sink, validators } => (sink, validators),
             };
             total += bytes.len() as u64;
             if first_validators.is_none() {
@@ -659,30 +660,21 @@ impl Fetcher<'_> {
 
 /// Writes an in-memory body to the raw folder the same way a streamed one is written.
 async fn write_raw(
-    raw_dir: &std::path::Path,
+    raw_dir: &Path,
     bytes: &[u8],
     ext: &str,
-) -> Result<(String, u64, std::path::PathBuf), FeedError> {
-    let mut sink = Sink::file(raw_dir).await?;
+) -> Result<(String, u64, PathBuf), FeedError> {
+    let mut sink = FileSink::create(raw_dir).await?;
     sink.write(bytes).await?;
     sink.finish().await?;
-    let Sink::File {
-        part, hasher, size, ..
-    } = sink
-    else {
-        return Err(FeedError::Client("internal: file sink expected".into()));
-    };
-    let sha256 = hex::encode(hasher.finalize());
-    let path = raw_dir.join(raw_name(&sha256, Some(ext)));
-    part.keep(&path)?;
-    Ok((sha256, size, path))
+    sink.keep(raw_dir, ext)
 }
 
 /// Parses a configured or linked URL; only http(s) is fetched.
-fn parse_url(feed: &str, url: &str, shown: &str) -> Result<Url, FeedError> {
+fn parse_url(feed: &str, url: &str) -> Result<Url, FeedError> {
     let bad = |detail: String| FeedError::BadUrl {
         feed: feed.to_string(),
-        url: display_url(shown),
+        url: display_url(url),
         detail,
     };
     let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -877,8 +869,8 @@ mod tests {
 
     #[test]
     fn only_http_urls_are_fetched() {
-        assert!(parse_url("s", "ftp://x/y", "ftp://x/y").is_err());
-        assert!(parse_url("s", "not a url", "not a url").is_err());
-        assert!(parse_url("s", "https://x/y", "https://x/y").is_ok());
+        assert!(parse_url("s", "ftp://x/y").is_err());
+        assert!(parse_url("s", "not a url").is_err());
+        assert!(parse_url("s", "https://x/y").is_ok());
     }
 }

@@ -38,7 +38,8 @@ pub struct FetchedFile {
 pub enum Origin {
     /// Taken from an inbox folder; settle it with [`dir::settle`] after ingest.
     Dir { inbox_file: PathBuf },
-    /// Downloaded; keep `validators` for the next conditional GET.
+    /// Downloaded; keep `validators` for the next conditional GET. `url` is the
+    /// configured URL in its [`display_url`] form (no user info or query).
     Http { url: String, validators: Validators },
 }
 

@@ -1,0 +1,5 @@
+//! Integration tests, compiled as one binary: one module per feature, shared helpers
+//! (the loopback feed server) in `helpers`.
+
+mod feeds;
+mod helpers;
