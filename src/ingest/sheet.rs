@@ -571,3 +571,396 @@ impl SheetRows {
         Ok(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Write};
+
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+    use rust_xlsxwriter::{ExcelDateTime, Format as XFormat, Workbook};
+
+    use super::*;
+    use crate::domain::{FeedKind, Record};
+    use crate::ingest::{open_bytes, read_all, test_source};
+
+    const HEADER: [&str; 8] = [
+        "URN", "Forename", "Surname", "DOB", "Date", "Session", "Mark", "Notes",
+    ];
+
+    fn att(format: Format) -> SourceSettings {
+        test_source(
+            FeedKind::Attendance,
+            format,
+            &[("school_urn", "URN"), ("dob", "DOB")],
+        )
+    }
+
+    /// A workbook whose "Marks" sheet has two blank leading rows, a merged header
+    /// cell over two unmapped columns, native dates, serial numbers and a URN
+    /// stored as a number.
+    fn marks_workbook() -> Vec<u8> {
+        let mut wb = Workbook::new();
+        let cover = wb.add_worksheet();
+        cover.set_name("Cover").unwrap();
+        cover.write_string(0, 0, "Attendance export").unwrap();
+        let ws = wb.add_worksheet();
+        ws.set_name("Marks").unwrap();
+        let date_fmt = XFormat::new().set_num_format("dd/mm/yyyy");
+        for (c, h) in HEADER.iter().enumerate() {
+            if *h != "Notes" {
+                ws.write_string(2, c as u16, *h).unwrap();
+            }
+        }
+        ws.merge_range(2, 7, 2, 8, "Notes", &XFormat::new())
+            .unwrap();
+        // Row 4: native date cells, URN as a number.
+        ws.write_number(3, 0, 100001.0).unwrap();
+        ws.write_string(3, 1, "Ann").unwrap();
+        ws.write_string(3, 2, "Smith").unwrap();
+        ws.write_datetime_with_format(
+            3,
+            3,
+            ExcelDateTime::from_ymd(2015, 4, 3).unwrap(),
+            &date_fmt,
+        )
+        .unwrap();
+        ws.write_datetime_with_format(
+            3,
+            4,
+            ExcelDateTime::from_ymd(2025, 3, 4).unwrap(),
+            &date_fmt,
+        )
+        .unwrap();
+        ws.write_string(3, 5, "AM").unwrap();
+        ws.write_string(3, 6, "/").unwrap();
+        ws.write_string(3, 7, "x").unwrap();
+        ws.write_string(3, 8, "y").unwrap();
+        // Row 5 is blank. Row 6: plain serial numbers and UK text dates.
+        ws.write_string(5, 0, "100001").unwrap();
+        ws.write_string(5, 1, "Bob").unwrap();
+        ws.write_string(5, 2, "Jones").unwrap();
+        ws.write_number(5, 3, 42005.0).unwrap(); // 2015-01-01
+        ws.write_string(5, 4, "03/04/2025").unwrap();
+        ws.write_string(5, 5, "pm").unwrap();
+        ws.write_string(5, 6, "N").unwrap();
+        // Row 7: an unknown mark.
+        ws.write_number(6, 0, 100001.0).unwrap();
+        ws.write_string(6, 1, "Cat").unwrap();
+        ws.write_string(6, 2, "Jones").unwrap();
+        ws.write_string(6, 3, "2015-01-01").unwrap();
+        ws.write_string(6, 4, "2025-04-03").unwrap();
+        ws.write_string(6, 5, "PM").unwrap();
+        ws.write_string(6, 6, "??").unwrap();
+        wb.save_to_buffer().unwrap()
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn attendance(outcome: &RowOutcome) -> &crate::domain::AttendanceMark {
+        match outcome {
+            Ok(Record::Attendance(a)) => a,
+            other => panic!("expected an attendance record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn xlsx_rows_with_native_dates_serials_and_sheet_row_numbers() {
+        let mut source = att(Format::Xlsx);
+        source.sheet = Some("marks".into());
+        let r = open_bytes(&source, "m.xlsx", marks_workbook()).unwrap();
+        let out = read_all(r).unwrap();
+        assert_eq!(out.len(), 3, "{out:?}");
+        let a = attendance(&out[0]);
+        assert_eq!(a.school_urn.to_string(), "100001");
+        assert_eq!(a.pupil.dob, Some(day(2015, 4, 3)));
+        assert_eq!(a.date, day(2025, 3, 4));
+        let b = attendance(&out[1]);
+        assert_eq!(b.pupil.dob, Some(day(2015, 1, 1)));
+        assert_eq!(b.date, day(2025, 4, 3), "UK text dates are day first");
+        let p = out[2].as_ref().unwrap_err();
+        assert_eq!((p.row, p.column.as_deref()), (7, Some("mark")));
+        let raw: serde_json::Value = serde_json::from_str(&p.raw).unwrap();
+        assert_eq!(raw["school_urn"], "100001");
+    }
+
+    #[test]
+    fn the_first_sheet_is_the_default_and_a_missing_sheet_names_the_others() {
+        // The first sheet ("Cover") has no attendance header.
+        let err = open_bytes(&att(Format::Xlsx), "m.xlsx", marks_workbook()).unwrap_err();
+        assert!(matches!(err, FileRejection::MissingColumns { .. }), "{err}");
+
+        let mut source = att(Format::Xlsx);
+        source.sheet = Some("Register".into());
+        let err = open_bytes(&source, "m.xlsx", marks_workbook()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, FileRejection::SheetNotFound { .. }), "{msg}");
+        assert!(
+            msg.contains(r#""Register""#) && msg.contains(r#""Cover", "Marks""#),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn header_only_and_empty_sheets() {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        for (c, h) in HEADER.iter().enumerate() {
+            ws.write_string(0, c as u16, *h).unwrap();
+        }
+        let empty = wb.add_worksheet();
+        empty.set_name("Empty").unwrap();
+        let bytes = wb.save_to_buffer().unwrap();
+        let r = open_bytes(&att(Format::Xlsx), "h.xlsx", bytes.clone()).unwrap();
+        assert!(read_all(r).unwrap().is_empty());
+        let mut source = att(Format::Xlsx);
+        source.sheet = Some("Empty".into());
+        let err = open_bytes(&source, "h.xlsx", bytes).unwrap_err();
+        assert!(matches!(err, FileRejection::Empty { .. }), "{err}");
+    }
+
+    #[test]
+    fn police_incident_times_from_native_datetimes() {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        let heads = [
+            "notification_id",
+            "incident_at",
+            "role",
+            "surname",
+            "address_line1",
+            "postcode",
+            "uprn",
+        ];
+        for (c, h) in heads.iter().enumerate() {
+            ws.write_string(0, c as u16, *h).unwrap();
+        }
+        let fmt = XFormat::new().set_num_format("dd/mm/yyyy hh:mm");
+        let at = ExcelDateTime::from_ymd(2025, 7, 4)
+            .unwrap()
+            .and_hms(23, 40, 0)
+            .unwrap();
+        ws.write_number(1, 0, 5551.0).unwrap();
+        ws.write_datetime_with_format(1, 1, at, &fmt).unwrap();
+        ws.write_string(1, 2, "V").unwrap();
+        ws.write_string(1, 3, "Khan").unwrap();
+        ws.write_string(1, 4, "2 Low St").unwrap();
+        ws.write_string(1, 5, "m7 1aa").unwrap();
+        ws.write_number(1, 6, 10_000_000_123.0).unwrap();
+        let bytes = wb.save_to_buffer().unwrap();
+        let source = test_source(FeedKind::PoliceDa, Format::Xlsx, &[]);
+        let out = read_all(open_bytes(&source, "p.xlsx", bytes).unwrap()).unwrap();
+        let Ok(Record::PoliceDa(p)) = &out[0] else {
+            panic!("{:?}", out[0])
+        };
+        assert_eq!(p.notification_id, "5551");
+        assert_eq!(p.person.mention_key, "5551/1");
+        assert_eq!(p.incident_at.to_rfc3339(), "2025-07-04T22:40:00+00:00");
+        assert_eq!(p.uprn.map(|u| u.get()), Some(10_000_000_123));
+    }
+
+    /// Rewrites a workbook with `date1904` set, as a Mac Excel workbook has it.
+    fn with_1904(xlsx: &[u8]) -> Vec<u8> {
+        let mut zin = zip::ZipArchive::new(Cursor::new(xlsx)).unwrap();
+        let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..zin.len() {
+            let mut entry = zin.by_index(i).unwrap();
+            let name = entry.name().unwrap().to_string();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            if name == "xl/workbook.xml" {
+                let text = String::from_utf8(body).unwrap();
+                assert!(text.contains("<workbookPr"), "{text}");
+                body = text
+                    .replace("<workbookPr", "<workbookPr date1904=\"1\"")
+                    .into_bytes();
+            }
+            out.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            out.write_all(&body).unwrap();
+        }
+        out.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn the_1904_date_system_is_honoured() {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        for (c, h) in HEADER.iter().enumerate() {
+            ws.write_string(0, c as u16, *h).unwrap();
+        }
+        let date_fmt = XFormat::new().set_num_format("dd/mm/yyyy");
+        ws.write_number(1, 0, 100001.0).unwrap();
+        ws.write_string(1, 1, "Ann").unwrap();
+        ws.write_string(1, 2, "Smith").unwrap();
+        // Serial 40543 in the 1904 system is 2015-01-01 (42005 in the 1900 system).
+        ws.write_number_with_format(1, 3, 40543.0, &date_fmt)
+            .unwrap();
+        ws.write_number(1, 4, 45658.0 - 1462.0).unwrap();
+        ws.write_string(1, 5, "AM").unwrap();
+        ws.write_string(1, 6, "/").unwrap();
+        let bytes = with_1904(&wb.save_to_buffer().unwrap());
+        let out = read_all(open_bytes(&att(Format::Xlsx), "mac.xlsx", bytes).unwrap()).unwrap();
+        let a = attendance(&out[0]);
+        assert_eq!(a.pupil.dob, Some(day(2015, 1, 1)));
+        assert_eq!(a.date, day(2025, 1, 1));
+    }
+
+    #[test]
+    fn a_workbook_named_xls_that_is_really_xlsx_is_read() {
+        let mut source = att(Format::Xls);
+        source.sheet = Some("Marks".into());
+        let out = read_all(open_bytes(&source, "m.xls", marks_workbook()).unwrap()).unwrap();
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn corrupt_and_truncated_workbooks_are_rejected() {
+        let good = marks_workbook();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "random",
+                (0..4000u32)
+                    .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                    .collect(),
+            ),
+            ("truncated", good[..good.len() / 2].to_vec()),
+            ("zip header only", b"PK\x03\x04garbage".to_vec()),
+            (
+                "ole2 header only",
+                vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0, 0],
+            ),
+            ("empty", Vec::new()),
+        ];
+        for (what, bytes) in cases {
+            for format in [Format::Xlsx, Format::Ods, Format::Xls] {
+                match open_bytes(&att(format), "bad.xlsx", bytes.clone()) {
+                    Err(FileRejection::Unparseable { .. } | FileRejection::Empty { .. }) => {}
+                    Err(other) => panic!("{what}: unexpected rejection {other}"),
+                    Ok(_) => panic!("{what}: accepted"),
+                }
+            }
+        }
+        // A ZIP that is not a workbook.
+        let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        z.start_file("readme.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(b"hello").unwrap();
+        let bytes = z.finish().unwrap().into_inner();
+        let err = open_bytes(&att(Format::Xlsx), "r.xlsx", bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("not an xlsx or ods workbook"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_before_calamine_reads_it() {
+        // 8 MiB of zeros deflates to a few KiB: a ratio far over 100:1.
+        let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("xl/workbook.xml", opts).unwrap();
+        z.write_all(b"<workbook/>").unwrap();
+        z.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..8 {
+            z.write_all(&zeros).unwrap();
+        }
+        let bytes = z.finish().unwrap().into_inner();
+        assert!(bytes.len() < 100_000);
+        let err = open_bytes(&att(Format::Xlsx), "bomb.xlsx", bytes).unwrap_err();
+        assert!(matches!(err, FileRejection::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("zip bomb"), "{err}");
+    }
+
+    #[test]
+    fn declared_totals_over_the_limit_are_refused() {
+        let limits = ZipLimits {
+            total: 1000,
+            max_ratio: 100,
+            ratio_floor: 1 << 20,
+        };
+        let entries = vec![("a".to_string(), 600, 300), ("b".to_string(), 600, 300)];
+        let err = check_declared("x.xlsx", &entries, &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("over the 1000 byte limit"),
+            "{err}"
+        );
+        assert!(check_declared("x.xlsx", &entries[..1], &limits).is_ok());
+        // Small entries may compress well without being bombs.
+        let small = vec![("s".to_string(), 500_000, 10)];
+        assert!(check_declared("x.xlsx", &small, &XLSX_LIMITS).is_ok());
+    }
+
+    /// A minimal OpenDocument spreadsheet.
+    fn ods(rows: &[&[&str]]) -> Vec<u8> {
+        let mut body = String::new();
+        for row in rows {
+            body.push_str("<table:table-row>");
+            for cell in *row {
+                body.push_str(&format!(
+                    "<table:table-cell office:value-type=\"string\"><text:p>{cell}</text:p></table:table-cell>"
+                ));
+            }
+            body.push_str("</table:table-row>");
+        }
+        let content = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="Sheet1">{body}</table:table></office:spreadsheet></office:body></office:document-content>"#
+        );
+        let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("mimetype", stored).unwrap();
+        z.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+            .unwrap();
+        z.start_file("META-INF/manifest.xml", stored).unwrap();
+        z.write_all(
+            br#"<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#,
+        )
+        .unwrap();
+        z.start_file("content.xml", stored).unwrap();
+        z.write_all(content.as_bytes()).unwrap();
+        z.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn ods_sheets_are_read() {
+        let bytes = ods(&[
+            &HEADER[..7],
+            &[
+                "100001",
+                "Ann",
+                "Smith",
+                "03/04/2015",
+                "2025-03-04",
+                "AM",
+                "/",
+            ],
+        ]);
+        let out = read_all(open_bytes(&att(Format::Ods), "m.ods", bytes).unwrap()).unwrap();
+        assert_eq!(attendance(&out[0]).pupil.dob, Some(day(2015, 4, 3)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn damaged_workbooks_never_panic(pos in 0usize..4000, len in 1usize..64, byte in any::<u8>()) {
+            let mut bytes = marks_workbook();
+            let start = pos.min(bytes.len().saturating_sub(1));
+            let end = (start + len).min(bytes.len());
+            for b in &mut bytes[start..end] {
+                *b ^= byte | 1;
+            }
+            let mut source = att(Format::Xlsx);
+            source.sheet = Some("Marks".into());
+            if let Ok(r) = open_bytes(&source, "d.xlsx", bytes) {
+                let _ = read_all(r);
+            }
+        }
+    }
+}

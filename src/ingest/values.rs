@@ -467,7 +467,7 @@ mod tests {
             Some(d(2025, 1, 1).and_hms_opt(18, 0, 0).unwrap())
         );
         assert_eq!(
-            excel_serial(45658.999_999_9, false),
+            excel_serial(45_658.999_999_9, false),
             Some(midnight(2025, 1, 2)),
             "rounding up to midnight moves to the next day"
         );
