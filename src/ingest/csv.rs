@@ -102,24 +102,27 @@ impl CsvRows {
 }
 
 fn reject(e: ::csv::Error, file: &str, source_name: &str) -> FileRejection {
-    match e.into_kind() {
-        ErrorKind::Utf8 { pos, err } => FileRejection::NotUtf8 {
+    if let ErrorKind::Utf8 { pos, err } = e.kind() {
+        return FileRejection::NotUtf8 {
             file: file.to_string(),
             source_name: source_name.to_string(),
             line: pos.as_ref().map_or(0, |p| p.line()),
-            // The record's start plus how far into the field the bad bytes sit is
-            // not known exactly (earlier fields' quotes and separators): give the
-            // record's start, which the line number pins down anyway.
+            // The record's first byte plus the valid prefix of the bad field: exact
+            // when the bad field is the first, a little early otherwise (earlier
+            // fields' separators and quotes are not counted); the line is exact.
             byte: pos.as_ref().map_or(0, |p| p.byte()) + err.valid_up_to() as u64,
-        },
+        };
+    }
+    let detail = e.to_string();
+    match e.into_kind() {
         ErrorKind::Io(source) => FileRejection::Io {
             file: file.to_string(),
             source,
         },
-        other => FileRejection::Unparseable {
+        _ => FileRejection::Unparseable {
             file: file.to_string(),
             format: Format::Csv,
-            detail: format!("{:?}", other),
+            detail,
         },
     }
 }

@@ -47,7 +47,9 @@ pub enum FileRejection {
         found: Vec<String>,
     },
     /// Nothing before the end of the file: no header row.
-    #[error("file {file:?} is empty: it has no header row, so it cannot be a {kind} delivery")]
+    #[error(
+        "file {file:?} is empty: it has no header row (expected the {kind} columns of feeds.md)"
+    )]
     Empty { file: String, kind: FeedKind },
     /// The bytes are not the declared format (corrupt, truncated, wrong type).
     #[error("file {file:?} cannot be parsed as {format}: {detail}")]
@@ -576,6 +578,13 @@ pub(crate) fn read_all(mut r: RowReader) -> Result<Vec<RowOutcome>, FileRejectio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_reader_can_move_to_a_blocking_thread() {
+        fn assert_send_static<T: Send + 'static>() {}
+        assert_send_static::<RowReader>();
+        assert_send_static::<FileRejection>();
+    }
 
     #[test]
     fn kind_tables_fit_the_cell_array() {

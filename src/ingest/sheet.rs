@@ -39,6 +39,9 @@ pub(crate) struct ZipLimits {
     /// Largest compression ratio allowed for an entry of at least `ratio_floor` bytes.
     pub max_ratio: u64,
     pub ratio_floor: u64,
+    /// Largest single entry that calamine reads whole (shared strings, styles, ods
+    /// content); xlsx worksheets are streamed and exempt.
+    pub whole_entry: u64,
 }
 
 /// XLSX worksheets are streamed, so their total may be large.
@@ -46,6 +49,7 @@ pub(crate) const XLSX_LIMITS: ZipLimits = ZipLimits {
     total: 2 << 30,
     max_ratio: 100,
     ratio_floor: 1 << 20,
+    whole_entry: 512 << 20,
 };
 
 /// ODS content is parsed whole by calamine: a lower total keeps memory bounded.
@@ -53,6 +57,7 @@ pub(crate) const ODS_LIMITS: ZipLimits = ZipLimits {
     total: 512 << 20,
     max_ratio: 100,
     ratio_floor: 1 << 20,
+    whole_entry: 512 << 20,
 };
 
 /// A sheet row: its 0-based sheet row and its non-empty cells by 0-based column.
@@ -319,6 +324,19 @@ fn check_zip<R: Read + Seek>(
         ODS_LIMITS
     };
     check_declared(file, &names, &limits)?;
+    for (name, size, _) in &names {
+        let streamed = kind == Kind::Xlsx && name.starts_with("xl/worksheets/");
+        if !streamed && *size > limits.whole_entry {
+            return Err(FileRejection::TooLarge {
+                file: file.to_string(),
+                detail: format!(
+                    "ZIP entry {name:?} declares {size} bytes, over the {} byte limit for a part \
+                     that is read whole",
+                    limits.whole_entry
+                ),
+            });
+        }
+    }
     // A ZIP entry can lie about its size. Inflate (into nothing, with a cap) every
     // entry that calamine reads whole; xlsx worksheets are streamed and so bounded
     // whatever they inflate to.
@@ -882,6 +900,7 @@ mod tests {
             total: 1000,
             max_ratio: 100,
             ratio_floor: 1 << 20,
+            whole_entry: 1000,
         };
         let entries = vec![("a".to_string(), 600, 300), ("b".to_string(), 600, 300)];
         let err = check_declared("x.xlsx", &entries, &limits).unwrap_err();

@@ -351,20 +351,11 @@ pub fn clean(s: &str) -> Option<String> {
     if t.is_empty() {
         return None;
     }
-    // Fast path: no runs of whitespace and no tabs or newlines inside.
-    let mut prev_space = false;
-    let mut simple = true;
-    for c in t.chars() {
-        if c.is_whitespace() {
-            if prev_space || c != ' ' {
-                simple = false;
-                break;
-            }
-            prev_space = true;
-        } else {
-            prev_space = false;
-        }
-    }
+    // Fast path (almost every cell): ASCII with no control characters and no run
+    // of spaces needs no rewriting.
+    let b = t.as_bytes();
+    let simple = b.iter().all(|&c| (0x21..0x7f).contains(&c) || c == b' ')
+        && !b.windows(2).any(|w| w == b"  ");
     if simple {
         return Some(t.to_string());
     }
