@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod jobs;
