@@ -91,7 +91,11 @@ const REASONS_POOR: &[(&str, f64)] = &[
 const REASONS_FALLING: &[(&str, f64)] = &[("I", 10.0), ("N", 35.0), ("O", 35.0), ("U", 20.0)];
 
 /// The AM and PM marks for each school day, oldest first.
-pub(crate) fn pupil_marks(rng: &mut ChaCha8Rng, profile: Profile, days: usize) -> Vec<[&'static str; 2]> {
+pub(crate) fn pupil_marks(
+    rng: &mut ChaCha8Rng,
+    profile: Profile,
+    days: usize,
+) -> Vec<[&'static str; 2]> {
     let usual = Weighted::from_weights(REASONS_USUAL.iter().map(|r| r.1));
     let poor = Weighted::from_weights(REASONS_POOR.iter().map(|r| r.1));
     let falling = Weighted::from_weights(REASONS_FALLING.iter().map(|r| r.1));
@@ -100,11 +104,19 @@ pub(crate) fn pupil_marks(rng: &mut ChaCha8Rng, profile: Profile, days: usize) -
         Profile::Good => (rng.random_range(0.0..0.02), None),
         Profile::Typical => (rng.random_range(0.03..0.08), None),
         Profile::Persistent => (rng.random_range(0.10..0.25), None),
-        Profile::FallingAway => (rng.random_range(0.0..0.03), Some(rng.random_range(0.4..0.7))),
-        Profile::Severe => (rng.random_range(0.5..0.7), Some(rng.random_range(0.75..0.95))),
+        Profile::FallingAway => (
+            rng.random_range(0.0..0.03),
+            Some(rng.random_range(0.4..0.7)),
+        ),
+        Profile::Severe => (
+            rng.random_range(0.5..0.7),
+            Some(rng.random_range(0.75..0.95)),
+        ),
     };
     // A holiday in term time: a block of G days for a few pupils.
-    let holiday = (matches!(profile, Profile::Typical | Profile::Persistent) && rng.random_bool(0.08) && days > 5)
+    let holiday = (matches!(profile, Profile::Typical | Profile::Persistent)
+        && rng.random_bool(0.08)
+        && days > 5)
         .then(|| {
             let len = rng.random_range(3..=5).min(days);
             let start = rng.random_range(0..=days - len);
@@ -117,7 +129,9 @@ pub(crate) fn pupil_marks(rng: &mut ChaCha8Rng, profile: Profile, days: usize) -
             }
             let (p_absent, table, reasons) = match recent {
                 Some(r) if d >= recent_from => (r, &falling, REASONS_FALLING),
-                _ if matches!(profile, Profile::Good | Profile::Typical) => (base, &usual, REASONS_USUAL),
+                _ if matches!(profile, Profile::Good | Profile::Typical) => {
+                    (base, &usual, REASONS_USUAL)
+                }
                 _ => (base, &poor, REASONS_POOR),
             };
             if rng.random_bool(p_absent) {
@@ -138,6 +152,14 @@ pub(crate) fn pupil_marks(rng: &mut ChaCha8Rng, profile: Profile, days: usize) -
         .collect()
 }
 
+/// Which kind of system writes the marks: a hand-run MIS export (trailing spaces,
+/// lower-case postcodes now and then) or the API sync (clean values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Export,
+    Api,
+}
+
 /// How a school writes one pupil (constant across that pupil's rows: an MIS export
 /// is consistent with itself).
 struct Written {
@@ -155,11 +177,15 @@ struct Written {
 
 /// The pupils of the given schools, school by school, sorted as an MIS export is
 /// (surname, forename), with ties broken by person id for determinism.
-fn pupils_of<'a>(pop: &'a Population, api: bool) -> Vec<&'a Person> {
+fn pupils_of(pop: &Population, api: bool) -> Vec<&Person> {
     let mut pupils: Vec<&Person> = pop
         .persons
         .iter()
-        .filter(|p| p.pupil.as_ref().is_some_and(|pu| pop.schools[pu.school].via_api == api))
+        .filter(|p| {
+            p.pupil
+                .as_ref()
+                .is_some_and(|pu| pop.schools[pu.school].via_api == api)
+        })
         .collect();
     pupils.sort_by(|a, b| {
         let (sa, sb) = (
@@ -177,7 +203,15 @@ fn pupils_of<'a>(pop: &'a Population, api: bool) -> Vec<&'a Person> {
 /// Works out how the school writes this pupil, and the mention key that gives. A
 /// pupil without a UPN whose name-and-date key another pupil already has (twins
 /// with one name are not generated, but namesakes can collide) keeps the UPN.
-fn written(pop: &Population, p: &Person, rng: &mut ChaCha8Rng, source: &'static str, truth: &Truth, messy: bool) -> Written {
+fn written(
+    pop: &Population,
+    p: &Person,
+    rng: &mut ChaCha8Rng,
+    source: &'static str,
+    truth: &Truth,
+    by: Writer,
+) -> Written {
+    let messy = by == Writer::Export;
     let Some(pupil) = p.pupil.as_ref() else {
         return Written {
             upn: String::new(),
@@ -202,7 +236,13 @@ fn written(pop: &Population, p: &Person, rng: &mut ChaCha8Rng, source: &'static 
     };
     let address = &pop.addresses[addr];
     let trailing = messy && rng.random_bool(0.03);
-    let pad = |s: &str| if trailing { format!("{s} ") } else { s.to_string() };
+    let pad = |s: &str| {
+        if trailing {
+            format!("{s} ")
+        } else {
+            s.to_string()
+        }
+    };
     let forename = pad(p.forename);
     let surname = pad(pop.surname(p));
     let name_key = format!(
@@ -230,9 +270,22 @@ fn written(pop: &Population, p: &Person, rng: &mut ChaCha8Rng, source: &'static 
     } else {
         address.postcode.clone()
     };
-    let age = super::population::academic_age(p.dob, super::population::academic_year_start(pop.as_of));
-    let year = if age == 4 { "R".to_string() } else { format!("Y{}", age - 4) };
-    let reg_group = format!("{}{}", if age == 4 { "R".to_string() } else { (age - 4).to_string() }, ["A", "B", "C"][(p.id % 3) as usize]);
+    let age =
+        super::population::academic_age(p.dob, super::population::academic_year_start(pop.as_of));
+    let year = if age == 4 {
+        "R".to_string()
+    } else {
+        format!("Y{}", age - 4)
+    };
+    let reg_group = format!(
+        "{}{}",
+        if age == 4 {
+            "R".to_string()
+        } else {
+            (age - 4).to_string()
+        },
+        ["A", "B", "C"][(p.id % 3) as usize]
+    );
     Written {
         upn,
         forename,
@@ -251,13 +304,22 @@ fn written(pop: &Population, p: &Person, rng: &mut ChaCha8Rng, source: &'static 
 }
 
 /// Writes the borough's attendance CSV (every school not on the MIS API).
-pub(crate) fn write_csv(pop: &Population, rng: &mut ChaCha8Rng, path: &Path, truth: &mut Truth) -> io::Result<GeneratedFile> {
+pub(crate) fn write_csv(
+    pop: &Population,
+    rng: &mut ChaCha8Rng,
+    path: &Path,
+    truth: &mut Truth,
+) -> io::Result<GeneratedFile> {
     let pupils = pupils_of(pop, false);
     let days = &pop.school_days;
     let day_text: Vec<String> = days.iter().map(|&d| uk_date(d)).collect();
     let total: usize = pupils
         .iter()
-        .map(|p| p.pupil.as_ref().map_or(0, |pu| (days.len() - pu.on_roll_from.min(days.len())) * 2))
+        .map(|p| {
+            p.pupil
+                .as_ref()
+                .map_or(0, |pu| (days.len() - pu.on_roll_from.min(days.len())) * 2)
+        })
         .sum();
     // A handful of bad rows, well under the 5% that would reject the file.
     let mut bad = BTreeSet::new();
@@ -267,21 +329,35 @@ pub(crate) fn write_csv(pop: &Population, rng: &mut ChaCha8Rng, path: &Path, tru
     }
     let bad_february = format!("31/02/{:04}", pop.as_of.year());
 
-    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, File::create(path)?));
+    let mut w = csv::WriterBuilder::new()
+        .from_writer(BufWriter::with_capacity(1 << 20, File::create(path)?));
     w.write_record(CSV_HEADER)?;
     let mut row = 0usize;
     let mut bad_written = 0usize;
     for p in pupils {
-        let Some(pupil) = p.pupil.as_ref() else { continue };
+        let Some(pupil) = p.pupil.as_ref() else {
+            continue;
+        };
         let urn = format!("{:06}", pop.schools[pupil.school].urn);
-        let wr = written(pop, p, rng, SOURCE_ATTENDANCE, truth, true);
+        let wr = written(pop, p, rng, SOURCE_ATTENDANCE, truth, Writer::Export);
         let marks = pupil_marks(rng, pupil.profile, days.len());
         let mut recorded = false;
         for (d, pair) in marks.iter().enumerate().skip(pupil.on_roll_from) {
             for (s, session) in ["AM", "PM"].iter().enumerate() {
                 let mut rec: [&str; 13] = [
-                    &urn, &wr.reg_group, &wr.upn, &wr.surname, &wr.forename, &wr.dob, wr.gender, &wr.year,
-                    &wr.address, &wr.postcode, &day_text[d], session, pair[s],
+                    &urn,
+                    &wr.reg_group,
+                    &wr.upn,
+                    &wr.surname,
+                    &wr.forename,
+                    &wr.dob,
+                    wr.gender,
+                    &wr.year,
+                    &wr.address,
+                    &wr.postcode,
+                    &day_text[d],
+                    session,
+                    pair[s],
                 ];
                 if bad.contains(&row) {
                     match bad_written % 3 {
@@ -361,16 +437,23 @@ struct WondeRecord<'a> {
 }
 
 /// Writes the MIS API's attendance as one Wonde-shaped JSON page.
-pub(crate) fn write_json(pop: &Population, rng: &mut ChaCha8Rng, path: &Path, truth: &mut Truth) -> io::Result<GeneratedFile> {
+pub(crate) fn write_json(
+    pop: &Population,
+    rng: &mut ChaCha8Rng,
+    path: &Path,
+    truth: &mut Truth,
+) -> io::Result<GeneratedFile> {
     let pupils = pupils_of(pop, true);
     let days: Vec<String> = pop.school_days.iter().map(|&d| iso_date(d)).collect();
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     out.write_all(b"{\"data\":[")?;
     let mut rows = 0usize;
     for p in pupils {
-        let Some(pupil) = p.pupil.as_ref() else { continue };
+        let Some(pupil) = p.pupil.as_ref() else {
+            continue;
+        };
         let urn = format!("{:06}", pop.schools[pupil.school].urn);
-        let wr = written(pop, p, rng, SOURCE_MIS_API, truth, false);
+        let wr = written(pop, p, rng, SOURCE_MIS_API, truth, Writer::Api);
         let marks = pupil_marks(rng, pupil.profile, days.len());
         let dob = WondeDate::new(p.dob);
         let education = Data {
@@ -415,7 +498,9 @@ pub(crate) fn write_json(pop: &Population, rng: &mut ChaCha8Rng, path: &Path, tr
             truth.add(pop, SOURCE_MIS_API, wr.key.clone(), p);
         }
     }
-    out.write_all(b"],\"meta\":{\"pagination\":{\"next\":null,\"previous\":null,\"more\":false,\"per_page\":")?;
+    out.write_all(
+        b"],\"meta\":{\"pagination\":{\"next\":null,\"previous\":null,\"more\":false,\"per_page\":",
+    )?;
     write!(out, "{rows}")?;
     out.write_all(b",\"current_page\":1}}}\n")?;
     out.flush()?;
@@ -433,7 +518,12 @@ pub const XLSX_MAX_ROWS: usize = 1_048_575;
 /// Benchmark data: an attendance feed of exactly `rows` session marks for synthetic
 /// pupils at synthetic schools, streamed (CSV through a buffered writer; XLSX through
 /// a constant-memory worksheet). Returns the column map (canonical → header).
-pub fn write_attendance(path: &Path, format: Format, rows: usize, seed: u64) -> io::Result<BTreeMap<String, String>> {
+pub fn write_attendance(
+    path: &Path,
+    format: Format,
+    rows: usize,
+    seed: u64,
+) -> io::Result<BTreeMap<String, String>> {
     let columns: BTreeMap<String, String> = CSV_COLUMNS
         .iter()
         .map(|(c, h)| ((*c).to_string(), (*h).to_string()))
@@ -479,10 +569,22 @@ pub fn write_attendance(path: &Path, format: Format, rows: usize, seed: u64) -> 
             names::BOYS[boys.sample(&mut rng)]
         };
         let surname = surnames.get(surnames.sample(&mut rng)).to_string();
-        let dob = NaiveDate::from_ymd_opt(2010, 9, 1).unwrap_or(NaiveDate::MIN) + Days::new(rng.random_range(0..365 * 11));
-        let body = format!("355{:04}{:02}{:03}", 2000 + (pupil / 300) % 10_000, dob.year() % 100, pupil % 1000);
-        let upn = upn_check_letter(&body).map(|c| format!("{c}{body}")).unwrap_or_default();
-        let address = format!("{} {} Road", rng.random_range(1..200), names::STREETS[rng.random_range(0..names::STREETS.len())]);
+        let dob = NaiveDate::from_ymd_opt(2010, 9, 1).unwrap_or(NaiveDate::MIN)
+            + Days::new(rng.random_range(0..365 * 11));
+        let body = format!(
+            "355{:04}{:02}{:03}",
+            2000 + (pupil / 300) % 10_000,
+            dob.year() % 100,
+            pupil % 1000
+        );
+        let upn = upn_check_letter(&body)
+            .map(|c| format!("{c}{body}"))
+            .unwrap_or_default();
+        let address = format!(
+            "{} {} Road",
+            rng.random_range(1..200),
+            names::STREETS[rng.random_range(0..names::STREETS.len())]
+        );
         let postcode = format!(
             "M{} {}{}{}",
             [5, 6, 7, 27, 28, 30][rng.random_range(0..6)],
@@ -490,7 +592,13 @@ pub fn write_attendance(path: &Path, format: Format, rows: usize, seed: u64) -> 
             UPN_ALPHABET[rng.random_range(0..20)] as char,
             UPN_ALPHABET[rng.random_range(0..20)] as char
         );
-        let profile = [Profile::Good, Profile::Typical, Profile::Persistent, Profile::FallingAway, Profile::Severe][profiles.sample(&mut rng)];
+        let profile = [
+            Profile::Good,
+            Profile::Typical,
+            Profile::Persistent,
+            Profile::FallingAway,
+            Profile::Severe,
+        ][profiles.sample(&mut rng)];
         let marks = pupil_marks(&mut rng, profile, days.len());
         let dob_text = uk_date(dob);
         let gender = if female { "F" } else { "M" };
@@ -502,8 +610,19 @@ pub fn write_attendance(path: &Path, format: Format, rows: usize, seed: u64) -> 
                 }
                 sink.row(
                     [
-                        &urn, "1A", &upn, &surname, forename, &dob_text, gender, &year, &address, &postcode, &day_text[d],
-                        session, pair[s],
+                        &urn,
+                        "1A",
+                        &upn,
+                        &surname,
+                        forename,
+                        &dob_text,
+                        gender,
+                        &year,
+                        &address,
+                        &postcode,
+                        &day_text[d],
+                        session,
+                        pair[s],
                     ],
                     days[d],
                 )?;
@@ -565,7 +684,9 @@ impl XlsxSink {
     fn new(path: &Path) -> io::Result<XlsxSink> {
         let mut workbook = rust_xlsxwriter::Workbook::new();
         workbook.set_properties(&super::housing::fixed_properties());
-        let sheet = workbook.add_worksheet_with_constant_memory().map_err(xlsx_io)?;
+        let sheet = workbook
+            .add_worksheet_with_constant_memory()
+            .map_err(xlsx_io)?;
         sheet.set_name("Attendance").map_err(xlsx_io)?;
         Ok(XlsxSink {
             path: path.to_path_buf(),
@@ -593,8 +714,12 @@ impl RowSink for XlsxSink {
 
     fn row(&mut self, row: [&str; 13], date: NaiveDate) -> io::Result<()> {
         let r = self.next_row;
-        let excel_date = rust_xlsxwriter::ExcelDateTime::from_ymd(date.year() as u16, date.month() as u8, date.day() as u8)
-            .map_err(xlsx_io)?;
+        let excel_date = rust_xlsxwriter::ExcelDateTime::from_ymd(
+            date.year() as u16,
+            date.month() as u8,
+            date.day() as u8,
+        )
+        .map_err(xlsx_io)?;
         let XlsxSink {
             workbook,
             date_format,

@@ -68,7 +68,7 @@ fn days_before(rng: &mut ChaCha8Rng, d: NaiveDate, min: u64, max: u64) -> NaiveD
     d - Days::new(rng.random_range(min..=max))
 }
 
-/// An open case referred `min..=max` days ago; the newest may not be opened yet.
+/// An open case referred on `referral`; a recent referral may not be opened yet.
 fn open_case(rng: &mut ChaCha8Rng, family: usize, referral: NaiveDate, as_of: NaiveDate) -> Case {
     let opened = referral + Days::new(rng.random_range(3..=21));
     let opened = (opened < as_of && !(referral > as_of - Days::new(30) && rng.random_bool(0.3)))
@@ -293,7 +293,14 @@ pub(crate) fn write(
                 case.level.as_str(),
                 locality,
                 case.lead,
-                &format!("{} Early Help", if locality.is_empty() { "Borough" } else { locality }),
+                &format!(
+                    "{} Early Help",
+                    if locality.is_empty() {
+                        "Borough"
+                    } else {
+                        locality
+                    }
+                ),
             ])?;
             rows += 1;
             truth.add(pop, SOURCE_CASES, m.person_id.clone(), p);

@@ -106,7 +106,10 @@ pub(crate) fn config_text(pop: &Population) -> String {
             name: SOURCE_MIS_API,
             kind: "attendance",
             format: "json",
-            extra: &[("records_path", "data"), ("next_path", "meta.pagination.next")],
+            extra: &[
+                ("records_path", "data"),
+                ("next_path", "meta.pagination.next"),
+            ],
             columns: attendance::JSON_COLUMNS,
         },
     );

@@ -119,7 +119,7 @@ pub(crate) fn plan(pop: &Population, rng: &mut ChaCha8Rng) -> Vec<Notice> {
     let mut households: Vec<usize> = children[..with_children].to_vec();
     households.extend(adults_only.iter().take(n - with_children));
     // Some ex-partners living elsewhere face eviction at their own address.
-    households.extend(apart.iter().take(apart.len() / 5));
+    households.extend(apart.iter().take(apart.len() / 10));
 
     let urgent = (households.len() / 15).max(2);
     let mut notices = Vec::new();
@@ -179,7 +179,8 @@ pub(crate) fn plan(pop: &Population, rng: &mut ChaCha8Rng) -> Vec<Notice> {
         let children_count = pop.children(f).count();
         for (kind, served_on, possession) in steps {
             // Not every officer records the date on every stage.
-            let possession = possession.filter(|_| kind == NoticeType::Warrant || rng.random_bool(0.8));
+            let possession =
+                possession.filter(|_| kind == NoticeType::Warrant || rng.random_bool(0.8));
             notices.push(Notice {
                 family: fi,
                 tenant,
@@ -219,19 +220,26 @@ pub(crate) fn write(
     let date_format = Format::new().set_num_format("dd/mm/yyyy");
     let bold = Format::new().set_bold();
     sheet
-        .write_string_with_format(0, 0, "Possession and eviction notices - Housing Options extract", &bold)
+        .write_string_with_format(
+            0,
+            0,
+            "Possession and eviction notices - Housing Options extract",
+            &bold,
+        )
         .map_err(xlsx_io)?;
     // Row 1 stays blank: the header is the first non-empty row after the title.
     for (c, h) in HEADER.iter().enumerate() {
-        sheet.write_string_with_format(2, c as u16, *h, &bold).map_err(xlsx_io)?;
+        sheet
+            .write_string_with_format(2, c as u16, *h, &bold)
+            .map_err(xlsx_io)?;
     }
     // One notice with no served date, which ingest must quarantine, once the sheet
     // is big enough for it to stay under the 5% limit.
     let bad_at = (notices.len() >= 40).then(|| rng.random_range(0..notices.len()));
     let mut next_id: u32 = rng.random_range(10_000..20_000);
-    let mut row: u32 = 3;
     let mut bad_rows = 0usize;
-    for (k, n) in notices.iter().enumerate() {
+    // Data rows start under the title, the blank row and the header.
+    for (r, (k, n)) in (3u32..).zip(notices.iter().enumerate()) {
         let id = format!("HN-{next_id:06}");
         next_id += rng.random_range(1..=9);
         let p = &pop.persons[n.tenant];
@@ -247,13 +255,18 @@ pub(crate) fn write(
         } else {
             n.tenure.as_str().to_string()
         };
-        let line1 = if upper { addr.line1.to_uppercase() } else { addr.line1.clone() };
+        let line1 = if upper {
+            addr.line1.to_uppercase()
+        } else {
+            addr.line1.clone()
+        };
         let forename = if rng.random_bool(0.05) {
-            names::nickname(p.forename, rng).unwrap_or(p.forename).to_string()
+            names::nickname(p.forename, rng)
+                .unwrap_or(p.forename)
+                .to_string()
         } else {
             p.forename.to_string()
         };
-        let r = row;
         let c = |i: usize| i as u16;
         sheet.write_string(r, c(0), id.as_str()).map_err(xlsx_io)?;
         sheet.write_string(r, c(1), kind).map_err(xlsx_io)?;
@@ -269,21 +282,27 @@ pub(crate) fn write(
         }
         sheet.write_string(r, c(4), tenure).map_err(xlsx_io)?;
         sheet.write_string(r, c(5), line1).map_err(xlsx_io)?;
-        sheet.write_string(r, c(6), addr.postcode.as_str()).map_err(xlsx_io)?;
+        sheet
+            .write_string(r, c(6), addr.postcode.as_str())
+            .map_err(xlsx_io)?;
         if let Some(u) = addr.uprn.filter(|_| rng.random_bool(0.85)) {
             sheet.write_number(r, c(7), u as f64).map_err(xlsx_io)?;
         }
         sheet.write_string(r, c(8), forename).map_err(xlsx_io)?;
-        sheet.write_string(r, c(9), pop.surname(p)).map_err(xlsx_io)?;
+        sheet
+            .write_string(r, c(9), pop.surname(p))
+            .map_err(xlsx_io)?;
         if rng.random_bool(0.7) {
             sheet
                 .write_datetime_with_format(r, c(10), &excel_date(p.dob)?, &date_format)
                 .map_err(xlsx_io)?;
         }
-        if n.children > 0 || rng.random_bool(0.7) {
-            if rng.random_bool(0.85) {
-                sheet.write_number(r, c(11), n.children as f64).map_err(xlsx_io)?;
-            }
+        // The count is sometimes left blank, more often for households without
+        // children.
+        if (n.children > 0 || rng.random_bool(0.7)) && rng.random_bool(0.85) {
+            sheet
+                .write_number(r, c(11), n.children as f64)
+                .map_err(xlsx_io)?;
         }
         let note = match n.kind {
             NoticeType::Section8 => "Rent arrears",
@@ -297,7 +316,6 @@ pub(crate) fn write(
         if bad_at != Some(k) {
             truth.add(pop, SOURCE_HOUSING, id, p);
         }
-        row += 1;
     }
     workbook.save(path).map_err(xlsx_io)?;
     Ok(GeneratedFile {

@@ -93,6 +93,17 @@ pub struct GeneratedFile {
 /// Writes `out_dir/kinlink.toml`, `out_dir/jobs/nightly.toml`,
 /// `out_dir/inbox/<source>/<file>` for each source and `out_dir/truth/mentions.csv`.
 pub fn generate(opts: &DemoOptions) -> io::Result<DemoSummary> {
+    // Dates are computed by arithmetic on `as_of` (decades back for parents' births,
+    // weeks ahead for bailiff dates); a date far outside living memory would overflow.
+    if !(1950..=2200).contains(&opts.as_of.year()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "as_of {} is outside the years 1950 to 2200 the demo can generate",
+                opts.as_of
+            ),
+        ));
+    }
     let out = &opts.out_dir;
     fs::create_dir_all(out.join("jobs"))?;
     fs::create_dir_all(out.join("truth"))?;
@@ -208,7 +219,13 @@ pub(crate) struct Truth {
 impl Truth {
     /// Records a mention of `person`. Returns false (and keeps the first) when the
     /// key is already taken by someone else.
-    fn add(&mut self, pop: &Population, source: &'static str, key: String, person: &Person) -> bool {
+    fn add(
+        &mut self,
+        pop: &Population,
+        source: &'static str,
+        key: String,
+        person: &Person,
+    ) -> bool {
         let family = pop.families.get(person.family).map(|f| f.id).unwrap_or(0);
         match self.rows.entry((source, key)) {
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -265,7 +282,10 @@ pub(crate) fn iso_date(d: NaiveDate) -> String {
 /// Names as feeds.md normalises them for mention keys: trimmed, inner whitespace
 /// collapsed, upper case.
 pub(crate) fn key_name(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase()
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
 }
 
 #[cfg(test)]

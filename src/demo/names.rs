@@ -8,6 +8,7 @@
 use rand::Rng;
 
 /// Girls' forenames for children born about 2009–2021, most common first.
+#[rustfmt::skip]
 pub const GIRLS: &[&str] = &[
     "Olivia", "Amelia", "Isla", "Ava", "Mia", "Emily", "Sophia", "Grace", "Lily", "Freya",
     "Isabella", "Ella", "Poppy", "Evie", "Charlotte", "Sophie", "Jessica", "Daisy", "Florence",
@@ -23,6 +24,7 @@ pub const GIRLS: &[&str] = &[
 ];
 
 /// Boys' forenames for children born about 2009–2021, most common first.
+#[rustfmt::skip]
 pub const BOYS: &[&str] = &[
     "Oliver", "George", "Harry", "Noah", "Jack", "Leo", "Arthur", "Muhammad", "Oscar",
     "Charlie", "Jacob", "Thomas", "Henry", "William", "Alfie", "Joshua", "Freddie", "Archie",
@@ -38,6 +40,7 @@ pub const BOYS: &[&str] = &[
 ];
 
 /// Women's forenames for adults born about 1955–2000, most common first.
+#[rustfmt::skip]
 pub const WOMEN: &[&str] = &[
     "Sarah", "Emma", "Laura", "Claire", "Lisa", "Nicola", "Rebecca", "Gemma", "Kelly",
     "Michelle", "Louise", "Joanne", "Amy", "Elizabeth", "Rachel", "Jennifer", "Stephanie",
@@ -54,6 +57,7 @@ pub const WOMEN: &[&str] = &[
 ];
 
 /// Men's forenames for adults born about 1955–2000, most common first.
+#[rustfmt::skip]
 pub const MEN: &[&str] = &[
     "David", "Paul", "Mark", "Andrew", "James", "John", "Michael", "Richard", "Christopher",
     "Daniel", "Lee", "Stephen", "William", "Robert", "Anthony", "Matthew", "Thomas", "Gary",
@@ -71,6 +75,7 @@ pub const MEN: &[&str] = &[
 /// The common head of the surname distribution, most common first (a North-West
 /// English borough: Smith and Jones, Lancashire names, and British Asian, Irish,
 /// Polish and West African families).
+#[rustfmt::skip]
 pub const SURNAMES_HEAD: &[&str] = &[
     "Smith", "Jones", "Williams", "Taylor", "Brown", "Khan", "Davies", "Evans", "Wilson",
     "Thomas", "Johnson", "Roberts", "Robinson", "Thompson", "Wright", "Walker", "Hussain",
@@ -90,12 +95,14 @@ pub const SURNAMES_HEAD: &[&str] = &[
 ];
 
 /// Syllables combined into the long tail of rare, English-looking surnames.
+#[rustfmt::skip]
 const TAIL_PREFIXES: &[&str] = &[
     "Ash", "Black", "Brad", "Brook", "Clay", "Cold", "Crom", "Dal", "Dun", "Elm", "Fair",
     "Farn", "Gold", "Green", "Hal", "Ham", "Hart", "Hay", "Hol", "Kirk", "Lang", "Lin",
     "Marsh", "Mill", "Mor", "New", "North", "Old", "Pen", "Pres", "Rad", "Red", "Ros", "Shel",
     "South", "Stan", "Staf", "Thorn", "Wal", "West", "Whit", "Wil", "Win", "Wy",
 ];
+#[rustfmt::skip]
 const TAIL_SUFFIXES: &[&str] = &[
     "by", "combe", "croft", "dale", "den", "field", "ford", "gate", "ham", "hurst", "land",
     "ley", "low", "more", "ridge", "stock", "thorpe", "ton", "well", "wick", "wood", "worth",
@@ -162,6 +169,7 @@ pub const NICKNAMES: &[(&str, &[&str])] = &[
 ];
 
 /// Street names, combined with a suffix.
+#[rustfmt::skip]
 pub const STREETS: &[&str] = &[
     "Park", "Church", "Station", "Victoria", "Albert", "Queen", "King", "Mill", "Chapel",
     "Bolton", "Eccles", "Liverpool", "Oldfield", "Cross", "Clarendon", "Derby", "Lancaster",
@@ -204,6 +212,7 @@ pub const SUFFIX_ABBREVIATIONS: &[(&str, &str)] = &[
 ];
 
 /// Fictional place names for schools.
+#[rustfmt::skip]
 pub const PLACES: &[&str] = &[
     "Hollin Brook", "Brindle Heath", "Agecroft Vale", "Chaseley Field", "Langley Moor",
     "Ellesmere Park", "Swinton Moss", "Walkden Brow", "Lower Kersal", "Barton Moss",
@@ -216,6 +225,7 @@ pub const PLACES: &[&str] = &[
 ];
 
 /// Saints for church schools.
+#[rustfmt::skip]
 pub const SAINTS: &[&str] = &[
     "St Mary's", "St Joseph's", "St Peter's", "St Paul's", "St John's", "St Andrew's",
     "St Luke's", "St Mark's", "St George's", "St Thomas's", "St Augustine's", "St Gilbert's",
@@ -223,6 +233,7 @@ pub const SAINTS: &[&str] = &[
 ];
 
 /// Lead professionals on early-help cases.
+#[rustfmt::skip]
 pub const PRACTITIONERS: &[&str] = &[
     "A. Okonkwo", "B. Hargreaves", "C. Malik", "D. Fenton", "E. Walsh", "F. Rashid",
     "G. Pearson", "H. Nowicka", "J. Thornley", "K. Ahmed", "L. Brennan", "M. Sutcliffe",

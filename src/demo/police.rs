@@ -122,7 +122,9 @@ pub(crate) fn plan(pop: &Population, rng: &mut ChaCha8Rng) -> Vec<Incident> {
         .iter()
         .filter(|f| f.kind != Household::LivingApart)
         .count();
-    let n = ((main as f64 * 0.045).round() as usize).max(3).min(with_children.len());
+    let n = ((main as f64 * 0.045).round() as usize)
+        .max(3)
+        .min(with_children.len());
     let mut households: Vec<usize> = with_children[..n].to_vec();
     // A couple of notifications about adults only.
     households.extend(couples_only.iter().take(2));
@@ -288,7 +290,11 @@ pub(crate) fn write(
             _ => "High",
         };
         let crime_ref = if rng.random_bool(0.45) {
-            format!("CRI/{:02}/{:06}", inc.at.year() % 100, rng.random_range(0..1_000_000))
+            format!(
+                "CRI/{:02}/{:06}",
+                inc.at.year() % 100,
+                rng.random_range(0..1_000_000)
+            )
         } else {
             String::new()
         };
@@ -319,7 +325,9 @@ pub(crate) fn write(
                 // Now and then day and month are swapped, as a US-locale tool does.
                 let d = p.dob;
                 match NaiveDate::from_ymd_opt(d.year(), d.day(), d.month()) {
-                    Some(swapped) if d.day() <= 12 && d.day() != d.month() && rng.random_bool(0.03) => {
+                    Some(swapped)
+                        if d.day() <= 12 && d.day() != d.month() && rng.random_bool(0.03) =>
+                    {
                         uk_date(swapped)
                     }
                     _ => uk_date(d),

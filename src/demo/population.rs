@@ -280,11 +280,8 @@ struct AddressBook {
 
 impl AddressBook {
     fn new(rng: &mut ChaCha8Rng, families: usize) -> AddressBook {
-        let suffixes = Weighted::from_weights(
-            names::STREET_SUFFIXES
-                .iter()
-                .map(|&(_, w)| f64::from(w)),
-        );
+        let suffixes =
+            Weighted::from_weights(names::STREET_SUFFIXES.iter().map(|&(_, w)| f64::from(w)));
         let n = families / 20 + 12;
         let mut streets = Vec::with_capacity(n);
         let mut used = BTreeSet::new();
@@ -736,11 +733,7 @@ pub fn build(rng: &mut ChaCha8Rng, families: usize, as_of: NaiveDate) -> Populat
 
         // Address history: most families stay put; some moved within the last year.
         let first = book.new_address(rng, None);
-        let settled = date_between(
-            rng,
-            as_of - Days::new(365 * 12),
-            as_of - Days::new(365 * 2),
-        );
+        let settled = date_between(rng, as_of - Days::new(365 * 12), as_of - Days::new(365 * 2));
         let mut addresses = vec![(first, settled)];
         let moves = rng.random_bool(if child_specs.is_empty() { 0.08 } else { 0.12 });
         if moves {
@@ -954,6 +947,21 @@ mod tests {
             })
             .count();
         assert!(twins > 0);
+        // Namesakes: same forename and surname, close dates of birth, two families.
+        let pupils: Vec<&Person> = pop.persons.iter().filter(|p| p.pupil.is_some()).collect();
+        let namesakes = pupils
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                pupils[i + 1..].iter().any(|b| {
+                    a.family != b.family
+                        && a.forename == b.forename
+                        && a.surname == b.surname
+                        && (a.dob - b.dob).num_days().abs() <= 30
+                })
+            })
+            .count();
+        assert!(namesakes >= 3, "{namesakes}");
         // Every pupil's school is of the right phase for their age.
         for p in &pop.persons {
             if let Some(pupil) = &p.pupil {

@@ -73,7 +73,11 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
     assert_eq!(ta.len(), 8, "{:?}", ta.keys().collect::<Vec<_>>());
     assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
     for (path, bytes) in &ta {
-        assert!(bytes == &tb[path], "{} differs between runs", path.display());
+        assert!(
+            bytes == &tb[path],
+            "{} differs between runs",
+            path.display()
+        );
     }
     assert_eq!(sa.mentions, sb.mentions);
     assert_eq!(sa.persons, sb.persons);
@@ -99,18 +103,36 @@ fn config_and_job_parse_with_the_expected_tables() {
     assert_eq!(doc["mail"]["transport"].as_str(), Some("file"));
     assert_eq!(doc["mail"]["file_dir"].as_str(), Some("outbox"));
     assert_eq!(doc["mail"]["detail"].as_str(), Some("minimal"));
-    assert!(doc["mail"]["from"].as_str().unwrap().contains("@example.gov.uk"));
+    assert!(doc["mail"]["from"]
+        .as_str()
+        .unwrap()
+        .contains("@example.gov.uk"));
     assert_eq!(doc["mail"]["admin"].as_array().unwrap().len(), 1);
 
     let sources = doc["source"].as_array_of_tables().unwrap();
-    let names: Vec<&str> = sources.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = sources
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        [SOURCE_ATTENDANCE, SOURCE_MIS_API, SOURCE_POLICE, SOURCE_HOUSING, SOURCE_CASES]
+        [
+            SOURCE_ATTENDANCE,
+            SOURCE_MIS_API,
+            SOURCE_POLICE,
+            SOURCE_HOUSING,
+            SOURCE_CASES
+        ]
     );
-    let kinds: BTreeSet<&str> = sources.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    let kinds: BTreeSet<&str> = sources
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.len(), 4);
-    let formats: BTreeSet<&str> = sources.iter().map(|s| s["format"].as_str().unwrap()).collect();
+    let formats: BTreeSet<&str> = sources
+        .iter()
+        .map(|s| s["format"].as_str().unwrap())
+        .collect();
     assert!(formats.contains("xlsx") && formats.contains("json") && formats.contains("csv"));
     for s in sources {
         let name = s["name"].as_str().unwrap();
@@ -126,7 +148,10 @@ fn config_and_job_parse_with_the_expected_tables() {
     }
     let api = &sources.get(1).unwrap();
     assert_eq!(api["records_path"].as_str(), Some("data"));
-    assert_eq!(api["columns"]["upn"].as_str(), Some("education_details.data.upn"));
+    assert_eq!(
+        api["columns"]["upn"].as_str(),
+        Some("education_details.data.upn")
+    );
     assert_eq!(api["columns"]["dob"].as_str(), Some("date_of_birth"));
 
     let localities = doc["locality"].as_array_of_tables().unwrap();
@@ -140,10 +165,11 @@ fn config_and_job_parse_with_the_expected_tables() {
     assert!(schools.len() >= 2);
     for s in schools {
         assert_eq!(s["urn"].as_str().unwrap().len(), 6);
-        assert!(s["ewos"].as_array().unwrap().iter().all(|e| e
-            .as_str()
+        assert!(s["ewos"]
+            .as_array()
             .unwrap()
-            .ends_with("@example.gov.uk")));
+            .iter()
+            .all(|e| e.as_str().unwrap().ends_with("@example.gov.uk")));
     }
     for rule in [
         "da_notification",
@@ -154,7 +180,10 @@ fn config_and_job_parse_with_the_expected_tables() {
     ] {
         assert!(doc["rules"][rule].is_table(), "{rule}");
     }
-    assert_eq!(doc["rules"]["da_notification"]["lookback_days"].as_integer(), Some(14));
+    assert_eq!(
+        doc["rules"]["da_notification"]["lookback_days"].as_integer(),
+        Some(14)
+    );
     assert_eq!(doc["linkage"]["auto_link"].as_float(), Some(0.95));
     assert_eq!(doc["linkage"]["review"].as_float(), Some(0.60));
 
@@ -182,7 +211,11 @@ fn upns_are_valid_except_the_deliberate_ones_and_rows_add_up() {
     let csv_pupils: Vec<&Person> = pop
         .persons
         .iter()
-        .filter(|p| p.pupil.as_ref().is_some_and(|pu| !pop.schools[pu.school].via_api))
+        .filter(|p| {
+            p.pupil
+                .as_ref()
+                .is_some_and(|pu| !pop.schools[pu.school].via_api)
+        })
         .collect();
     let deliberate: BTreeSet<String> = csv_pupils
         .iter()
@@ -221,7 +254,10 @@ fn upns_are_valid_except_the_deliberate_ones_and_rows_add_up() {
 
     // Every mark is a DfE code except the deliberately bad rows, which stay few.
     let mark_col = col(&header, "Mark");
-    let unknown = rows.iter().filter(|r| Mark::parse(&r[mark_col]).is_err()).count();
+    let unknown = rows
+        .iter()
+        .filter(|r| Mark::parse(&r[mark_col]).is_err())
+        .count();
     assert!(unknown >= 1 && unknown <= file.bad_rows, "{unknown}");
     assert!(file.bad_rows * 20 < file.rows);
 
@@ -233,7 +269,10 @@ fn upns_are_valid_except_the_deliberate_ones_and_rows_add_up() {
         .iter()
         .filter_map(|r| Upn::parse(&r[u]))
         .all(|u| u.is_valid()));
-    let nhs: Vec<NhsNumber> = rows.iter().filter_map(|r| NhsNumber::parse(&r[n])).collect();
+    let nhs: Vec<NhsNumber> = rows
+        .iter()
+        .filter_map(|r| NhsNumber::parse(&r[n]))
+        .collect();
     assert!(!nhs.is_empty());
     assert!(nhs.iter().filter(|n| n.is_valid()).count() * 10 > nhs.len() * 9);
 }
@@ -254,13 +293,21 @@ fn keys_from_feeds(summary: &DemoSummary) -> BTreeSet<(String, String)> {
         col(&h, "Mark"),
     );
     for r in rows {
-        let bad = r[sn].trim().is_empty() || r[date].starts_with("31/02") || Mark::parse(&r[mark]).is_err();
+        let bad = r[sn].trim().is_empty()
+            || r[date].starts_with("31/02")
+            || Mark::parse(&r[mark]).is_err();
         if bad {
             continue;
         }
         let key = if r[upn].trim().is_empty() {
             let d = NaiveDate::parse_from_str(&r[dob], "%d/%m/%Y").unwrap();
-            format!("{}/{}/{}/{}", r[urn], key_name(&r[sn]), key_name(&r[fnm]), iso_date(d))
+            format!(
+                "{}/{}/{}/{}",
+                r[urn],
+                key_name(&r[sn]),
+                key_name(&r[fnm]),
+                iso_date(d)
+            )
         } else {
             r[upn].trim().to_uppercase()
         };
@@ -312,7 +359,11 @@ fn keys_from_feeds(summary: &DemoSummary) -> BTreeSet<(String, String)> {
         if r.iter().all(|c| *c == Data::Empty) {
             continue;
         }
-        assert!(matches!(r[2], Data::DateTime(_) | Data::Empty), "{:?}", r[2]);
+        assert!(
+            matches!(r[2], Data::DateTime(_) | Data::Empty),
+            "{:?}",
+            r[2]
+        );
         if r[2] != Data::Empty {
             keys.insert((SOURCE_HOUSING.to_string(), r[0].to_string()));
         }
@@ -332,7 +383,10 @@ fn truth_has_one_row_per_distinct_mention_of_the_feeds() {
     let dir = tempfile::tempdir().unwrap();
     let summary = generate(&options(dir.path(), 600, 5)).unwrap();
     let (h, rows) = read_csv(&dir.path().join("truth/mentions.csv"));
-    assert_eq!(h, ["source", "mention_key", "true_person_id", "true_family_id"]);
+    assert_eq!(
+        h,
+        ["source", "mention_key", "true_person_id", "true_family_id"]
+    );
     assert_eq!(rows.len(), summary.mentions);
     let truth: BTreeSet<(String, String)> =
         rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
@@ -340,8 +394,17 @@ fn truth_has_one_row_per_distinct_mention_of_the_feeds() {
     let feeds = keys_from_feeds(&summary);
     let missing: Vec<_> = feeds.difference(&truth).take(5).collect();
     let extra: Vec<_> = truth.difference(&feeds).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?} extra {extra:?}");
-    for source in [SOURCE_ATTENDANCE, SOURCE_MIS_API, SOURCE_POLICE, SOURCE_HOUSING, SOURCE_CASES] {
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?} extra {extra:?}"
+    );
+    for source in [
+        SOURCE_ATTENDANCE,
+        SOURCE_MIS_API,
+        SOURCE_POLICE,
+        SOURCE_HOUSING,
+        SOURCE_CASES,
+    ] {
         assert!(rows.iter().any(|r| r[0] == source), "{source}");
         let f = file_of(&summary, source);
         assert!(f.rows > 0 && f.bad_rows * 20 < f.rows.max(1), "{source}");
@@ -352,7 +415,10 @@ fn truth_has_one_row_per_distinct_mention_of_the_feeds() {
     let mut families_per_notification: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r[0] == SOURCE_POLICE) {
         let notification = r[1].split('/').next().unwrap().to_string();
-        families_per_notification.entry(notification).or_default().insert(r[3].clone());
+        families_per_notification
+            .entry(notification)
+            .or_default()
+            .insert(r[3].clone());
     }
     assert!(families_per_notification.values().any(|f| f.len() > 1));
     // The same person appears in several sources (the point of linkage).
@@ -362,7 +428,9 @@ fn truth_has_one_row_per_distinct_mention_of_the_feeds() {
             m
         });
     let in_school = &persons_by_source[SOURCE_ATTENDANCE];
-    assert!(persons_by_source[SOURCE_CASES].iter().any(|p| in_school.contains(p)));
+    assert!(persons_by_source[SOURCE_CASES]
+        .iter()
+        .any(|p| in_school.contains(p)));
 }
 
 #[test]
@@ -386,7 +454,10 @@ fn police_has_recent_notifications_and_housing_urgent_bailiff_dates() {
     let range = wb.worksheet_range(housing::SHEET).unwrap();
     let urgent = range
         .rows()
-        .filter(|r| r.get(1).is_some_and(|c| c.to_string().eq_ignore_ascii_case("warrant")))
+        .filter(|r| {
+            r.get(1)
+                .is_some_and(|c| c.to_string().eq_ignore_ascii_case("warrant"))
+        })
         .filter_map(|r| NaiveDate::parse_from_str(&r[3].to_string(), "%d/%m/%Y").ok())
         .filter(|d| *d > as_of() && *d <= as_of() + chrono::Days::new(14))
         .count();
@@ -434,4 +505,29 @@ fn write_attendance_writes_exactly_n_xlsx_rows() {
     assert_eq!(too_many.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     let ods = write_attendance(&dir.path().join("x.ods"), Format::Ods, 10, 2);
     assert!(ods.is_err());
+}
+
+#[test]
+fn tiny_boroughs_and_odd_dates_do_not_panic() {
+    for families in [0, 1, 3, 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = generate(&options(dir.path(), families, 1)).unwrap();
+        assert!(summary.families >= families.max(1));
+        assert!(dir.path().join("truth/mentions.csv").is_file());
+    }
+    // A date in the summer holiday and one on a leap day still give 20 school days.
+    for day in [(2025, 8, 15), (2024, 2, 29), (2026, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path(), 50, 1);
+        opts.as_of = NaiveDate::from_ymd_opt(day.0, day.1, day.2).unwrap();
+        let summary = generate(&opts).unwrap();
+        assert!(file_of(&summary, SOURCE_ATTENDANCE).rows > 0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 10, 1);
+    opts.as_of = NaiveDate::MIN;
+    assert_eq!(
+        generate(&opts).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
 }
