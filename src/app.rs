@@ -83,7 +83,10 @@ pub fn clock_for(as_of: Option<chrono::NaiveDate>) -> Clock {
     match as_of {
         Some(date) => {
             let local = date.and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap_or_default());
-            match chrono_tz::Europe::London.from_local_datetime(&local).earliest() {
+            match chrono_tz::Europe::London
+                .from_local_datetime(&local)
+                .earliest()
+            {
                 Some(t) => Clock::fixed(t.with_timezone(&chrono::Utc)),
                 None => Clock::fixed(local.and_utc()),
             }
@@ -149,7 +152,11 @@ async fn ingest(settings: &Settings, clock: Clock, args: &IngestArgs) -> Result<
         ),
         OutputFormat::Table => print_report(&report),
     }
-    Ok(if report.fetch_failed() { EXIT_FAILED } else { 0 })
+    Ok(if report.fetch_failed() {
+        EXIT_FAILED
+    } else {
+        0
+    })
 }
 
 /// Prints what an ingest run did, one line per file, then the totals.
@@ -262,7 +269,11 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
     Ok(0)
 }
 
-async fn demo(args: &DemoArgs, as_of: Option<chrono::NaiveDate>, clock: Clock) -> Result<u8, Failure> {
+async fn demo(
+    args: &DemoArgs,
+    as_of: Option<chrono::NaiveDate>,
+    clock: Clock,
+) -> Result<u8, Failure> {
     let as_of = as_of.unwrap_or_else(|| clock.today(chrono_tz::Europe::London));
     println!(
         "Generating a fictional borough of about {} families (seed {}) in {} …",
@@ -297,9 +308,19 @@ async fn demo(args: &DemoArgs, as_of: Option<chrono::NaiveDate>, clock: Clock) -
     let config_path = args.dir.join("kinlink.toml");
     let settings = load_settings(&config_path)?;
     let store = open_store(&settings).await?;
-    println!("\nIngesting every source into {} …", settings.state_dir.display());
+    println!(
+        "\nIngesting every source into {} …",
+        settings.state_dir.display()
+    );
     let progress = TerminalProgress::new();
-    let report = pipeline::ingest(&settings, &store, clock, &IngestRequest::default(), &progress).await;
+    let report = pipeline::ingest(
+        &settings,
+        &store,
+        clock,
+        &IngestRequest::default(),
+        &progress,
+    )
+    .await;
     let counts = store.table_counts().await;
     store.close().await;
     let report = report?;
@@ -319,7 +340,11 @@ async fn demo(args: &DemoArgs, as_of: Option<chrono::NaiveDate>, clock: Clock) -
         config_path.display()
     );
     info!(files = report.files.len(), "Demo finished");
-    Ok(if report.fetch_failed() { EXIT_FAILED } else { 0 })
+    Ok(if report.fetch_failed() {
+        EXIT_FAILED
+    } else {
+        0
+    })
 }
 
 /// A progress bar on a terminal; plain log lines every million rows otherwise.
@@ -352,8 +377,10 @@ impl Progress for TerminalProgress {
         if self.bar.is_some() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}] {human_pos} rows ({per_sec})")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(
+                    "{spinner} {prefix} {msg} [{elapsed}] {human_pos} rows ({per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.set_prefix(source.to_string());
             bar.set_message(file_name.to_string());

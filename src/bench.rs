@@ -48,30 +48,48 @@ async fn ingest(args: &BenchIngestArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     std::fs::create_dir_all(&dir)?;
-    println!("Generating {} CSV and {} XLSX attendance marks in {} …", args.csv_rows, args.xlsx_rows, dir.display());
+    println!(
+        "Generating {} CSV and {} XLSX attendance marks in {} …",
+        args.csv_rows,
+        args.xlsx_rows,
+        dir.display()
+    );
     let t = Instant::now();
-    let csv_columns = crate::demo::write_attendance(&dir.join("marks.csv"), Format::Csv, args.csv_rows, 7)?;
-    let xlsx_columns = crate::demo::write_attendance(&dir.join("marks.xlsx"), Format::Xlsx, args.xlsx_rows, 7)?;
-    std::fs::write(dir.join("columns.json"), serde_json::to_string(&(csv_columns, xlsx_columns))?)?;
+    let csv_columns =
+        crate::demo::write_attendance(&dir.join("marks.csv"), Format::Csv, args.csv_rows, 7)?;
+    let xlsx_columns =
+        crate::demo::write_attendance(&dir.join("marks.xlsx"), Format::Xlsx, args.xlsx_rows, 7)?;
+    std::fs::write(
+        dir.join("columns.json"),
+        serde_json::to_string(&(csv_columns, xlsx_columns))?,
+    )?;
     println!("  generated in {:.1} s", t.elapsed().as_secs_f64());
 
     let mut phases = vec!["csv-parse", "csv-sqlite", "xlsx-parse", "xlsx-sqlite"];
     if args.postgres.is_some() {
         phases.extend(["csv-postgres", "xlsx-postgres"]);
     } else {
-        println!("  (PostgreSQL phases skipped: pass --postgres URL or set KINLINK_BENCH_POSTGRES)");
+        println!(
+            "  (PostgreSQL phases skipped: pass --postgres URL or set KINLINK_BENCH_POSTGRES)"
+        );
     }
     let exe = std::env::current_exe().context("finding the kinlink binary")?;
     let mut results = Vec::new();
     for phase in phases {
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["bench", "ingest", "--phase", phase, "--dir"]).arg(&dir);
+        cmd.args(["bench", "ingest", "--phase", phase, "--dir"])
+            .arg(&dir);
         if let Some(url) = &args.postgres {
             cmd.env("KINLINK_BENCH_POSTGRES", url);
         }
-        let out = cmd.output().with_context(|| format!("running phase {phase}"))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("running phase {phase}"))?;
         if !out.status.success() {
-            bail!("phase {phase} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "phase {phase} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let line = String::from_utf8_lossy(&out.stdout);
         let result: PhaseResult = serde_json::from_str(line.trim())
@@ -82,9 +100,17 @@ async fn ingest(args: &BenchIngestArgs) -> anyhow::Result<u8> {
         );
         results.push(result);
     }
-    let rate = |name: &str| results.iter().find(|r| r.phase == name).map(|r| r.rows_per_sec);
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.phase == name)
+            .map(|r| r.rows_per_sec)
+    };
     if let (Some(store), Some(parse)) = (rate("csv-sqlite"), rate("csv-parse")) {
-        println!("  CSV parse+store on SQLite is {:.0}% of the parse-only rate", store / parse * 100.0);
+        println!(
+            "  CSV parse+store on SQLite is {:.0}% of the parse-only rate",
+            store / parse * 100.0
+        );
     }
     Ok(0)
 }
@@ -94,7 +120,9 @@ fn bench_source(format: Format, columns: BTreeMap<String, String>, dir: &Path) -
         name: format!("bench-{}", format.as_str()),
         kind: FeedKind::Attendance,
         format,
-        transport: Transport::Dir { path: dir.join("inbox") },
+        transport: Transport::Dir {
+            path: dir.join("inbox"),
+        },
         max_bad_rows: 0.05,
         sheet: None,
         delimiter: b',',
@@ -141,7 +169,13 @@ async fn run_phase(phase: &str, dir: &Path, args: &BenchIngestArgs) -> anyhow::R
             }
             Store::open_sqlite(&db).await?
         };
-        let sha = format!("bench-{phase}-{}", Clock::system().now().timestamp_nanos_opt().unwrap_or_default());
+        let sha = format!(
+            "bench-{phase}-{}",
+            Clock::system()
+                .now()
+                .timestamp_nanos_opt()
+                .unwrap_or_default()
+        );
         let file_id = store
             .record_fetched(&NewFile {
                 source: &source.name,
@@ -154,7 +188,16 @@ async fn run_phase(phase: &str, dir: &Path, args: &BenchIngestArgs) -> anyhow::R
                 fetched_at: Clock::system().now(),
             })
             .await?;
-        let outcome = pipeline::store_file(&store, &source, file_id, "marks", &file, Clock::system(), &NoProgress).await?;
+        let outcome = pipeline::store_file(
+            &store,
+            &source,
+            file_id,
+            "marks",
+            &file,
+            Clock::system(),
+            &NoProgress,
+        )
+        .await?;
         store.close().await;
         match outcome {
             FileOutcome::Ingested { counts, .. } => counts.rows_read as u64,
@@ -175,7 +218,9 @@ async fn run_phase(phase: &str, dir: &Path, args: &BenchIngestArgs) -> anyhow::R
 #[cfg(feature = "postgres")]
 pub async fn fresh_postgres(url: &str, name: &str) -> anyhow::Result<Store> {
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
     let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
     sqlx::query(&drop).execute(&mut admin).await?;
     let create = format!("CREATE DATABASE {name}");
@@ -228,8 +273,17 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced() {
-        assert_eq!(with_database("postgres://127.0.0.1:5432/test", "x"), "postgres://127.0.0.1:5432/x");
-        assert_eq!(with_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            with_database("postgres://127.0.0.1:5432/test", "x"),
+            "postgres://127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

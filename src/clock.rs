@@ -43,9 +43,15 @@ mod tests {
     fn today_is_the_local_date() {
         // 23:30 UTC on 1 July is 00:30 on 2 July in London (BST).
         let c = Clock::fixed(Utc.with_ymd_and_hms(2025, 7, 1, 23, 30, 0).unwrap());
-        assert_eq!(c.today(chrono_tz::Europe::London), NaiveDate::from_ymd_opt(2025, 7, 2).unwrap());
+        assert_eq!(
+            c.today(chrono_tz::Europe::London),
+            NaiveDate::from_ymd_opt(2025, 7, 2).unwrap()
+        );
         // In winter London is on UTC.
         let c = Clock::fixed(Utc.with_ymd_and_hms(2025, 1, 1, 23, 30, 0).unwrap());
-        assert_eq!(c.today(chrono_tz::Europe::London), NaiveDate::from_ymd_opt(2025, 1, 1).unwrap());
+        assert_eq!(
+            c.today(chrono_tz::Europe::London),
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+        );
     }
 }

@@ -6,16 +6,16 @@
 //! `store` (SQL) → `pipeline` (one run) → `demo` (a fictional borough) → `cli`.
 #![forbid(unsafe_code)]
 
-pub mod domain;
-pub mod clock;
-pub mod config;
-pub mod jobs;
-pub mod feeds;
-pub mod ingest;
-pub mod store;
-pub mod pipeline;
-pub mod demo;
-pub mod telemetry;
+pub mod app;
 pub mod bench;
 pub mod cli;
-pub mod app;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod feeds;
+pub mod ingest;
+pub mod jobs;
+pub mod pipeline;
+pub mod store;
+pub mod telemetry;

@@ -20,9 +20,11 @@ use tracing::{info, instrument, warn};
 use crate::clock::Clock;
 use crate::config::{Settings, SourceSettings, Transport};
 use crate::domain::{Record, RowProblem};
-use crate::feeds::{self, FeedError, FetchedFile, HttpOutcome, Origin, Settle, Validators};
+use crate::feeds::dir::Settle;
+use crate::feeds::http::HttpOutcome;
+use crate::feeds::{self, FeedError, FetchedFile, Origin, Validators};
 use crate::ingest::{self, FileRejection, RowReader};
-use crate::store::{FileCounts, NewFile, StoredValidators, Store};
+use crate::store::{FileCounts, NewFile, Store, StoredValidators};
 
 /// Rows handed from the parser thread to the store per batch.
 const BATCH_ROWS: usize = 4096;
@@ -129,7 +131,10 @@ pub async fn ingest(
     let sources: Vec<&SourceSettings> = match &request.source {
         Some(name) => vec![settings.source(name).with_context(|| {
             let names: Vec<_> = settings.sources.iter().map(|s| s.name.as_str()).collect();
-            format!("no source named {name:?} in the config (sources: {})", names.join(", "))
+            format!(
+                "no source named {name:?} in the config (sources: {})",
+                names.join(", ")
+            )
         })?],
         None => settings.sources.iter().collect(),
     };
@@ -143,10 +148,16 @@ pub async fn ingest(
             .with_context(|| format!("cannot create {}", raw_dir.display()))?;
         recover(store, source, clock, progress, &mut report).await?;
         let fetched = match &request.file {
-            Some(file) => ingest_given_file(store, source, file, &raw_dir, clock, progress, &mut report).await,
+            Some(file) => {
+                ingest_given_file(store, source, file, &raw_dir, clock, progress, &mut report).await
+            }
             None => match &source.transport {
-                Transport::Dir { path } => ingest_dir(store, source, path, &raw_dir, clock, progress, &mut report).await,
-                Transport::Http(_) => ingest_http(store, source, &raw_dir, clock, progress, &mut report).await,
+                Transport::Dir { path } => {
+                    ingest_dir(store, source, path, &raw_dir, clock, progress, &mut report).await
+                }
+                Transport::Http(_) => {
+                    ingest_http(store, source, &raw_dir, clock, progress, &mut report).await
+                }
             },
         };
         if let Err(e) = fetched {
@@ -192,13 +203,31 @@ async fn recover(
             });
             continue;
         }
-        if store.ingested_file(&source.name, &waiting.sha256).await?.is_some() {
+        if store
+            .ingested_file(&source.name, &waiting.sha256)
+            .await?
+            .is_some()
+        {
             store
-                .reject_file(waiting.id, "the same content was ingested already", FileCounts::default(), clock.now())
+                .reject_file(
+                    waiting.id,
+                    "the same content was ingested already",
+                    FileCounts::default(),
+                    clock.now(),
+                )
                 .await?;
             continue;
         }
-        let outcome = store_file(store, source, waiting.id, &waiting.original_name, &waiting.raw_path, clock, progress).await?;
+        let outcome = store_file(
+            store,
+            source,
+            waiting.id,
+            &waiting.original_name,
+            &waiting.raw_path,
+            clock,
+            progress,
+        )
+        .await?;
         report.files.push(outcome);
     }
     Ok(())
@@ -281,7 +310,9 @@ async fn ingest_http(
                     etag: validators.etag.clone(),
                     last_modified: validators.last_modified.clone(),
                 };
-                store.set_http_validators(&source.name, &v, clock.now()).await?;
+                store
+                    .set_http_validators(&source.name, &v, clock.now())
+                    .await?;
             }
             report.files.push(outcome);
         }
@@ -297,7 +328,11 @@ async fn take_and_store(
     clock: Clock,
     progress: &dyn Progress,
 ) -> anyhow::Result<FileOutcome> {
-    if store.ingested_file(&source.name, &fetched.sha256).await?.is_some() {
+    if store
+        .ingested_file(&source.name, &fetched.sha256)
+        .await?
+        .is_some()
+    {
         info!(source = %source.name, sha256 = %fetched.sha256, "File ingested before; nothing to do");
         return Ok(FileOutcome::Duplicate {
             source: source.name.clone(),
@@ -321,7 +356,16 @@ async fn take_and_store(
         })
         .await?;
     info!(source = %source.name, file_id, bytes = fetched.size, "Feed file taken");
-    store_file(store, source, file_id, &fetched.original_name, &fetched.path, clock, progress).await
+    store_file(
+        store,
+        source,
+        file_id,
+        &fetched.original_name,
+        &fetched.path,
+        clock,
+        progress,
+    )
+    .await
 }
 
 /// Parses a raw file on a blocking thread and stores it in one transaction, or
@@ -357,8 +401,14 @@ pub async fn store_file(
         }
         Stored::Rejected(counts, reason) => (counts, reason),
     };
-    warn!(rows = counts.rows_read, quarantined = counts.quarantined, "Feed file rejected");
-    store.reject_file(file_id, &rejection, counts, clock.now()).await?;
+    warn!(
+        rows = counts.rows_read,
+        quarantined = counts.quarantined,
+        "Feed file rejected"
+    );
+    store
+        .reject_file(file_id, &rejection, counts, clock.now())
+        .await?;
     Ok(FileOutcome::Rejected {
         source: source.name.clone(),
         file: file_name.to_string(),
@@ -440,7 +490,9 @@ async fn parse_and_store(
         }
     }
     drop(rx_batches);
-    parser.await.context("the parser thread stopped unexpectedly")?;
+    parser
+        .await
+        .context("the parser thread stopped unexpectedly")?;
 
     if rejection.is_none() && counts.rows_read > 0 {
         let share = counts.quarantined as f64 / counts.rows_read as f64;
@@ -468,7 +520,12 @@ async fn parse_and_store(
     }
 }
 
-fn too_many_bad_rows(source: &SourceSettings, counts: FileCounts, share: f64, quoted: &[RowProblem]) -> String {
+fn too_many_bad_rows(
+    source: &SourceSettings,
+    counts: FileCounts,
+    share: f64,
+    quoted: &[RowProblem],
+) -> String {
     let mut msg = format!(
         "{} of {} rows ({:.1}%) could not be used, more than max_bad_rows = {} of source {:?} allows; \
          nothing from this file was stored. Fix the rows and deliver the file again",
@@ -482,12 +539,18 @@ fn too_many_bad_rows(source: &SourceSettings, counts: FileCounts, share: f64, qu
         msg.push_str(&format!(
             "\n  row {}{}: {}",
             p.row,
-            p.column.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+            p.column
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
             p.reason
         ));
     }
     if counts.quarantined as usize > quoted.len() {
-        msg.push_str(&format!("\n  … and {} more", counts.quarantined as usize - quoted.len()));
+        msg.push_str(&format!(
+            "\n  … and {} more",
+            counts.quarantined as usize - quoted.len()
+        ));
     }
     msg
 }

@@ -1,5 +1,5 @@
 //! Housing eviction and possession notices over the last year, as the council's
-//! housing-options team keeps them in a spreadsheet: a title row and a blank row above
+//! housing-options team keeps them in a spreadsheet: two blank rows above
 //! the header, served dates as native Excel dates, possession dates as text.
 //!
 //! Some households go through the whole chain (notice, claim, order, warrant) and a
@@ -219,15 +219,8 @@ pub(crate) fn write(
     sheet.set_name(SHEET).map_err(xlsx_io)?;
     let date_format = Format::new().set_num_format("dd/mm/yyyy");
     let bold = Format::new().set_bold();
-    sheet
-        .write_string_with_format(
-            0,
-            0,
-            "Possession and eviction notices - Housing Options extract",
-            &bold,
-        )
-        .map_err(xlsx_io)?;
-    // Row 1 stays blank: the header is the first non-empty row after the title.
+    // Rows 0 and 1 stay blank, as exports often leave them: the header is the
+    // first non-empty row (feeds.md), so a title row above it is not allowed.
     for (c, h) in HEADER.iter().enumerate() {
         sheet
             .write_string_with_format(2, c as u16, *h, &bold)
@@ -238,7 +231,7 @@ pub(crate) fn write(
     let bad_at = (notices.len() >= 40).then(|| rng.random_range(0..notices.len()));
     let mut next_id: u32 = rng.random_range(10_000..20_000);
     let mut bad_rows = 0usize;
-    // Data rows start under the title, the blank row and the header.
+    // Data rows start under the two blank rows and the header.
     for (r, (k, n)) in (3u32..).zip(notices.iter().enumerate()) {
         let id = format!("HN-{next_id:06}");
         next_id += rng.random_range(1..=9);

@@ -66,8 +66,10 @@ impl FileTx {
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         };
         let sql = "SELECT source, kind FROM feed_files WHERE id = $1";
-        let row: Option<(String, String)> = on_tx!(tx, t => sqlx::query_as(sql).bind(file_id).fetch_optional(&mut **t).await)?;
-        let (source, kind) = row.ok_or_else(|| StoreError::NotFound(format!("feed file {file_id}")))?;
+        let row: Option<(String, String)> =
+            on_tx!(tx, t => sqlx::query_as(sql).bind(file_id).fetch_optional(&mut **t).await)?;
+        let (source, kind) =
+            row.ok_or_else(|| StoreError::NotFound(format!("feed file {file_id}")))?;
         Ok(FileTx {
             source,
             kind,
@@ -178,15 +180,17 @@ impl FileTx {
             .iter()
             .map(|r| {
                 let key = &r.mention().mention_key;
-                self.mentions
-                    .get(key)
-                    .map(|(id, _)| *id)
-                    .ok_or_else(|| StoreError::NotFound(format!("mention id for a row of file {}", self.file_id)))
+                self.mentions.get(key).map(|(id, _)| *id).ok_or_else(|| {
+                    StoreError::NotFound(format!("mention id for a row of file {}", self.file_id))
+                })
             })
             .collect()
     }
 
-    async fn write_mentions(&mut self, chunk: &[&PersonMention]) -> Result<Vec<(i64, String)>, StoreError> {
+    async fn write_mentions(
+        &mut self,
+        chunk: &[&PersonMention],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         let (file_id, source, kind) = (self.file_id, self.source.clone(), self.kind.clone());
         let rows = on_tx!(self.tx, t => {
             let mut qb = QueryBuilder::new(
@@ -396,7 +400,9 @@ enum NaturalKey<'a> {
 
 fn natural_key(r: &Record, mention_id: i64) -> NaturalKey<'_> {
     match r {
-        Record::Attendance(a) => NaturalKey::Mark(mention_id, a.school_urn.get(), a.date, a.session),
+        Record::Attendance(a) => {
+            NaturalKey::Mark(mention_id, a.school_urn.get(), a.date, a.session)
+        }
         Record::PoliceDa(d) => NaturalKey::Pair(&d.notification_id, &d.person_key),
         Record::Housing(h) => NaturalKey::One(&h.notice_id),
         Record::Assessment(c) => NaturalKey::Pair(&c.case_id, &c.person_id),

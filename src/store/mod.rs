@@ -262,8 +262,13 @@ impl Store {
     }
 
     /// The file of this source already ingested with this content, if any.
-    pub async fn ingested_file(&self, source: &str, sha256: &str) -> Result<Option<i64>, StoreError> {
-        let sql = "SELECT id FROM feed_files WHERE source = $1 AND sha256 = $2 AND status = 'ingested'";
+    pub async fn ingested_file(
+        &self,
+        source: &str,
+        sha256: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let sql =
+            "SELECT id FROM feed_files WHERE source = $1 AND sha256 = $2 AND status = 'ingested'";
         let id: Option<i64> = on_pool!(self, p => sqlx::query_scalar(sql).bind(source).bind(sha256).fetch_optional(p).await)?;
         Ok(id)
     }
@@ -299,14 +304,16 @@ impl Store {
     pub async fn waiting_files(&self, source: &str) -> Result<Vec<LedgerFile>, StoreError> {
         let sql = "SELECT id, source, kind, original_name, raw_path, origin, sha256, size, status \
                    FROM feed_files WHERE source = $1 AND status = 'fetched' ORDER BY id";
-        let rows: Vec<LedgerTuple> = on_pool!(self, p => sqlx::query_as(sql).bind(source).fetch_all(p).await)?;
+        let rows: Vec<LedgerTuple> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(source).fetch_all(p).await)?;
         Ok(rows.into_iter().map(ledger_from_tuple).collect())
     }
 
     /// One ledger row.
     pub async fn ledger_file(&self, id: i64) -> Result<LedgerFile, StoreError> {
         let sql = "SELECT id, source, kind, original_name, raw_path, origin, sha256, size, status FROM feed_files WHERE id = $1";
-        let row: Option<LedgerTuple> = on_pool!(self, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<LedgerTuple> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         row.map(ledger_from_tuple)
             .ok_or_else(|| StoreError::NotFound(format!("feed file {id}")))
     }
@@ -345,7 +352,10 @@ impl Store {
         let row: Option<(Option<String>, Option<String>)> =
             on_pool!(self, p => sqlx::query_as(sql).bind(source).fetch_optional(p).await)?;
         Ok(row
-            .map(|(etag, last_modified)| StoredValidators { etag, last_modified })
+            .map(|(etag, last_modified)| StoredValidators {
+                etag,
+                last_modified,
+            })
             .unwrap_or_default())
     }
 
@@ -385,24 +395,28 @@ impl Store {
         let rows: Vec<StatsRow> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
         Ok(rows
             .into_iter()
-            .map(|(name, ingested, rejected, waiting, rows, quarantined, last)| SourceStats {
-                name,
-                files_ingested: ingested.unwrap_or(0),
-                files_rejected: rejected.unwrap_or(0),
-                files_waiting: waiting.unwrap_or(0),
-                rows: rows.unwrap_or(0),
-                quarantined: quarantined.unwrap_or(0),
-                last_success_at: last,
-            })
+            .map(
+                |(name, ingested, rejected, waiting, rows, quarantined, last)| SourceStats {
+                    name,
+                    files_ingested: ingested.unwrap_or(0),
+                    files_rejected: rejected.unwrap_or(0),
+                    files_waiting: waiting.unwrap_or(0),
+                    rows: rows.unwrap_or(0),
+                    quarantined: quarantined.unwrap_or(0),
+                    last_success_at: last,
+                },
+            )
             .collect())
     }
 
     /// How many rows each record table holds.
     pub async fn table_counts(&self) -> Result<TableCounts, StoreError> {
-        let sql = "SELECT (SELECT COUNT(*) FROM mentions), (SELECT COUNT(*) FROM attendance_marks), \
+        let sql =
+            "SELECT (SELECT COUNT(*) FROM mentions), (SELECT COUNT(*) FROM attendance_marks), \
                    (SELECT COUNT(*) FROM da_persons), (SELECT COUNT(*) FROM housing_notices), \
                    (SELECT COUNT(*) FROM case_members), (SELECT COUNT(*) FROM quarantine)";
-        let r: (i64, i64, i64, i64, i64, i64) = on_pool!(self, p => sqlx::query_as(sql).fetch_one(p).await)?;
+        let r: (i64, i64, i64, i64, i64, i64) =
+            on_pool!(self, p => sqlx::query_as(sql).fetch_one(p).await)?;
         Ok(TableCounts {
             mentions: r.0,
             attendance_marks: r.1,
@@ -420,13 +434,15 @@ impl Store {
             on_pool!(self, p => sqlx::query_as(sql).bind(file_id).fetch_all(p).await)?;
         Ok(rows
             .into_iter()
-            .map(|(file_id, row_number, column, reason, raw)| QuarantinedRow {
-                file_id,
-                row_number,
-                column,
-                reason,
-                raw,
-            })
+            .map(
+                |(file_id, row_number, column, reason, raw)| QuarantinedRow {
+                    file_id,
+                    row_number,
+                    column,
+                    reason,
+                    raw,
+                },
+            )
             .collect())
     }
 
@@ -434,7 +450,8 @@ impl Store {
     pub async fn ledger(&self, source: &str) -> Result<Vec<LedgerFile>, StoreError> {
         let sql = "SELECT id, source, kind, original_name, raw_path, origin, sha256, size, status \
                    FROM feed_files WHERE source = $1 ORDER BY id DESC";
-        let rows: Vec<LedgerTuple> = on_pool!(self, p => sqlx::query_as(sql).bind(source).fetch_all(p).await)?;
+        let rows: Vec<LedgerTuple> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(source).fetch_all(p).await)?;
         Ok(rows.into_iter().map(ledger_from_tuple).collect())
     }
 
@@ -446,12 +463,23 @@ impl Store {
 
     /// Runs a read-only text query returning one column; for tests.
     pub async fn column_text(&self, sql: &'static str) -> Result<Vec<Option<String>>, StoreError> {
-        let v: Vec<Option<String>> = on_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await)?;
+        let v: Vec<Option<String>> =
+            on_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await)?;
         Ok(v)
     }
 }
 
-type LedgerTuple = (i64, String, String, String, String, String, String, i64, String);
+type LedgerTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+);
 
 fn ledger_from_tuple(t: LedgerTuple) -> LedgerFile {
     LedgerFile {

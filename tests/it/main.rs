@@ -1,5 +1,7 @@
 //! Integration tests, compiled as one binary: one module per feature, shared helpers
 //! (the loopback feed server) in `helpers`.
 
+mod backends;
 mod feeds;
 mod helpers;
+mod pipeline;

@@ -107,10 +107,16 @@ fn marks_csv(pupils: u32, days: u32, bad_rows: u32) -> String {
 }
 
 async fn run(settings: &Settings, store: &Store) -> Vec<FileOutcome> {
-    pipeline::ingest(settings, store, Clock::system(), &IngestRequest::default(), &NoProgress)
-        .await
-        .expect("ingest step")
-        .files
+    pipeline::ingest(
+        settings,
+        store,
+        Clock::system(),
+        &IngestRequest::default(),
+        &NoProgress,
+    )
+    .await
+    .expect("ingest step")
+    .files
 }
 
 #[tokio::test]
@@ -141,7 +147,10 @@ async fn a_file_is_stored_once_and_archived() {
         // The same content delivered again changes nothing.
         std::fs::write(inbox.join("marks-again.csv"), marks_csv(5, 10, 1)).unwrap();
         let files = run(&settings, &store).await;
-        assert!(matches!(&files[..], [FileOutcome::Duplicate { .. }]), "{backend}: {files:?}");
+        assert!(
+            matches!(&files[..], [FileOutcome::Duplicate { .. }]),
+            "{backend}: {files:?}"
+        );
         assert_eq!(store.table_counts().await.unwrap(), counts, "{backend}");
         assert!(inbox.join("archive/marks-again.csv").exists(), "{backend}");
     }
@@ -160,11 +169,20 @@ async fn too_many_bad_rows_rejects_the_whole_file_and_keeps_earlier_data() {
         assert_eq!(before.attendance_marks, 20);
 
         // 10 bad rows of 30 = 33% > 5%.
-        std::fs::write(inbox.join("bad.csv"), marks_csv(2, 5, 10).replace("Family0", "Changed")).unwrap();
+        std::fs::write(
+            inbox.join("bad.csv"),
+            marks_csv(2, 5, 10).replace("Family0", "Changed"),
+        )
+        .unwrap();
         let files = run(&settings, &store).await;
         let reason = match &files[..] {
-            [FileOutcome::Rejected { reason, moved_to, .. }] => {
-                assert_eq!(moved_to.as_deref(), Some(inbox.join("rejected/bad.csv").as_path()));
+            [FileOutcome::Rejected {
+                reason, moved_to, ..
+            }] => {
+                assert_eq!(
+                    moved_to.as_deref(),
+                    Some(inbox.join("rejected/bad.csv").as_path())
+                );
                 reason.clone()
             }
             other => panic!("{backend}: {other:?}"),
@@ -173,7 +191,11 @@ async fn too_many_bad_rows_rejects_the_whole_file_and_keeps_earlier_data() {
         assert!(reason.contains("10 of 30"), "{backend}: {reason}");
         let written = std::fs::read_to_string(inbox.join("rejected/bad.csv.reason.txt")).unwrap();
         assert!(written.contains("max_bad_rows"), "{written}");
-        assert_eq!(store.table_counts().await.unwrap(), before, "{backend}: nothing stored");
+        assert_eq!(
+            store.table_counts().await.unwrap(),
+            before,
+            "{backend}: nothing stored"
+        );
         let surnames = store
             .column_text("SELECT surname FROM mentions ORDER BY surname")
             .await
@@ -219,7 +241,11 @@ async fn corrections_replace_earlier_values_by_natural_key() {
         );
         std::fs::write(inbox.join("b.csv"), correction).unwrap();
         run(&settings, &store).await;
-        assert_eq!(store.table_counts().await.unwrap().attendance_marks, 6, "{backend}");
+        assert_eq!(
+            store.table_counts().await.unwrap().attendance_marks,
+            6,
+            "{backend}"
+        );
         let marks = store
             .column_text("SELECT mark FROM attendance_marks WHERE category = 'UA'")
             .await
@@ -257,11 +283,25 @@ async fn a_file_left_half_done_by_a_crash_is_ingested_exactly_once() {
             .unwrap();
         let files = run(&settings, &store).await;
         assert_eq!(files.len(), 2, "{backend}: {files:?}");
-        assert!(matches!(files[0], FileOutcome::Ingested { .. }), "{files:?}");
-        assert!(matches!(files[1], FileOutcome::Duplicate { .. }), "{files:?}");
-        assert_eq!(store.table_counts().await.unwrap().attendance_marks, 24, "{backend}");
+        assert!(
+            matches!(files[0], FileOutcome::Ingested { .. }),
+            "{files:?}"
+        );
+        assert!(
+            matches!(files[1], FileOutcome::Duplicate { .. }),
+            "{files:?}"
+        );
+        assert_eq!(
+            store.table_counts().await.unwrap().attendance_marks,
+            24,
+            "{backend}"
+        );
         let stats = store.source_stats().await.unwrap();
-        assert_eq!((stats[0].files_ingested, stats[0].files_waiting), (1, 0), "{backend}");
+        assert_eq!(
+            (stats[0].files_ingested, stats[0].files_waiting),
+            (1, 0),
+            "{backend}"
+        );
     }
 }
 
