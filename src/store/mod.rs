@@ -376,11 +376,11 @@ impl Store {
     /// Per-source ledger figures, for every source that has a ledger row.
     pub async fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
         let sql = "SELECT source, \
-                     SUM(CASE WHEN status = 'ingested' THEN 1 ELSE 0 END), \
-                     SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), \
-                     SUM(CASE WHEN status = 'fetched' THEN 1 ELSE 0 END), \
-                     SUM(CASE WHEN status = 'ingested' THEN records ELSE 0 END), \
-                     SUM(CASE WHEN status = 'ingested' THEN quarantined ELSE 0 END), \
+                     CAST(SUM(CASE WHEN status = 'ingested' THEN 1 ELSE 0 END) AS BIGINT), \
+                     CAST(SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS BIGINT), \
+                     CAST(SUM(CASE WHEN status = 'fetched' THEN 1 ELSE 0 END) AS BIGINT), \
+                     CAST(SUM(CASE WHEN status = 'ingested' THEN records ELSE 0 END) AS BIGINT), \
+                     CAST(SUM(CASE WHEN status = 'ingested' THEN quarantined ELSE 0 END) AS BIGINT), \
                      MAX(CASE WHEN status = 'ingested' THEN finished_at END) \
                    FROM feed_files GROUP BY source ORDER BY source";
         type StatsRow = (
