@@ -307,17 +307,8 @@ impl Cx<'_> {
 
 fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Problems> {
     let mut sink = Sink::new(path, text);
-    let doc = match toml_edit::Document::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let line = sink.line(e.span());
-            sink.push(
-                line,
-                format!("not valid TOML: {}", e.message().trim_end_matches('.')),
-                "correct the TOML syntax on this line",
-            );
-            return Err(sink.problems.into());
-        }
+    let Ok(doc) = sink.parse(text) else {
+        return Err(sink.problems.into());
     };
     let folder = path
         .parent()

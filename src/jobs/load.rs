@@ -94,15 +94,9 @@ fn load_one(path: &Path) -> (Option<JobSpec>, usize, Vec<Problem>) {
 
 fn parse_job(text: &str, path: &Path) -> (Option<JobSpec>, usize, Vec<Problem>) {
     let mut sink = Sink::new(path, text);
-    let doc = match toml_edit::Document::parse(text) {
+    let doc = match sink.parse(text) {
         Ok(doc) => doc,
-        Err(e) => {
-            let line = sink.line(e.span());
-            sink.push(
-                line,
-                format!("not valid TOML: {}", e.message().trim_end_matches('.')),
-                "correct the TOML syntax on this line",
-            );
+        Err(line) => {
             return (None, line, sink.problems);
         }
     };

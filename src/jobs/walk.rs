@@ -48,6 +48,20 @@ impl Sink {
     }
 
     /// Records a problem.
+    /// Parses TOML text, or records the syntax error (with its line) and returns
+    /// that line.
+    pub(crate) fn parse(&mut self, text: &str) -> Result<toml_edit::Document<String>, usize> {
+        toml_edit::Document::parse(text.to_string()).map_err(|e| {
+            let line = self.line(e.span());
+            self.push(
+                line,
+                format!("not valid TOML: {}", e.message().trim_end_matches('.')),
+                "correct the TOML syntax on this line",
+            );
+            line
+        })
+    }
+
     pub(crate) fn push(&mut self, line: usize, message: impl Into<String>, fix: impl Into<String>) {
         self.problems.push(Problem {
             file: self.file.clone(),
