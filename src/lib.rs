@@ -16,6 +16,7 @@ pub mod domain;
 pub mod feeds;
 pub mod ingest;
 pub mod jobs;
+pub mod link;
 pub mod pipeline;
 pub mod store;
 pub mod telemetry;
