@@ -23,8 +23,14 @@ use chrono::NaiveDate;
 
 use crate::domain::FeedKind;
 
+mod block;
+mod cluster;
+mod compare;
 mod engine;
 pub mod model;
+mod prepare;
+
+pub use prepare::NICKNAMES_CSV;
 
 /// A mention as linking sees it (one row of the store's `mentions` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,3 +254,6 @@ pub struct LinkResult {
 pub fn link(mentions: &[LinkMention], previous: &Previous, opts: &LinkOptions) -> LinkResult {
     engine::run(mentions, previous, opts)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Blocking: which pairs of mentions are compared at all.
+//!
+//! Each rule keys mentions on a few prepared values; mentions sharing a key form a
+//! block and every pair inside a block is a candidate. A block larger than
+//! `max_block_size` (10,000 people sharing one postcode or date of birth) is not
+//! compared all-to-all: its members are sorted by name and each is compared with its
+//! `WINDOW` nearest neighbours, so the pair count stays linear and a flag says so.
+//!
+//! Invariant: a pair is `(lower index << 32) | higher index`, sorted and unique.
+
+use std::collections::HashSet;
+
+use super::prepare::Prepared;
+
+/// A value a blocking key is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyPart {
+    Dob,
+    BirthYear,
+    ForenameCode,
+    SurnameCode,
+    Postcode,
+}
+
+impl KeyPart {
+    fn value(self, p: &Prepared, i: usize) -> u64 {
+        match self {
+            KeyPart::Dob => u64::from(p.dob[i]),
+            KeyPart::BirthYear => u64::from(p.birth_year(i)),
+            KeyPart::ForenameCode => u64::from(p.forename_code[i]),
+            KeyPart::SurnameCode => u64::from(p.surname_code[i]),
+            KeyPart::Postcode => u64::from(p.postcode[i]),
+        }
+    }
+
+    fn is_address(self) -> bool {
+        matches!(self, KeyPart::Postcode)
+    }
+}
+
+/// One blocking rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub name: &'static str,
+    pub parts: &'static [KeyPart],
+}
+
+impl Rule {
+    /// Whether the rule keys on where people live (such blocks are full of
+    /// households: same surname and address, different people).
+    pub fn keys_on_address(&self) -> bool {
+        self.parts.iter().any(|p| p.is_address())
+    }
+
+    fn key(&self, p: &Prepared, i: usize, salt: u64) -> Option<u64> {
+        let mut h = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for part in self.parts {
+            let v = part.value(p, i);
+            if v == 0 {
+                return None;
+            }
+            h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        }
+        Some(h)
+    }
+
+    /// Whether mentions `i` and `j` share this rule's key.
+    pub fn holds(&self, p: &Prepared, i: usize, j: usize) -> bool {
+        self.parts.iter().all(|part| {
+            let v = part.value(p, i);
+            v != 0 && v == part.value(p, j)
+        })
+    }
+}
+
+/// The default rules: each catches what the others miss.
+pub(crate) const DEFAULT_RULES: &[Rule] = &[
+    // A nickname or a typo in the forename.
+    Rule {
+        name: "dob+surname_code",
+        parts: &[KeyPart::Dob, KeyPart::SurnameCode],
+    },
+    // A surname change (marriage, a child taking a step-parent's name).
+    Rule {
+        name: "dob+forename_code",
+        parts: &[KeyPart::Dob, KeyPart::ForenameCode],
+    },
+    // A date of birth missing or mistyped (adults in police and housing records).
+    Rule {
+        name: "postcode+forename_code",
+        parts: &[KeyPart::Postcode, KeyPart::ForenameCode],
+    },
+    // A move with a day/month swap or a mistyped day.
+    Rule {
+        name: "birth_year+names",
+        parts: &[
+            KeyPart::BirthYear,
+            KeyPart::SurnameCode,
+            KeyPart::ForenameCode,
+        ],
+    },
+    // Both names recorded differently (a preferred name not in the nickname table).
+    Rule {
+        name: "dob+postcode",
+        parts: &[KeyPart::Dob, KeyPart::Postcode],
+    },
+];
+
+/// Neighbours each member of an oversized block is compared with.
+pub(crate) const WINDOW: usize = 8;
+
+/// A block that was too large to compare all-to-all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LargeBlock {
+    pub rule: &'static str,
+    pub size: usize,
+}
+
+#[inline]
+pub(crate) fn pair(i: usize, j: usize) -> u64 {
+    let (a, b) = if i < j { (i, j) } else { (j, i) };
+    ((a as u64) << 32) | b as u64
+}
+
+#[inline]
+pub(crate) fn unpair(x: u64) -> (usize, usize) {
+    ((x >> 32) as usize, (x & 0xFFFF_FFFF) as usize)
+}
+
+/// Candidate pairs of all rules, sorted and unique. With `changed`, only pairs with
+/// at least one changed mention.
+pub(crate) fn candidates(
+    p: &Prepared,
+    rules: &[Rule],
+    changed: Option<&[bool]>,
+    max_block: usize,
+    threads: usize,
+) -> (Vec<u64>, Vec<LargeBlock>) {
+    let threads = threads.clamp(1, rules.len().max(1));
+    let mut results: Vec<(Vec<u64>, Vec<LargeBlock>)> = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut pairs = Vec::new();
+                    let mut large = Vec::new();
+                    for (r, rule) in rules.iter().enumerate() {
+                        if r % threads == t {
+                            rule_pairs(
+                                p, rule, r as u64, changed, max_block, &mut pairs, &mut large,
+                            );
+                        }
+                    }
+                    pairs.sort_unstable();
+                    pairs.dedup();
+                    (pairs, large)
+                })
+            })
+            .collect();
+        for h in handles {
+            results.push(h.join().unwrap_or_default());
+        }
+    });
+    let mut large = Vec::new();
+    let mut all: Vec<u64> = Vec::with_capacity(results.iter().map(|r| r.0.len()).sum());
+    for (pairs, l) in results {
+        all.extend_from_slice(&pairs);
+        large.extend(l);
+    }
+    all.sort_unstable();
+    all.dedup();
+    (all, large)
+}
+
+fn rule_pairs(
+    p: &Prepared,
+    rule: &Rule,
+    salt: u64,
+    changed: Option<&[bool]>,
+    max_block: usize,
+    out: &mut Vec<u64>,
+    large: &mut Vec<LargeBlock>,
+) {
+    let n = p.len();
+    let mut keyed: Vec<(u64, u32)> = match changed {
+        None => (0..n)
+            .filter_map(|i| rule.key(p, i, salt).map(|k| (k, i as u32)))
+            .collect(),
+        Some(changed) => {
+            let wanted: HashSet<u64> = (0..n)
+                .filter(|&i| changed[i])
+                .filter_map(|i| rule.key(p, i, salt))
+                .collect();
+            (0..n)
+                .filter_map(|i| {
+                    rule.key(p, i, salt)
+                        .filter(|k| wanted.contains(k))
+                        .map(|k| (k, i as u32))
+                })
+                .collect()
+        }
+    };
+    keyed.sort_unstable();
+    let mut start = 0;
+    while start < keyed.len() {
+        let key = keyed[start].0;
+        let mut end = start + 1;
+        while end < keyed.len() && keyed[end].0 == key {
+            end += 1;
+        }
+        let block = &mut keyed[start..end];
+        if block.len() > max_block {
+            large.push(LargeBlock {
+                rule: rule.name,
+                size: block.len(),
+            });
+            block.sort_unstable_by_key(|&(_, i)| {
+                let i = i as usize;
+                (p.surname_code[i], p.forename_code[i], p.dob[i], i)
+            });
+            for a in 0..block.len() {
+                for b in a + 1..(a + 1 + WINDOW).min(block.len()) {
+                    push(out, changed, block[a].1 as usize, block[b].1 as usize);
+                }
+            }
+        } else {
+            for a in 0..block.len() {
+                for b in a + 1..block.len() {
+                    push(out, changed, block[a].1 as usize, block[b].1 as usize);
+                }
+            }
+        }
+        start = end;
+    }
+}
+
+#[inline]
+fn push(out: &mut Vec<u64>, changed: Option<&[bool]>, i: usize, j: usize) {
+    if let Some(c) = changed {
+        if !c[i] && !c[j] {
+            return;
+        }
+    }
+    out.push(pair(i, j));
+}

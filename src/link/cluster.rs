@@ -1,0 +1,195 @@
+//! Clustering of linked pairs into persons: union–find over the links, strongest
+//! first, refusing any merge that would break a constraint.
+//!
+//! Constraints (checked between whole clusters, so a chain of individually plausible
+//! links cannot join two people a direct comparison would keep apart):
+//! - cannot-link: different valid UPNs, different valid NHS numbers, two people of one
+//!   police notification, a pair a person rejected in review;
+//! - consistency: no two mentions in one person with dates of birth or forenames that
+//!   disagree outright (`other` level);
+//! - size: a person never grows past `max_size` mentions automatically.
+
+use std::collections::HashMap;
+
+use super::compare::{self, level};
+use super::prepare::Prepared;
+
+/// Why a merge was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A hard constraint: the two are different people.
+    CannotLink,
+    /// Some mentions across the two clusters disagree outright on DOB or forename.
+    Inconsistent,
+    /// The merged person would be larger than the cap.
+    SizeCap(usize),
+}
+
+/// Union–find with per-cluster constraint sets.
+pub(crate) struct Clusters<'a> {
+    p: &'a Prepared,
+    parent: Vec<u32>,
+    members: Vec<Vec<u32>>,
+    /// Distinct key ids per root: UPN, NHS, notification group.
+    upns: Vec<Vec<u32>>,
+    nhs: Vec<Vec<u32>>,
+    groups: Vec<Vec<u32>>,
+    rejected: HashMap<u32, Vec<u32>>,
+    max_size: usize,
+}
+
+/// Members compared pairwise for consistency before falling back to distinct values.
+const PAIRWISE_LIMIT: usize = 400;
+
+impl<'a> Clusters<'a> {
+    pub fn new(p: &'a Prepared, rejected: &[(usize, usize)], max_size: usize) -> Self {
+        let n = p.len();
+        let one = |v: u32| if v == 0 { Vec::new() } else { vec![v] };
+        let mut rej: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &(a, b) in rejected {
+            rej.entry(a as u32).or_default().push(b as u32);
+            rej.entry(b as u32).or_default().push(a as u32);
+        }
+        Clusters {
+            p,
+            parent: (0..n as u32).collect(),
+            members: (0..n as u32).map(|i| vec![i]).collect(),
+            upns: p.upn.iter().map(|&v| one(v)).collect(),
+            nhs: p.nhs.iter().map(|&v| one(v)).collect(),
+            groups: p.group.iter().map(|&v| one(v)).collect(),
+            rejected: rej,
+            max_size: max_size.max(2),
+        }
+    }
+
+    pub fn find(&mut self, i: usize) -> usize {
+        let mut r = i;
+        while self.parent[r] as usize != r {
+            r = self.parent[r] as usize;
+        }
+        let mut x = i;
+        while self.parent[x] as usize != r {
+            let next = self.parent[x] as usize;
+            self.parent[x] = r as u32;
+            x = next;
+        }
+        r
+    }
+
+    /// Whether i and j are already one person.
+    pub fn same(&mut self, i: usize, j: usize) -> bool {
+        self.find(i) == self.find(j)
+    }
+
+    /// Merges the persons of i and j unless a constraint forbids it. `check_consistency`
+    /// is false for links a person accepted in review.
+    pub fn union(&mut self, i: usize, j: usize, check_consistency: bool) -> Result<(), Refusal> {
+        let (a, b) = (self.find(i), self.find(j));
+        if a == b {
+            return Ok(());
+        }
+        if conflicting(&self.upns[a], &self.upns[b]) || conflicting(&self.nhs[a], &self.nhs[b]) {
+            return Err(Refusal::CannotLink);
+        }
+        if self.groups[a].iter().any(|g| self.groups[b].contains(g)) {
+            return Err(Refusal::CannotLink);
+        }
+        if self.rejected_between(a, b) {
+            return Err(Refusal::CannotLink);
+        }
+        let size = self.members[a].len() + self.members[b].len();
+        if size > self.max_size {
+            return Err(Refusal::SizeCap(size));
+        }
+        if check_consistency && !self.consistent(a, b) {
+            return Err(Refusal::Inconsistent);
+        }
+        // Small into large.
+        let (big, small) = if self.members[a].len() >= self.members[b].len() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        self.parent[small] = big as u32;
+        let moved = std::mem::take(&mut self.members[small]);
+        self.members[big].extend(moved);
+        for sets in [&mut self.upns, &mut self.nhs, &mut self.groups] {
+            let moved = std::mem::take(&mut sets[small]);
+            for v in moved {
+                if !sets[big].contains(&v) {
+                    sets[big].push(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rejected_between(&mut self, a: usize, b: usize) -> bool {
+        if self.rejected.is_empty() {
+            return false;
+        }
+        let (small, other) = if self.members[a].len() <= self.members[b].len() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let partners: Vec<u32> = self.members[small]
+            .iter()
+            .filter_map(|m| self.rejected.get(m))
+            .flatten()
+            .copied()
+            .collect();
+        partners.into_iter().any(|r| self.find(r as usize) == other)
+    }
+
+    fn consistent(&self, a: usize, b: usize) -> bool {
+        let p = self.p;
+        let (ma, mb) = (&self.members[a], &self.members[b]);
+        if ma.len() * mb.len() <= PAIRWISE_LIMIT {
+            return ma.iter().all(|&x| {
+                mb.iter().all(|&y| {
+                    let g = compare::compare(p, x as usize, y as usize);
+                    compare::get(g, compare::DOB) != level::DOB_OTHER
+                        && compare::get(g, compare::FORENAME) != level::FORENAME_OTHER
+                })
+            });
+        }
+        // Large persons: distinct dates of birth only.
+        let dobs = |m: &Vec<u32>| {
+            let mut d: Vec<u32> = m
+                .iter()
+                .map(|&x| p.dob[x as usize])
+                .filter(|&d| d != 0)
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        };
+        let (da, db) = (dobs(ma), dobs(mb));
+        da.iter()
+            .all(|&x| db.iter().all(|&y| compare::dob(x, y) != level::DOB_OTHER))
+    }
+
+    /// Persons as lists of mention indexes, each sorted, ordered by first member.
+    pub fn into_persons(mut self) -> Vec<Vec<u32>> {
+        let n = self.parent.len();
+        for i in 0..n {
+            self.find(i);
+        }
+        let mut persons: Vec<Vec<u32>> = self
+            .members
+            .into_iter()
+            .filter(|m| !m.is_empty())
+            .map(|mut m| {
+                m.sort_unstable();
+                m
+            })
+            .collect();
+        persons.sort_unstable_by_key(|m| m[0]);
+        persons
+    }
+}
+
+fn conflicting(a: &[u32], b: &[u32]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| x != y))
+}

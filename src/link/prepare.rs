@@ -1,0 +1,545 @@
+//! Normalises every mention once into compact comparison keys, so that comparing a
+//! pair touches integers and short interned strings only.
+//!
+//! Names: upper-cased letters only (accents folded, punctuation dropped), the first
+//! forename token; a Soundex code; the nickname groups of `config/nicknames.csv`.
+//! Addresses: the house/flat numbers and the street with its suffix abbreviated
+//! (Road → RD, Apartment → FLAT), so that "Flat 3, 12 Oak Road" and "Apartment 3 12 Oak
+//! Rd" agree and "12 Oak Rd" and "14 Oak Rd" do not.
+//!
+//! Invariant: id 0 means "missing" in every interned column.
+
+use std::collections::HashMap;
+
+use chrono::Datelike;
+
+use super::LinkMention;
+
+/// The nickname table shipped with kinlink (`config/nicknames.csv`).
+pub const NICKNAMES_CSV: &str = include_str!("../../config/nicknames.csv");
+
+/// Interned strings; id 0 is reserved for "missing".
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    pub strings: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn new() -> Self {
+        Interner {
+            strings: vec![String::new()],
+            ids: HashMap::new(),
+        }
+    }
+
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(s.to_owned());
+        self.ids.insert(s.to_owned(), id);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        &self.strings[id as usize]
+    }
+}
+
+/// The nickname table: name → the groups it belongs to.
+#[derive(Debug, Default)]
+pub(crate) struct Nicknames {
+    groups: HashMap<String, Vec<u32>>,
+    /// The formal name of each group.
+    formal: Vec<String>,
+}
+
+impl Nicknames {
+    pub fn parse(csv: &str) -> Nicknames {
+        let mut n = Nicknames::default();
+        for line in csv.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let group = n.formal.len() as u32;
+            let mut names = line.split(',').map(|s| name_letters(s.trim()));
+            let Some(formal) = names.next().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            n.groups.entry(formal.clone()).or_default().push(group);
+            for name in names.filter(|s| !s.is_empty()) {
+                let g = n.groups.entry(name).or_default();
+                if !g.contains(&group) {
+                    g.push(group);
+                }
+            }
+            n.formal.push(formal);
+        }
+        n
+    }
+
+    fn groups(&self, name: &str) -> &[u32] {
+        self.groups.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The formal name a forename stands for, or the name itself.
+    fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        match self.groups(name).first() {
+            Some(&g) => &self.formal[g as usize],
+            None => name,
+        }
+    }
+}
+
+/// Every mention's comparison keys, column-wise (index = position in the input).
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    pub names: Interner,
+    /// Interned normalised forename (first token) and surname.
+    pub forename: Vec<u32>,
+    pub surname: Vec<u32>,
+    /// Interned Soundex of the canonical forename (nickname resolved) and of the surname.
+    pub forename_code: Vec<u32>,
+    pub surname_code: Vec<u32>,
+    /// Interned canonical forename (the nickname group's formal name).
+    pub forename_canon: Vec<u32>,
+    /// Nickname groups of each interned name id (empty for most).
+    pub name_groups: Vec<Vec<u32>>,
+    /// How many mentions carry each interned name as forename / as surname.
+    pub forename_count: Vec<u32>,
+    pub surname_count: Vec<u32>,
+    pub forenames_present: u32,
+    pub surnames_present: u32,
+    /// Date of birth as `yyyymmdd`, 0 when missing.
+    pub dob: Vec<u32>,
+    /// 0 unknown, 1 female, 2 male.
+    pub sex: Vec<u8>,
+    pub places: Interner,
+    pub postcode: Vec<u32>,
+    pub sector: Vec<u32>,
+    pub district: Vec<u32>,
+    /// House and flat numbers, e.g. `F3 12`.
+    pub house: Vec<u32>,
+    /// Street words with suffixes abbreviated, e.g. `OAK RD`.
+    pub street: Vec<u32>,
+    pub uprn: Vec<i64>,
+    /// The pupil's school URN, 0 when none.
+    pub school: Vec<u32>,
+    pub keys: Interner,
+    pub upn: Vec<u32>,
+    pub nhs: Vec<u32>,
+    pub group: Vec<u32>,
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.forename.len()
+    }
+
+    pub fn birth_year(&self, i: usize) -> u32 {
+        self.dob[i] / 10_000
+    }
+}
+
+/// Normalises all mentions.
+pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
+    let n = mentions.len();
+    let mut p = Prepared {
+        names: Interner::new(),
+        places: Interner::new(),
+        keys: Interner::new(),
+        ..Prepared::default()
+    };
+    for v in [
+        &mut p.forename,
+        &mut p.surname,
+        &mut p.forename_code,
+        &mut p.surname_code,
+        &mut p.forename_canon,
+        &mut p.dob,
+        &mut p.postcode,
+        &mut p.sector,
+        &mut p.district,
+        &mut p.house,
+        &mut p.street,
+        &mut p.upn,
+        &mut p.nhs,
+        &mut p.group,
+    ] {
+        v.reserve_exact(n);
+    }
+    let mut buf = String::new();
+    // Soundex and canonical names per distinct forename/surname id, computed once.
+    let mut code_of: HashMap<u32, (u32, u32)> = HashMap::new();
+    for m in mentions {
+        let fore = m
+            .forename
+            .as_deref()
+            .map(|s| first_token_letters(s, &mut buf))
+            .unwrap_or(0);
+        let fore = if fore == 0 { 0 } else { p.names.intern(&buf) };
+        let (fcode, fcanon) = if fore == 0 {
+            (0, 0)
+        } else {
+            *code_of.entry(fore).or_insert_with(|| {
+                let name = p.names.get(fore).to_owned();
+                let canon = nicknames.canonical(&name).to_owned();
+                let code = soundex(&canon);
+                (p.names.intern(&code), p.names.intern(&canon))
+            })
+        };
+        p.forename.push(fore);
+        p.forename_code.push(fcode);
+        p.forename_canon.push(fcanon);
+
+        let sur = m
+            .surname
+            .as_deref()
+            .map(|s| all_letters(s, &mut buf))
+            .unwrap_or(0);
+        let sur = if sur == 0 { 0 } else { p.names.intern(&buf) };
+        let scode = if sur == 0 {
+            0
+        } else {
+            code_of
+                .entry(sur | 0x8000_0000)
+                .or_insert_with(|| {
+                    let code = soundex(p.names.get(sur));
+                    (p.names.intern(&code), 0)
+                })
+                .0
+        };
+        p.surname.push(sur);
+        p.surname_code.push(scode);
+
+        p.dob.push(
+            m.dob
+                .map(|d| d.year().max(0) as u32 * 10_000 + d.month() * 100 + d.day())
+                .unwrap_or(0),
+        );
+        p.sex.push(sex_code(m.gender.as_deref()));
+
+        let (pc, sector, district) = match m.postcode.as_deref().map(compact_postcode) {
+            Some(pc) if !pc.is_empty() => {
+                let (sector, district) = postcode_parts(&pc);
+                let s = p.places.intern(&sector);
+                let d = p.places.intern(&district);
+                (p.places.intern(&pc), s, d)
+            }
+            _ => (0, 0, 0),
+        };
+        p.postcode.push(pc);
+        p.sector.push(sector);
+        p.district.push(district);
+
+        let (house, street) = m
+            .address_line1
+            .as_deref()
+            .map(address_parts)
+            .unwrap_or_default();
+        let h = p.places.intern(&house);
+        let s = p.places.intern(&street);
+        p.house.push(h);
+        p.street.push(s);
+        p.uprn.push(m.uprn.unwrap_or(0));
+        p.school.push(m.school_urn.unwrap_or(0));
+
+        let upn = m.upn.as_deref().map(|s| p.keys.intern(s)).unwrap_or(0);
+        let nhs = m
+            .nhs_number
+            .as_deref()
+            .map(|s| p.keys.intern(&format!("nhs:{s}")))
+            .unwrap_or(0);
+        let group = m
+            .group
+            .as_deref()
+            .map(|s| p.keys.intern(&format!("{}\u{1}{s}", m.source)))
+            .unwrap_or(0);
+        p.upn.push(upn);
+        p.nhs.push(nhs);
+        p.group.push(group);
+    }
+    let names = p.names.strings.len();
+    p.name_groups = p
+        .names
+        .strings
+        .iter()
+        .map(|s| nicknames.groups(s).to_vec())
+        .collect();
+    p.forename_count = vec![0; names];
+    p.surname_count = vec![0; names];
+    for i in 0..n {
+        if p.forename[i] != 0 {
+            p.forename_count[p.forename[i] as usize] += 1;
+            p.forenames_present += 1;
+        }
+        if p.surname[i] != 0 {
+            p.surname_count[p.surname[i] as usize] += 1;
+            p.surnames_present += 1;
+        }
+    }
+    p
+}
+
+/// Upper-case ASCII letters of the first word of `s` into `buf`; returns its length.
+fn first_token_letters(s: &str, buf: &mut String) -> usize {
+    buf.clear();
+    let word = s
+        .split(|c: char| c.is_whitespace())
+        .find(|w| w.chars().any(char::is_alphabetic))
+        .unwrap_or("");
+    push_letters(word, buf);
+    buf.len()
+}
+
+/// Upper-case ASCII letters of all of `s` into `buf` (so `O'Brien-Smith` →
+/// `OBRIENSMITH`); returns its length.
+fn all_letters(s: &str, buf: &mut String) -> usize {
+    buf.clear();
+    push_letters(s, buf);
+    buf.len()
+}
+
+fn push_letters(s: &str, buf: &mut String) {
+    for c in s.chars() {
+        if c.is_ascii_alphabetic() {
+            buf.push(c.to_ascii_uppercase());
+        } else if !c.is_ascii() {
+            if let Some(f) = fold_accent(c) {
+                buf.push(f);
+            }
+        }
+    }
+}
+
+/// The plain letter of a Latin letter with an accent (É → E), for the names UK
+/// registers hold.
+fn fold_accent(c: char) -> Option<char> {
+    let up = c.to_uppercase().next()?;
+    let folded = match up {
+        'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'Ā' | 'Ą' => 'A',
+        'Ç' | 'Ć' | 'Č' => 'C',
+        'Ð' | 'Ď' => 'D',
+        'È' | 'É' | 'Ê' | 'Ë' | 'Ē' | 'Ę' | 'Ě' => 'E',
+        'Ğ' => 'G',
+        'Ì' | 'Í' | 'Î' | 'Ï' | 'Ī' | 'İ' => 'I',
+        'Ł' => 'L',
+        'Ñ' | 'Ń' | 'Ň' => 'N',
+        'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'Ō' | 'Ő' => 'O',
+        'Ř' => 'R',
+        'Ś' | 'Š' | 'Ş' => 'S',
+        'Ť' | 'Ţ' => 'T',
+        'Ù' | 'Ú' | 'Û' | 'Ü' | 'Ū' | 'Ů' | 'Ű' => 'U',
+        'Ý' | 'Ÿ' => 'Y',
+        'Ź' | 'Ż' | 'Ž' => 'Z',
+        _ => return None,
+    };
+    Some(folded)
+}
+
+/// Name letters of a nickname-table entry.
+fn name_letters(s: &str) -> String {
+    let mut buf = String::new();
+    push_letters(s, &mut buf);
+    buf
+}
+
+/// American Soundex (letter + three digits) of upper-case ASCII letters.
+pub(crate) fn soundex(name: &str) -> String {
+    fn digit(c: u8) -> u8 {
+        match c {
+            b'B' | b'F' | b'P' | b'V' => b'1',
+            b'C' | b'G' | b'J' | b'K' | b'Q' | b'S' | b'X' | b'Z' => b'2',
+            b'D' | b'T' => b'3',
+            b'L' => b'4',
+            b'M' | b'N' => b'5',
+            b'R' => b'6',
+            _ => b'0',
+        }
+    }
+    let bytes = name.as_bytes();
+    let Some(&first) = bytes.first() else {
+        return String::new();
+    };
+    let mut out = vec![first];
+    let mut last = digit(first);
+    for &c in &bytes[1..] {
+        let d = digit(c);
+        if d != b'0' && d != last {
+            out.push(d);
+            if out.len() == 4 {
+                break;
+            }
+        }
+        // H and W do not separate letters of the same code; vowels do.
+        if c != b'H' && c != b'W' {
+            last = d;
+        }
+    }
+    while out.len() < 4 {
+        out.push(b'0');
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn sex_code(g: Option<&str>) -> u8 {
+    let Some(g) = g else { return 0 };
+    match g.trim().chars().next().map(|c| c.to_ascii_uppercase()) {
+        Some('F' | 'G' | 'W') => 1,
+        Some('M' | 'B') => 2,
+        _ => 0,
+    }
+}
+
+/// Upper case, no spaces.
+fn compact_postcode(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// (sector, district) of a compact postcode: `M65AB` → (`M6 5`, `M6`). A string too
+/// short to hold an inward code is its own district.
+fn postcode_parts(pc: &str) -> (String, String) {
+    if pc.len() >= 5 && pc.is_char_boundary(pc.len() - 3) {
+        let (outward, inward) = pc.split_at(pc.len() - 3);
+        (format!("{outward} {}", &inward[..1]), outward.to_owned())
+    } else {
+        (pc.to_owned(), pc.to_owned())
+    }
+}
+
+/// Street-suffix and flat words as kinlink compares them.
+const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("ROAD", "RD"),
+    ("STREET", "ST"),
+    ("AVENUE", "AVE"),
+    ("AV", "AVE"),
+    ("LANE", "LN"),
+    ("DRIVE", "DR"),
+    ("CLOSE", "CL"),
+    ("COURT", "CT"),
+    ("CRESCENT", "CRES"),
+    ("CRES", "CRES"),
+    ("PLACE", "PL"),
+    ("GARDENS", "GDNS"),
+    ("GDN", "GDNS"),
+    ("TERRACE", "TER"),
+    ("TERR", "TER"),
+    ("GROVE", "GR"),
+    ("GRV", "GR"),
+    ("SQUARE", "SQ"),
+    ("WAY", "WAY"),
+    ("PARK", "PK"),
+    ("MEWS", "MEWS"),
+    ("HOUSE", "HO"),
+    ("NORTH", "N"),
+    ("SOUTH", "S"),
+    ("EAST", "E"),
+    ("WEST", "W"),
+    ("SAINT", "ST"),
+];
+
+const FLAT_WORDS: &[&str] = &["FLAT", "APARTMENT", "APT", "UNIT", "ROOM", "FLT"];
+
+/// (house numbers, street words) of an address line.
+pub(crate) fn address_parts(line: &str) -> (String, String) {
+    let upper = line.to_ascii_uppercase();
+    let mut numbers: Vec<String> = Vec::new();
+    let mut words: Vec<&str> = Vec::new();
+    let mut flat_next = false;
+    for token in upper
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| !t.is_empty())
+    {
+        if FLAT_WORDS.contains(&token) {
+            flat_next = true;
+            continue;
+        }
+        if token.as_bytes()[0].is_ascii_digit() {
+            let tag = if flat_next { "F" } else { "" };
+            numbers.push(format!("{tag}{token}"));
+            flat_next = false;
+            continue;
+        }
+        flat_next = false;
+        let word = ABBREVIATIONS
+            .iter()
+            .find(|(long, _)| *long == token)
+            .map(|(_, short)| *short)
+            .unwrap_or(token);
+        words.push(word);
+    }
+    (numbers.join(" "), words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soundex_matches_the_textbook_examples() {
+        assert_eq!(soundex("ROBERT"), "R163");
+        assert_eq!(soundex("RUPERT"), "R163");
+        assert_eq!(soundex("ASHCRAFT"), "A261");
+        assert_eq!(soundex("TYMCZAK"), "T522");
+        assert_eq!(soundex("PFISTER"), "P236");
+        assert_eq!(soundex("LEE"), "L000");
+        assert_eq!(soundex(""), "");
+    }
+
+    #[test]
+    fn addresses_agree_across_abbreviations_and_flat_words() {
+        assert_eq!(
+            address_parts("Flat 3, 12 Oak Road"),
+            address_parts("Apartment 3 12 Oak Rd")
+        );
+        assert_eq!(address_parts("12 Oak Road").0, "12");
+        assert_eq!(address_parts("12 Oak Road").1, "OAK RD");
+        assert_ne!(address_parts("12 Oak Rd").0, address_parts("14 Oak Rd").0);
+        assert_eq!(address_parts(""), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn nickname_groups_resolve_to_the_formal_name() {
+        let n = Nicknames::parse(NICKNAMES_CSV);
+        assert_eq!(n.canonical("BETH"), "ELIZABETH");
+        assert_eq!(n.canonical("LIZ"), "ELIZABETH");
+        assert_eq!(n.canonical("ZEBEDEE"), "ZEBEDEE");
+        assert!(
+            n.groups("ALEX").len() >= 2,
+            "Alex is Alexander or Alexandra"
+        );
+        assert!(n.groups("JON").len() >= 2);
+    }
+
+    #[test]
+    fn names_are_letters_only_and_accents_fold() {
+        let mut buf = String::new();
+        all_letters("O'Brien-Smith", &mut buf);
+        assert_eq!(buf, "OBRIENSMITH");
+        first_token_letters("  Zoë  Ann", &mut buf);
+        assert_eq!(buf, "ZOE");
+        assert_eq!(first_token_letters("  ", &mut buf), 0);
+    }
+
+    #[test]
+    fn postcode_parts_split_sector_and_district() {
+        assert_eq!(
+            postcode_parts("M65AB"),
+            ("M6 5".to_owned(), "M6".to_owned())
+        );
+        assert_eq!(
+            postcode_parts("SW1A1AA"),
+            ("SW1A 1".to_owned(), "SW1A".to_owned())
+        );
+        assert_eq!(postcode_parts("M6"), ("M6".to_owned(), "M6".to_owned()));
+    }
+}

@@ -1,0 +1,489 @@
+//! Behaviour of a whole linking run on small hand-made populations: the cases issue 3
+//! says must hold exactly, the constraints, and stability of an incremental run.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDate;
+
+use super::*;
+use crate::domain::FeedKind;
+
+fn d(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+fn mention(id: i64, kind: FeedKind, source: &str, fore: &str, sur: &str, dob: &str) -> LinkMention {
+    LinkMention {
+        id,
+        source: source.to_owned(),
+        kind,
+        mention_key: format!("k{id}"),
+        role: "child".to_owned(),
+        forename: (!fore.is_empty()).then(|| fore.to_owned()),
+        surname: (!sur.is_empty()).then(|| sur.to_owned()),
+        dob: d(dob),
+        gender: None,
+        address_line1: None,
+        postcode: None,
+        uprn: None,
+        upn: None,
+        nhs_number: None,
+        school_urn: None,
+        group: None,
+        seen_on: None,
+    }
+}
+
+fn at(mut m: LinkMention, line: &str, postcode: &str) -> LinkMention {
+    m.address_line1 = Some(line.to_owned());
+    m.postcode = Some(postcode.to_owned());
+    m
+}
+
+fn upn(mut m: LinkMention, upn: &str) -> LinkMention {
+    m.upn = Some(upn.to_owned());
+    m
+}
+
+/// A borough in miniature: enough unrelated people that u and term frequencies mean
+/// something, each recorded twice (school and case system) with small differences.
+fn background(start_id: i64, people: usize) -> Vec<LinkMention> {
+    const FORE: &[&str] = &[
+        "Oliver", "Amelia", "George", "Isla", "Harry", "Ava", "Noah", "Mia", "Jack", "Ivy", "Leo",
+        "Grace", "Arthur", "Freya", "Muhammad", "Lily", "Oscar", "Florence", "Charlie", "Willow",
+    ];
+    const SUR: &[&str] = &[
+        "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
+        "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall",
+        "Khan", "Clarke", "Okafor", "Nowak", "Haddad", "Kowalski",
+    ];
+    let mut out = Vec::new();
+    let mut id = start_id;
+    for k in 0..people {
+        let fore = FORE[k % FORE.len()];
+        let sur = SUR[(k / 3) % SUR.len()];
+        let dob = NaiveDate::from_ymd_opt(
+            2010 + (k % 12) as i32,
+            1 + (k % 12) as u32,
+            1 + (k % 28) as u32,
+        )
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+        let line = format!(
+            "{} {} Road",
+            1 + k % 90,
+            ["Oak", "Elm", "Ash", "Mill"][k % 4]
+        );
+        let pc = format!("M{} {}A{}", 5 + k % 4, k % 10, ["B", "D", "E", "F"][k % 4]);
+        out.push(at(
+            mention(id, FeedKind::Attendance, "school", fore, sur, &dob),
+            &line,
+            &pc,
+        ));
+        out.push(at(
+            mention(id + 1, FeedKind::Assessment, "cases", fore, sur, &dob),
+            &line.replace("Road", "Rd"),
+            &pc,
+        ));
+        id += 2;
+    }
+    out
+}
+
+fn person_of(result: &LinkResult, id: i64) -> usize {
+    result
+        .persons
+        .iter()
+        .position(|p| p.contains(&id))
+        .expect("every mention is in a person")
+}
+
+fn run(mentions: &[LinkMention]) -> LinkResult {
+    link(mentions, &Previous::default(), &LinkOptions::default())
+}
+
+#[test]
+fn every_mention_is_in_exactly_one_person() {
+    let mentions = background(1, 200);
+    let r = run(&mentions);
+    let mut seen = HashSet::new();
+    for p in &r.persons {
+        for id in p {
+            assert!(seen.insert(*id), "mention {id} in two persons");
+        }
+    }
+    assert_eq!(seen.len(), mentions.len());
+}
+
+#[test]
+fn the_same_child_in_school_and_case_records_links() {
+    let mentions = background(1, 200);
+    let r = run(&mentions);
+    for pair in mentions.chunks(2) {
+        assert_eq!(
+            person_of(&r, pair[0].id),
+            person_of(&r, pair[1].id),
+            "mentions {} and {} are one child",
+            pair[0].id,
+            pair[1].id
+        );
+    }
+    assert_eq!(r.persons.len(), 200);
+}
+
+#[test]
+fn twins_stay_apart() {
+    let mut mentions = background(1000, 200);
+    // Twins: one surname, one DOB, one address, different forenames; each recorded by
+    // the school (with UPNs) and by the police (no UPN).
+    let a = upn(
+        at(
+            mention(
+                1,
+                FeedKind::Attendance,
+                "school",
+                "Amelia",
+                "Okonkwo",
+                "2016-05-09",
+            ),
+            "7 Birch Road",
+            "M6 5AB",
+        ),
+        "A355200100101",
+    );
+    let b = upn(
+        at(
+            mention(
+                2,
+                FeedKind::Attendance,
+                "school",
+                "Olivia",
+                "Okonkwo",
+                "2016-05-09",
+            ),
+            "7 Birch Road",
+            "M6 5AB",
+        ),
+        "B355200100102",
+    );
+    let mut pa = at(
+        mention(
+            3,
+            FeedKind::PoliceDa,
+            "police",
+            "Amelia",
+            "Okonkwo",
+            "2016-05-09",
+        ),
+        "7 Birch Rd",
+        "M6 5AB",
+    );
+    let mut pb = at(
+        mention(
+            4,
+            FeedKind::PoliceDa,
+            "police",
+            "Olivia",
+            "Okonkwo",
+            "2016-05-09",
+        ),
+        "7 Birch Rd",
+        "M6 5AB",
+    );
+    pa.group = Some("N1".to_owned());
+    pb.group = Some("N1".to_owned());
+    mentions.extend([a, b, pa, pb]);
+    let r = run(&mentions);
+    assert_ne!(person_of(&r, 1), person_of(&r, 2), "twins merged");
+    assert_ne!(person_of(&r, 3), person_of(&r, 4), "twins merged");
+    assert_eq!(person_of(&r, 1), person_of(&r, 3), "Amelia's records apart");
+    assert_eq!(person_of(&r, 2), person_of(&r, 4), "Olivia's records apart");
+}
+
+#[test]
+fn namesakes_at_different_schools_stay_apart() {
+    let mut mentions = background(1000, 200);
+    mentions.push(at(
+        mention(
+            1,
+            FeedKind::Attendance,
+            "school-a",
+            "Jack",
+            "Smith",
+            "2014-02-03",
+        ),
+        "3 Elm Road",
+        "M7 1AB",
+    ));
+    mentions.push(at(
+        mention(
+            2,
+            FeedKind::Attendance,
+            "school-b",
+            "Jack",
+            "Smith",
+            "2014-02-03",
+        ),
+        "48 Station Road",
+        "M30 9XY",
+    ));
+    mentions[200 * 2].school_urn = Some(100001);
+    mentions[200 * 2 + 1].school_urn = Some(100002);
+    let r = run(&mentions);
+    assert_ne!(person_of(&r, 1), person_of(&r, 2));
+}
+
+#[test]
+fn police_adult_with_nickname_and_swapped_dob_links_to_the_case_person() {
+    let mut mentions = background(1000, 200);
+    let mut case = at(
+        mention(
+            1,
+            FeedKind::Assessment,
+            "cases",
+            "Elizabeth",
+            "Nowakowska",
+            "1988-04-11",
+        ),
+        "12 Cedar Grove",
+        "M6 7QP",
+    );
+    case.role = "parent".to_owned();
+    let mut police = at(
+        mention(
+            2,
+            FeedKind::PoliceDa,
+            "police",
+            "Beth",
+            "Nowakowska",
+            "1988-11-04",
+        ),
+        "12 Cedar Gr",
+        "m6 7qp",
+    );
+    police.role = "victim".to_owned();
+    police.group = Some("N9".to_owned());
+    // Her daughter at the same address must not be pulled in.
+    let child = at(
+        mention(
+            3,
+            FeedKind::Assessment,
+            "cases",
+            "Zofia",
+            "Nowakowska",
+            "2015-06-01",
+        ),
+        "12 Cedar Grove",
+        "M6 7QP",
+    );
+    mentions.extend([case, police, child]);
+    let r = run(&mentions);
+    assert_eq!(
+        person_of(&r, 1),
+        person_of(&r, 2),
+        "the adult's records apart"
+    );
+    assert_ne!(
+        person_of(&r, 1),
+        person_of(&r, 3),
+        "mother and daughter merged"
+    );
+    let pair = r
+        .pairs
+        .iter()
+        .find(|p| p.a == 1 && p.b == 2)
+        .expect("the pair is kept");
+    assert!(
+        pair.evidence.contains("forename=nickname"),
+        "{}",
+        pair.evidence
+    );
+    assert!(
+        pair.evidence.contains("dob=day_month_swapped"),
+        "{}",
+        pair.evidence
+    );
+}
+
+#[test]
+fn different_valid_upns_never_link_whatever_else_matches() {
+    let mut mentions = background(1000, 100);
+    mentions.push(upn(
+        at(
+            mention(
+                1,
+                FeedKind::Attendance,
+                "school",
+                "Leo",
+                "Haddad",
+                "2013-03-03",
+            ),
+            "5 Ash Road",
+            "M5 4AB",
+        ),
+        "A355200100101",
+    ));
+    mentions.push(upn(
+        at(
+            mention(
+                2,
+                FeedKind::Attendance,
+                "mis",
+                "Leo",
+                "Haddad",
+                "2013-03-03",
+            ),
+            "5 Ash Road",
+            "M5 4AB",
+        ),
+        "C355200100103",
+    ));
+    let r = run(&mentions);
+    assert_ne!(person_of(&r, 1), person_of(&r, 2));
+}
+
+#[test]
+fn a_rejected_pair_is_never_linked_again() {
+    let mentions = background(1, 50);
+    let (a, b) = (mentions[0].id, mentions[1].id);
+    let previous = Previous {
+        decisions: vec![Decision {
+            a,
+            b,
+            accept: false,
+        }],
+        ..Previous::default()
+    };
+    let r = link(&mentions, &previous, &LinkOptions::default());
+    assert_ne!(person_of(&r, a), person_of(&r, b));
+    assert!(
+        !r.review.iter().any(|p| p.a == a && p.b == b),
+        "a decided pair is not asked again"
+    );
+}
+
+#[test]
+fn father_and_son_of_one_name_at_one_address_stay_apart() {
+    let mut mentions = background(1000, 100);
+    let mut dad = at(
+        mention(
+            1,
+            FeedKind::Housing,
+            "housing",
+            "Kwame",
+            "Mensah",
+            "1975-01-20",
+        ),
+        "9 Oak Road",
+        "M7 2CD",
+    );
+    dad.role = "tenant".to_owned();
+    let son = at(
+        mention(
+            2,
+            FeedKind::Assessment,
+            "cases",
+            "Kwame",
+            "Mensah",
+            "2012-08-30",
+        ),
+        "9 Oak Road",
+        "M7 2CD",
+    );
+    mentions.extend([dad, son]);
+    let r = run(&mentions);
+    assert_ne!(person_of(&r, 1), person_of(&r, 2));
+}
+
+#[test]
+fn no_names_no_dob_and_one_letter_forenames_do_not_panic_or_link() {
+    let mut mentions = background(1000, 50);
+    mentions.push(mention(1, FeedKind::PoliceDa, "police", "", "", ""));
+    mentions.push(mention(2, FeedKind::PoliceDa, "police", "", "", ""));
+    mentions.push(mention(3, FeedKind::PoliceDa, "police", "J", "Smith", ""));
+    mentions.push(mention(4, FeedKind::PoliceDa, "police", "J", "Smith", ""));
+    let r = run(&mentions);
+    assert_ne!(person_of(&r, 1), person_of(&r, 2));
+    assert_ne!(person_of(&r, 3), person_of(&r, 4));
+}
+
+#[test]
+fn a_pathological_block_stays_bounded_and_is_flagged() {
+    // 3,000 people sharing one postcode and one forename.
+    let mut mentions = Vec::new();
+    for k in 0..3000i64 {
+        mentions.push(at(
+            mention(
+                k + 1,
+                FeedKind::Housing,
+                "housing",
+                "Mohammed",
+                &format!("Name{k}"),
+                "",
+            ),
+            &format!("{} Tower Block", k + 1),
+            "M6 1AA",
+        ));
+    }
+    let opts = LinkOptions::default();
+    let r = link(&mentions, &Previous::default(), &opts);
+    assert!(
+        r.stats.candidate_pairs <= mentions.len() * (block::WINDOW + 1) * 2,
+        "{}",
+        r.stats.candidate_pairs
+    );
+    assert!(r
+        .flags
+        .iter()
+        .any(|f| matches!(f, ClusterFlag::LargeBlock { .. })));
+}
+
+#[test]
+fn an_incremental_run_gives_the_same_persons_as_a_full_run() {
+    let mut mentions = background(1, 300);
+    let first = run(&mentions);
+    // New mentions: a police record for an existing child, and a new child.
+    let mut police = mention(
+        5000,
+        FeedKind::PoliceDa,
+        "police",
+        "Ollie",
+        &mentions[0].surname.clone().unwrap(),
+        "",
+    );
+    police.dob = mentions[0].dob;
+    police.address_line1 = mentions[0].address_line1.clone();
+    police.postcode = mentions[0].postcode.clone();
+    mentions.push(police);
+    mentions.push(at(
+        mention(
+            5001,
+            FeedKind::Attendance,
+            "school",
+            "Zara",
+            "Quinn",
+            "2015-01-01",
+        ),
+        "1 New Street",
+        "M27 1AA",
+    ));
+    let previous = Previous {
+        pairs: first.pairs.clone(),
+        decisions: Vec::new(),
+        model: Some(first.model.clone()),
+        changed: Some([5000, 5001].into_iter().collect()),
+    };
+    let incremental = link(&mentions, &previous, &LinkOptions::default());
+    let full = run(&mentions);
+    let norm = |r: &LinkResult| {
+        let mut p = r.persons.clone();
+        p.sort();
+        p
+    };
+    assert_eq!(norm(&incremental), norm(&full));
+    assert_eq!(
+        person_of(&incremental, 5000),
+        person_of(&incremental, mentions[0].id)
+    );
+}
