@@ -303,9 +303,12 @@ fn to_scored_pair(mentions: &[LinkMention], p: &Prepared, w: &Weights, s: &Score
         evidence.push_str(FIELDS[f].name);
         evidence.push('=');
         evidence.push_str(FIELDS[f].levels[l]);
-        evidence.push_str(&format!(":{weight:+.2};"));
+        evidence.push(':');
+        push_weight(&mut evidence, *weight);
+        evidence.push(';');
     }
-    evidence.push_str(&format!("prior:{:+.2}", w.prior));
+    evidence.push_str("prior:");
+    push_weight(&mut evidence, w.prior);
     if let Some(cap) = s.cap {
         evidence.push_str(";cap=");
         evidence.push_str(cap);
@@ -320,6 +323,36 @@ fn to_scored_pair(mentions: &[LinkMention], p: &Prepared, w: &Weights, s: &Score
         band: s.band,
         evidence,
     }
+}
+
+/// Appends `w` as `+12.34` / `-0.50` (two decimals, always signed) without the
+/// formatting machinery: evidence is written for every kept pair.
+fn push_weight(s: &mut String, w: f64) {
+    let hundredths = (w * 100.0).round();
+    let hundredths = if hundredths.is_finite() {
+        hundredths.clamp(-1e9, 1e9) as i64
+    } else {
+        0
+    };
+    s.push(if hundredths < 0 { '-' } else { '+' });
+    let a = hundredths.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut n = a / 100;
+    let mut k = 0;
+    loop {
+        digits[k] = b'0' + (n % 10) as u8;
+        k += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in digits[..k].iter().rev() {
+        s.push(*d as char);
+    }
+    s.push('.');
+    s.push((b'0' + (a / 10 % 10) as u8) as char);
+    s.push((b'0' + (a % 10) as u8) as char);
 }
 
 fn compare_all(p: &Prepared, pairs: &[u64], threads: usize) -> Vec<u32> {
@@ -498,4 +531,24 @@ pub(crate) fn guard(g: u32, schools_differ: bool) -> Option<(Band, &'static str)
         return Some((Band::Review, "dob_near_only"));
     }
     None
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::push_weight;
+
+    #[test]
+    fn weights_print_signed_with_two_decimals() {
+        for (w, text) in [
+            (12.345, "+12.35"),
+            (-0.5, "-0.50"),
+            (0.0, "+0.00"),
+            (-16.2, "-16.20"),
+            (f64::NAN, "+0.00"),
+        ] {
+            let mut s = String::new();
+            push_weight(&mut s, w);
+            assert_eq!(s, text);
+        }
+    }
 }
