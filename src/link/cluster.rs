@@ -29,7 +29,11 @@ pub(crate) enum Refusal {
 pub(crate) struct Clusters<'a> {
     p: &'a Prepared,
     parent: Vec<u32>,
-    members: Vec<Vec<u32>>,
+    /// Members of each root as a linked list (`next`, ending in `NONE`), with its
+    /// last element and size: no allocation per mention.
+    next: Vec<u32>,
+    last: Vec<u32>,
+    size: Vec<u32>,
     /// Distinct key ids per root: UPN, NHS, notification group.
     upns: Vec<Vec<u32>>,
     nhs: Vec<Vec<u32>>,
@@ -37,6 +41,8 @@ pub(crate) struct Clusters<'a> {
     rejected: HashMap<u32, Vec<u32>>,
     max_size: usize,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// Members compared pairwise for consistency before falling back to distinct values.
 const PAIRWISE_LIMIT: usize = 400;
@@ -53,7 +59,9 @@ impl<'a> Clusters<'a> {
         Clusters {
             p,
             parent: (0..n as u32).collect(),
-            members: (0..n as u32).map(|i| vec![i]).collect(),
+            next: vec![NONE; n],
+            last: (0..n as u32).collect(),
+            size: vec![1; n],
             upns: p.upn.iter().map(|&v| one(v)).collect(),
             nhs: p.nhs.iter().map(|&v| one(v)).collect(),
             groups: p.group.iter().map(|&v| one(v)).collect(),
@@ -97,7 +105,7 @@ impl<'a> Clusters<'a> {
         if self.rejected_between(a, b) {
             return Err(Refusal::CannotLink);
         }
-        let size = self.members[a].len() + self.members[b].len();
+        let size = (self.size[a] + self.size[b]) as usize;
         if size > self.max_size {
             return Err(Refusal::SizeCap(size));
         }
@@ -105,14 +113,16 @@ impl<'a> Clusters<'a> {
             return Err(Refusal::Inconsistent);
         }
         // Small into large.
-        let (big, small) = if self.members[a].len() >= self.members[b].len() {
+        let (big, small) = if self.size[a] >= self.size[b] {
             (a, b)
         } else {
             (b, a)
         };
         self.parent[small] = big as u32;
-        let moved = std::mem::take(&mut self.members[small]);
-        self.members[big].extend(moved);
+        let tail = self.last[big] as usize;
+        self.next[tail] = small as u32;
+        self.last[big] = self.last[small];
+        self.size[big] += self.size[small];
         for sets in [&mut self.upns, &mut self.nhs, &mut self.groups] {
             let moved = std::mem::take(&mut sets[small]);
             for v in moved {
@@ -128,12 +138,13 @@ impl<'a> Clusters<'a> {
         if self.rejected.is_empty() {
             return false;
         }
-        let (small, other) = if self.members[a].len() <= self.members[b].len() {
+        let (small, other) = if self.size[a] <= self.size[b] {
             (a, b)
         } else {
             (b, a)
         };
-        let partners: Vec<u32> = self.members[small]
+        let partners: Vec<u32> = self
+            .members(small)
             .iter()
             .filter_map(|m| self.rejected.get(m))
             .flatten()
@@ -142,9 +153,20 @@ impl<'a> Clusters<'a> {
         partners.into_iter().any(|r| self.find(r as usize) == other)
     }
 
+    /// The members of root `r`.
+    fn members(&self, r: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.size[r] as usize);
+        let mut x = r as u32;
+        while x != NONE {
+            out.push(x);
+            x = self.next[x as usize];
+        }
+        out
+    }
+
     fn consistent(&self, a: usize, b: usize) -> bool {
         let p = self.p;
-        let (ma, mb) = (&self.members[a], &self.members[b]);
+        let (ma, mb) = (self.members(a), self.members(b));
         if ma.len() * mb.len() <= PAIRWISE_LIMIT {
             return ma.iter().all(|&x| {
                 mb.iter().all(|&y| {
@@ -155,7 +177,7 @@ impl<'a> Clusters<'a> {
             });
         }
         // Large persons: distinct dates of birth only.
-        let dobs = |m: &Vec<u32>| {
+        let dobs = |m: &[u32]| {
             let mut d: Vec<u32> = m
                 .iter()
                 .map(|&x| p.dob[x as usize])
@@ -165,22 +187,18 @@ impl<'a> Clusters<'a> {
             d.dedup();
             d
         };
-        let (da, db) = (dobs(ma), dobs(mb));
+        let (da, db) = (dobs(&ma), dobs(&mb));
         da.iter()
             .all(|&x| db.iter().all(|&y| compare::dob(x, y) != level::DOB_OTHER))
     }
 
     /// Persons as lists of mention indexes, each sorted, ordered by first member.
-    pub fn into_persons(mut self) -> Vec<Vec<u32>> {
+    pub fn into_persons(self) -> Vec<Vec<u32>> {
         let n = self.parent.len();
-        for i in 0..n {
-            self.find(i);
-        }
-        let mut persons: Vec<Vec<u32>> = self
-            .members
-            .into_iter()
-            .filter(|m| !m.is_empty())
-            .map(|mut m| {
+        let mut persons: Vec<Vec<u32>> = (0..n)
+            .filter(|&r| self.parent[r] as usize == r)
+            .map(|r| {
+                let mut m = self.members(r);
                 m.sort_unstable();
                 m
             })

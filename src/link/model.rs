@@ -38,8 +38,6 @@ impl Model {
     }
 }
 
-use std::collections::HashMap;
-
 use super::compare::{self, FIELDS, N_FIELDS};
 use super::prepare::Prepared;
 
