@@ -378,7 +378,9 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32]) -> Model {
     if p.len() < 2 {
         return model;
     }
-    let u = model::estimate_u(p, U_SAMPLES, U_SEED);
+    // Enough random pairs for rare levels to show, no more than the population offers.
+    let samples = U_SAMPLES.min(p.len().saturating_mul(50).max(10_000));
+    let u = model::estimate_u(p, samples, U_SEED);
     let mut m: Vec<Vec<f64>> = model.fields.iter().map(|f| f.m.clone()).collect();
 
     let dob_rules: Vec<_> = DEFAULT_RULES

@@ -487,3 +487,89 @@ fn an_incremental_run_gives_the_same_persons_as_a_full_run() {
         person_of(&incremental, mentions[0].id)
     );
 }
+
+#[test]
+fn no_mentions_and_one_mention_are_fine() {
+    assert!(run(&[]).persons.is_empty());
+    let one = vec![mention(7, FeedKind::Housing, "housing", "A", "B", "")];
+    assert_eq!(run(&one).persons, vec![vec![7]]);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn arb_mention() -> impl Strategy<Value = LinkMention> {
+        (
+            prop::sample::select(vec![
+                "", "J", "Jo", "John", "Jon", "Joan", "Ann", "Anne", "Zoë",
+            ]),
+            prop::sample::select(vec!["", "Li", "Lee", "Smith", "Smyth", "O'Neil", "Oneil"]),
+            prop::option::of(0u32..40),
+            prop::option::of(prop::sample::select(vec![
+                "1 Oak Rd",
+                "1 Oak Road",
+                "2 Oak Rd",
+                "Flat 1",
+            ])),
+            prop::option::of(prop::sample::select(vec![
+                "M6 5AB", "m65ab", "M6 5AD", "M7 1AA", "??",
+            ])),
+            prop::option::of(prop::sample::select(vec!["A1", "A2", "A3"])),
+            prop::option::of(prop::sample::select(vec!["N1", "N2"])),
+        )
+            .prop_map(|(f, s, dob, line, pc, upn, group)| LinkMention {
+                id: 0,
+                source: "s".to_owned(),
+                kind: FeedKind::PoliceDa,
+                mention_key: String::new(),
+                role: "other".to_owned(),
+                forename: (!f.is_empty()).then(|| f.to_owned()),
+                surname: (!s.is_empty()).then(|| s.to_owned()),
+                dob: dob.and_then(|k| {
+                    NaiveDate::from_ymd_opt(2010 + (k % 3) as i32, 1 + k % 12, 1 + k % 28)
+                }),
+                gender: None,
+                address_line1: line.map(str::to_owned),
+                postcode: pc.map(str::to_owned),
+                uprn: None,
+                upn: upn.map(str::to_owned),
+                nhs_number: None,
+                school_urn: None,
+                group: group.map(str::to_owned),
+                seen_on: None,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the mentions, every one lands in exactly one person and no person
+        /// holds two different UPNs or two people of one notification.
+        #[test]
+        fn constraints_hold_on_any_input(mut ms in prop::collection::vec(arb_mention(), 0..60)) {
+            for (k, m) in ms.iter_mut().enumerate() {
+                m.id = k as i64 + 1;
+            }
+            let r = run(&ms);
+            let mut seen = HashSet::new();
+            for p in &r.persons {
+                let mut upns = HashSet::new();
+                let mut groups = HashSet::new();
+                for id in p {
+                    prop_assert!(seen.insert(*id));
+                    let m = &ms[(*id - 1) as usize];
+                    if let Some(u) = &m.upn { upns.insert(u.clone()); }
+                    if let Some(g) = &m.group { prop_assert!(groups.insert(g.clone()), "two people of notification {} merged", g); }
+                }
+                prop_assert!(upns.len() <= 1, "person with UPNs {:?}", upns);
+            }
+            prop_assert_eq!(seen.len(), ms.len());
+            for pair in &r.pairs {
+                prop_assert!(pair.a < pair.b);
+                prop_assert!((0.0..=1.0).contains(&pair.probability));
+            }
+        }
+    }
+}
