@@ -12,13 +12,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::synth::Truth;
 use crate::link::{Band, LinkResult, ScoredPair};
 
 /// Figures of one run against the truth.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
     pub mentions: usize,
     /// Pairs of mentions of one true person.
