@@ -1499,8 +1499,9 @@ mod tests {
         assert!(twins > 50, "{twins} twins among {} pupils", pupils.len());
         // Namesakes: two pupils (different people) with the same name and date of
         // birth at different schools.
-        let mut by_name: BTreeMap<(&str, &str, NaiveDate), Vec<(u64, Option<u32>)>> =
-            BTreeMap::new();
+        // (forename, surname, dob) → (person, school) of each pupil of that name.
+        type ByName<'a> = BTreeMap<(&'a str, &'a str, NaiveDate), Vec<(u64, Option<u32>)>>;
+        let mut by_name: ByName = BTreeMap::new();
         for (m, t) in clean.values() {
             if let (Some(f), Some(s), Some(d)) = (&m.forename, &m.surname, m.dob) {
                 by_name
