@@ -138,7 +138,15 @@ fn full(n: usize, seed: u64) -> LinkFigures {
     let peak = peak_rss_kib() as f64 / 1024.0;
     let ids: Vec<i64> = mentions.iter().map(|m| m.id).collect();
     let quality = evaluate_result(&ids, &truth, &result);
-    figures("full", &result.stats, quality, generate_s, rss, link_s, peak)
+    figures(
+        "full",
+        &result.stats,
+        quality,
+        generate_s,
+        rss,
+        link_s,
+        peak,
+    )
 }
 
 /// `base` mentions linked in full, then `new` more linked incrementally against them.
