@@ -321,6 +321,23 @@ pub fn markdown(results: &[LinkFigures]) -> String {
             q.largest_cluster,
         ));
     }
+    if let Some(f) = results.iter().filter(|f| f.new_mentions.is_none()).last() {
+        let q = &f.quality;
+        out.push_str(&format!(
+            "\nMisses by corruption at {} mentions: {} mentions stranded (their person has \
+             other mentions, none in theirs). Stranded / with the corruption:",
+            thousands(f.mentions),
+            thousands(q.stranded)
+        ));
+        for (kind, stranded, of) in &q.stranded_by_noise {
+            out.push_str(&format!(
+                " {kind} {}/{};",
+                thousands(*stranded),
+                thousands(*of)
+            ));
+        }
+        out.push('\n');
+    }
     out.push_str(
         "\nTargets (issue 3): 1,000,000 mentions in ≤ 10 s wall with peak ≤ 2 GiB; \
          20,000 new against 1,000,000 in ≤ 2 s; cluster precision ≥ 0.998 and recall ≥ 0.98; \

@@ -51,6 +51,12 @@ pub struct Quality {
     pub true_persons: usize,
     /// Mentions in the largest predicted person.
     pub largest_cluster: usize,
+    /// Mentions whose true person has other mentions, none of them in the mention's
+    /// predicted person: the misses a person would notice.
+    pub stranded: usize,
+    /// Per corruption kind (`synth::noise`): (kind, stranded mentions with it, all
+    /// mentions with it whose true person has other mentions).
+    pub stranded_by_noise: Vec<(String, usize, usize)>,
 }
 
 /// Pair counts of a clustering against the truth.
@@ -195,6 +201,42 @@ pub fn evaluate(
         }
     }
 
+    // Stranded mentions: alone in their predicted person among their true person's.
+    let mut cluster_of: HashMap<i64, usize> = HashMap::new();
+    let mut cell: HashMap<(usize, u64), usize> = HashMap::new();
+    for (c, cluster) in persons.iter().enumerate() {
+        for &id in cluster {
+            cluster_of.insert(id, c);
+            if let Some(p) = person_of(id) {
+                *cell.entry((c, p)).or_default() += 1;
+            }
+        }
+    }
+    let mut per_true: HashMap<u64, usize> = HashMap::new();
+    for t in truth {
+        *per_true.entry(t.person).or_default() += 1;
+    }
+    let mut stranded = 0;
+    let mut by_noise: Vec<(String, usize, usize)> = super::synth::noise::ALL
+        .iter()
+        .map(|(_, name)| (name.to_string(), 0, 0))
+        .collect();
+    for (&id, t) in ids.iter().zip(truth) {
+        if per_true.get(&t.person).copied().unwrap_or(0) < 2 {
+            continue;
+        }
+        let alone = cluster_of
+            .get(&id)
+            .is_none_or(|&c| cell.get(&(c, t.person)).copied().unwrap_or(0) < 2);
+        stranded += usize::from(alone);
+        for (k, &(bit, _)) in super::synth::noise::ALL.iter().enumerate() {
+            if t.noise & bit != 0 {
+                by_noise[k].2 += 1;
+                by_noise[k].1 += usize::from(alone);
+            }
+        }
+    }
+
     let cluster_precision = counts.precision();
     let cluster_recall = counts.recall();
     Quality {
@@ -218,6 +260,8 @@ pub fn evaluate(
         predicted_persons: persons.len(),
         true_persons: present.len(),
         largest_cluster: persons.iter().map(Vec::len).max().unwrap_or(0),
+        stranded,
+        stranded_by_noise: by_noise,
     }
 }
 
@@ -338,5 +382,19 @@ mod tests {
         assert_eq!(q.pair_recall, 0.0, "true pairs never scored are missed");
         assert_eq!(q.pair_precision, 1.0);
         assert_eq!(q.cluster_f1, 1.0);
+        assert_eq!(q.stranded, 0);
+
+        // Mention 3 (with a nickname) split off from person 10: stranded; the twins
+        // (one mention each) are never stranded.
+        let mut noisy = truth.clone();
+        noisy[2].noise = crate::demo::synth::noise::NICKNAME;
+        let split = vec![vec![1, 2], vec![3], vec![4, 5], vec![6], vec![7]];
+        let q = evaluate(&ids, &noisy, &split, &[], &[]);
+        assert_eq!(q.stranded, 1);
+        let nick = q.stranded_by_noise.iter().find(|k| k.0 == "nickname");
+        assert_eq!(nick, Some(&("nickname".to_string(), 1, 1)));
+        // Mentions 4 and 5 alone each: both stranded.
+        let q = evaluate(&ids, &truth, &[vec![1, 2, 3], vec![4], vec![5]], &[], &[]);
+        assert_eq!(q.stranded, 2);
     }
 }
