@@ -321,7 +321,7 @@ pub fn markdown(results: &[LinkFigures]) -> String {
             q.largest_cluster,
         ));
     }
-    if let Some(f) = results.iter().filter(|f| f.new_mentions.is_none()).last() {
+    if let Some(f) = results.iter().rfind(|f| f.new_mentions.is_none()) {
         let q = &f.quality;
         out.push_str(&format!(
             "\nMisses by corruption at {} mentions: {} mentions stranded (their person has \
