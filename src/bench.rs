@@ -1,6 +1,7 @@
 //! `kinlink bench ingest`: throughput of the attendance ingest path, measured the
-//! way the nightly job runs it. Each phase runs in a child process of its own so
-//! that its peak memory (VmHWM) is its own, not the sum of earlier phases.
+//! way the nightly job runs it; `kinlink bench link` (in `linking`): identity
+//! resolution at scale against ground truth. Each phase runs in a child process of
+//! its own so that its peak memory (VmHWM) is its own, not the sum of earlier phases.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use crate::domain::{FeedKind, Format};
 use crate::pipeline::{self, FileOutcome, NoProgress};
 use crate::store::{NewFile, Store};
 
+mod linking;
+
 /// One phase's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseResult {
@@ -30,6 +33,7 @@ pub struct PhaseResult {
 pub async fn run(cmd: &BenchCommand) -> anyhow::Result<u8> {
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
+        BenchCommand::Link(args) => linking::run(args).await,
     }
 }
 

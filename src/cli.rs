@@ -96,6 +96,32 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// Attendance ingest: parse-only and parse+store, CSV and XLSX, SQLite and PostgreSQL.
     Ingest(BenchIngestArgs),
+    /// Identity resolution on synthetic mentions with ground truth: speed, memory and
+    /// quality per size, and an incremental run.
+    Link(BenchLinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLinkArgs {
+    /// Sizes of the full runs, in mentions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000,3000000")]
+    pub mentions: Vec<usize>,
+    /// Existing mentions of the incremental run (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub incremental_base: usize,
+    /// New mentions of the incremental run.
+    #[arg(long, default_value_t = 20_000)]
+    pub incremental_new: usize,
+    /// Random seed of the synthetic borough.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print the figures as JSON instead of markdown tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run one phase (`full` or `incremental`) in this process and print its
+    /// figures as JSON.
+    #[arg(long, hide = true)]
+    pub phase: Option<String>,
 }
 
 #[derive(Debug, Args)]

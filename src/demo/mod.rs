@@ -21,6 +21,8 @@ mod housing;
 pub mod names;
 mod police;
 mod population;
+pub mod quality;
+pub mod synth;
 
 pub use attendance::write_attendance;
 
