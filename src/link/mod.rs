@@ -24,6 +24,9 @@ use chrono::NaiveDate;
 use crate::domain::FeedKind;
 
 mod engine;
+pub mod family;
+pub mod guard;
+pub mod ids;
 pub mod model;
 
 /// A mention as linking sees it (one row of the store's `mentions` table).
