@@ -4,4 +4,5 @@
 mod backends;
 mod feeds;
 mod helpers;
+mod identity;
 mod pipeline;
