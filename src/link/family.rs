@@ -250,9 +250,8 @@ pub fn build(
         })
         .collect();
     families.sort_unstable_by_key(|f| f.id);
-    incident_links.sort_unstable_by(|a, b| {
-        (a.person, &a.notification).cmp(&(b.person, &b.notification))
-    });
+    incident_links
+        .sort_unstable_by(|a, b| (a.person, &a.notification).cmp(&(b.person, &b.notification)));
     incident_links.dedup();
     FamilyResult {
         households: by_key.into_values().collect(),
@@ -555,10 +554,7 @@ mod tests {
         let (old_mother, old_neighbour) = (family_of(&first, 1).id, family_of(&first, 4).id);
         let keep = old_mother.min(old_neighbour);
         assert_eq!(family_of(&third, 4).id, keep);
-        assert_eq!(
-            third.aliases,
-            vec![(old_mother.max(old_neighbour), keep)]
-        );
+        assert_eq!(third.aliases, vec![(old_mother.max(old_neighbour), keep)]);
     }
 
     #[test]
