@@ -14,6 +14,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tracing::info;
 
+mod identity;
+
+pub use identity::{describe_evidence, export_csv, print_link_report, EXPORT_HEADER};
+
 use crate::cli::{Cli, Command, DemoArgs, IngestArgs, OutputFormat};
 use crate::clock::Clock;
 use crate::config::{self, Settings};
@@ -72,6 +76,22 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Status { format } => {
             let settings = load_settings(&config_path(&cli))?;
             status(&settings, *format).await
+        }
+        Command::Link(args) => {
+            let settings = load_settings(&config_path(&cli))?;
+            identity::link(&settings, clock, args).await
+        }
+        Command::Explain { what } => {
+            let settings = load_settings(&config_path(&cli))?;
+            identity::explain(&settings, what).await
+        }
+        Command::Review { what } => {
+            let settings = load_settings(&config_path(&cli))?;
+            identity::review(&settings, clock, what).await
+        }
+        Command::Persons { what } => {
+            let settings = load_settings(&config_path(&cli))?;
+            identity::persons(&settings, what).await
         }
         Command::Demo(args) => demo(args, cli.as_of, clock).await,
         Command::Bench { what } => crate::bench::run(what).await.map_err(Failure::Step),
@@ -322,9 +342,19 @@ async fn demo(
     )
     .await;
     let counts = store.table_counts().await;
-    store.close().await;
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
     print_report(&report);
+    println!("\nLinking person mentions into persons, households and families …");
+    let linked = pipeline::link(&settings, &store, clock, false).await;
+    store.close().await;
+    let linked = linked?;
+    print_link_report(&linked);
     let counts = counts?;
     println!(
         "\nStore: {} person mentions, {} attendance marks, {} people in DA notifications, {} housing notices, {} case members, {} quarantined rows",
@@ -336,7 +366,12 @@ async fn demo(
         counts.quarantined
     );
     println!(
-        "\nNext: `kinlink --config {} status` shows the sources.",
+        "\nPersons: {}, families: {}, review queue: {} pending.",
+        linked.counts.persons, linked.counts.families, linked.counts.review_pending
+    );
+    println!(
+        "\nNext: `kinlink --config {0} status` shows the sources; \
+         `kinlink --config {0} persons export --format csv` lists every person.",
         config_path.display()
     );
     info!(files = report.files.len(), "Demo finished");

@@ -59,6 +59,24 @@ pub enum Command {
     },
     /// Make a fictional borough's feeds and run every stage once on the embedded defaults.
     Demo(DemoArgs),
+    /// Link person mentions into persons, households and families (incremental:
+    /// only mentions new or changed since the last run are compared).
+    Link(LinkArgs),
+    /// Show why: every mention and link of a person or family, in plain words.
+    Explain {
+        #[command(subcommand)]
+        what: ExplainCommand,
+    },
+    /// The review queue: pairs a person must decide.
+    Review {
+        #[command(subcommand)]
+        what: ReviewCommand,
+    },
+    /// Persons and their mentions.
+    Persons {
+        #[command(subcommand)]
+        what: PersonsCommand,
+    },
     /// Measure throughput (see README "Performance").
     Bench {
         #[command(subcommand)]
@@ -77,6 +95,70 @@ pub struct IngestArgs {
     /// Print the report as JSON.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Recompute every pair instead of only those of new or changed mentions.
+    #[arg(long)]
+    pub full: bool,
+    /// Print the figures as JSON.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExplainCommand {
+    /// A person: `P12` or `12` (an id merged into another still works).
+    Person { id: String },
+    /// A family: `F3` or `3`.
+    Family { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Pairs waiting for a decision (with --all, decided ones too).
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+        /// Decided pairs too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The two mentions are the same person; the next `link` joins them.
+    Accept(DecideArgs),
+    /// The two mentions are different people, for good; the next `link` keeps them apart.
+    Reject(DecideArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// Mention id (as `review list` shows it).
+    pub a: i64,
+    /// The other mention id.
+    pub b: i64,
+    /// Who decided (email address), for the record.
+    #[arg(long, value_name = "EMAIL")]
+    pub by: String,
+    /// Why, for the record.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonsCommand {
+    /// One row per mention: person_id,family_id,kind,source,mention_key,forename,surname,dob,postcode.
+    Export {
+        #[arg(long, value_enum, default_value_t)]
+        format: ExportFormat,
+    },
+}
+
+/// Format of `persons export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ExportFormat {
+    #[default]
+    Csv,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
-//! One run of the ingest stage, instrumented: for each source, recover files a
-//! stopped run left half-done, fetch what is new (dir or HTTP), and store each file
-//! in one transaction — or reject it whole, with the reason, leaving the previous
-//! data in force.
+//! The pipeline's stages, instrumented. The link stage is in `linking`; the ingest
+//! stage is here: for each source, recover files a stopped run left half-done,
+//! fetch what is new (dir or HTTP), and store each file in one transaction — or
+//! reject it whole, with the reason, leaving the previous data in force.
 //!
 //! Invariants:
 //! - A file is stored all or nothing; the inbox copy is moved to `archive/` or
@@ -10,6 +10,10 @@
 //!   sha256 makes a second delivery a no-op).
 //! - A rejected file is reported, not a failed step; only the store failing (or a
 //!   source that cannot be fetched) fails the step.
+
+mod linking;
+
+pub use linking::{compute as compute_link, link, link_options, LinkReport};
 
 use std::path::{Path, PathBuf};
 

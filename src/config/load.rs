@@ -131,7 +131,7 @@ const HTTP_TRANSPORT_KEYS: &[&str] = &[
 
 const LOCALITY_KEYS: &[&str] = &["name", "postcodes", "dv_champions", "champions", "managers"];
 const SCHOOL_KEYS: &[&str] = &["urn", "name", "locality", "ewos"];
-const LINKAGE_KEYS: &[&str] = &["auto_link", "review"];
+const LINKAGE_KEYS: &[&str] = &["auto_link", "review", "max_cluster_size", "max_block_size"];
 
 /// What a rule key holds.
 #[derive(Clone, Copy)]
@@ -621,7 +621,7 @@ fn secret(cx: &mut Cx<'_>, sec: &Section<'_>, stem: &str) -> Option<SecretRef> {
 }
 
 /// Simple email check: one `@`, no spaces, a dot inside the domain.
-fn is_email(s: &str) -> bool {
+pub fn is_email(s: &str) -> bool {
     let mut parts = s.split('@');
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -1566,6 +1566,14 @@ fn linkage(cx: &mut Cx<'_>, root: &Section<'_>) -> LinkageSettings {
     if let Some((v, _)) = sec.fraction(&mut cx.sink, "review") {
         settings.review = v;
     }
+    // Below 2 no person could ever hold two mentions; above a million a block is
+    // the whole borough, which the cap exists to prevent.
+    if let Some((v, _)) = sec.integer_in(&mut cx.sink, "max_cluster_size", 2, 1_000_000) {
+        settings.max_cluster_size = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    if let Some((v, _)) = sec.integer_in(&mut cx.sink, "max_block_size", 2, 1_000_000) {
+        settings.max_block_size = usize::try_from(v).unwrap_or(usize::MAX);
+    }
     if settings.review >= settings.auto_link {
         let line = if sec.has("review") {
             sec.line_of("review")
@@ -2064,6 +2072,25 @@ review = 0.7
         let shown = Problems(problems.clone()).to_string();
         assert!(shown.contains(&format!("{}:3: unknown key `colour`", fx.path().display())));
         assert!(shown.contains("\n    fix: "));
+    }
+
+    #[test]
+    fn linkage_caps_are_read_and_checked() {
+        let fx = Fixture::new();
+        let s = fx
+            .load(&format!(
+                "{MINIMAL}\n[linkage]\nmax_cluster_size = 50\nmax_block_size = 2000\n"
+            ))
+            .unwrap();
+        assert_eq!(s.linkage.max_cluster_size, 50);
+        assert_eq!(s.linkage.max_block_size, 2000);
+        assert_eq!(s.linkage.auto_link, 0.95);
+        let problems = fx.problems(&format!(
+            "{MINIMAL}\n[linkage]\nmax_cluster_size = 1\nmax_block_size = \"big\"\n"
+        ));
+        assert!(find(&problems, "`max_cluster_size`").line > 0);
+        assert!(find(&problems, "`max_block_size`").line > 0);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 mod load;
 
-pub use load::{canonical_columns, check_secrets, load, load_str, summary, Problem, Problems};
+pub use load::{
+    canonical_columns, check_secrets, is_email, load, load_str, summary, Problem, Problems,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -285,6 +287,10 @@ pub struct School {
 pub struct LinkageSettings {
     pub auto_link: f64,
     pub review: f64,
+    /// A person never grows past this many mentions by automatic linking.
+    pub max_cluster_size: usize,
+    /// Blocks larger than this are compared only within a sorted window.
+    pub max_block_size: usize,
 }
 
 impl Default for LinkageSettings {
@@ -292,6 +298,8 @@ impl Default for LinkageSettings {
         LinkageSettings {
             auto_link: 0.95,
             review: 0.60,
+            max_cluster_size: 200,
+            max_block_size: 500,
         }
     }
 }

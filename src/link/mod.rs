@@ -27,6 +27,9 @@ mod block;
 mod cluster;
 mod compare;
 mod engine;
+pub mod family;
+pub mod guard;
+pub mod ids;
 pub mod model;
 mod prepare;
 

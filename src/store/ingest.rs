@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{Pool, Store, StoreError};
+use super::{Pool, Store, StoreError, Tx};
 use crate::domain::{PersonMention, Record, RowProblem};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's
@@ -27,23 +27,6 @@ pub struct FileCounts {
     pub records: i64,
     /// Rows quarantined.
     pub quarantined: i64,
-}
-
-enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    #[cfg(feature = "postgres")]
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-}
-
-/// Runs one expression on the open transaction; `$t` is `&mut Transaction`.
-macro_rules! on_tx {
-    ($tx:expr, $t:ident => $body:expr) => {
-        match &mut $tx {
-            Tx::Sqlite($t) => $body,
-            #[cfg(feature = "postgres")]
-            Tx::Postgres($t) => $body,
-        }
-    };
 }
 
 /// The transaction in which one file is stored. Dropping it without

@@ -10,10 +10,6 @@
 //! mentions, quarantined rows and the ledger flip to `ingested` commit together or
 //! not at all.
 
-mod ingest;
-
-pub use ingest::{FileCounts, FileTx};
-
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -74,6 +70,51 @@ macro_rules! on_pool {
         }
     };
 }
+
+/// An open transaction on either backend.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs one expression on an open [`Tx`]; `$t` is `&mut Transaction`.
+macro_rules! on_tx {
+    ($tx:expr, $t:ident => $body:expr) => {
+        match &mut $tx {
+            $crate::store::Tx::Sqlite($t) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::store::Tx::Postgres($t) => $body,
+        }
+    };
+}
+
+impl Tx {
+    async fn begin(pool: &Pool) -> Result<Tx, sqlx::Error> {
+        Ok(match pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+mod identity;
+mod ingest;
+
+pub use identity::{
+    ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,
+    LinkState, LinkWrite, NewHousehold, PersonExplain, ReviewRow, RunCounts,
+};
+pub use ingest::{FileCounts, FileTx};
 
 /// The store handle: cheap to clone, shared by every stage.
 #[derive(Clone)]

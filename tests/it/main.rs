@@ -4,5 +4,6 @@
 mod backends;
 mod feeds;
 mod helpers;
+mod identity;
 mod link_quality;
 mod pipeline;

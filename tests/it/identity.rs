@@ -1,0 +1,468 @@
+//! The link stage end to end on both backends: ingest small feeds, link, link
+//! again (nothing changes), a new file linked incrementally (ids stay), a review
+//! rejection that holds on every later run, and the exact `persons export` format —
+//! through the library and through the built binary.
+//!
+//! Until the probabilistic engine lands, links here come from valid UPNs, so the
+//! tests assert on structure (ids, rows, decisions), not on fuzzy matching.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use kinlink::clock::Clock;
+use kinlink::config::{
+    DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
+    SourceSettings, TextEncoding, Transport,
+};
+use kinlink::domain::{FeedKind, Format};
+use kinlink::pipeline::{self, IngestRequest, LinkReport, NoProgress};
+use kinlink::store::Store;
+
+use crate::backends::stores;
+
+const HEADER: &str = "URN,Pupil UPN,First name,Last name,DOB,Address,Post code,Date,Session,Mark\n";
+
+fn source(name: &str, inbox: &Path) -> SourceSettings {
+    let columns: BTreeMap<String, String> = [
+        ("school_urn", "URN"),
+        ("upn", "Pupil UPN"),
+        ("forename", "First name"),
+        ("surname", "Last name"),
+        ("dob", "DOB"),
+        ("address_line1", "Address"),
+        ("postcode", "Post code"),
+        ("date", "Date"),
+        ("session", "Session"),
+        ("mark", "Mark"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    SourceSettings {
+        name: name.into(),
+        kind: FeedKind::Attendance,
+        format: Format::Csv,
+        transport: Transport::Dir {
+            path: inbox.to_path_buf(),
+        },
+        max_bad_rows: 0.05,
+        sheet: None,
+        delimiter: b',',
+        encoding: TextEncoding::Utf8,
+        records_path: None,
+        next_path: None,
+        stale_after_hours: None,
+        columns,
+    }
+}
+
+fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
+    Settings {
+        config_path: dir.join("kinlink.toml"),
+        state_dir: dir.join("state"),
+        database: DatabaseUrl::Sqlite(PathBuf::from("kinlink.db")),
+        jobs_dir: dir.join("jobs"),
+        timezone: chrono_tz::Europe::London,
+        mail: MailSettings {
+            transport: MailTransport::File {
+                dir: dir.join("state/outbox"),
+            },
+            from: "Early Help <eh@example.gov.uk>".into(),
+            detail: DetailLevel::Minimal,
+            admin: vec!["admin@example.gov.uk".into()],
+        },
+        http: None,
+        sources,
+        localities: vec![],
+        schools: vec![],
+        rules: BTreeMap::new(),
+        linkage: LinkageSettings::default(),
+        jobs: vec![],
+    }
+}
+
+/// A valid UPN (check letter computed) for serial `n`.
+fn upn(n: u32) -> String {
+    let body = format!("80120000{n:04}");
+    let letter = kinlink::domain::ids::upn_check_letter(&body).unwrap();
+    format!("{letter}{body}")
+}
+
+/// Two marks for each pupil serial, at school `urn`; pupil `n` lives at `n Oak Road`.
+fn marks(urn: u32, pupils: &[u32], day: u32) -> String {
+    let mut s = String::from(HEADER);
+    for &p in pupils {
+        for session in ["AM", "PM"] {
+            s.push_str(&format!(
+                "{urn},{},Pupil{p},Family{p},01/09/2015,{p} Oak Road,M6 5AB,{day:02}/10/2025,{session},/\n",
+                upn(p)
+            ));
+        }
+    }
+    s
+}
+
+async fn ingest(settings: &Settings, store: &Store) {
+    let report = pipeline::ingest(
+        settings,
+        store,
+        Clock::system(),
+        &IngestRequest::default(),
+        &NoProgress,
+    )
+    .await
+    .expect("ingest step");
+    assert!(!report.fetch_failed(), "{report:?}");
+}
+
+async fn link(settings: &Settings, store: &Store) -> LinkReport {
+    pipeline::link(settings, store, Clock::system(), false)
+        .await
+        .expect("link step")
+}
+
+/// The export as (source, mention_key) → (person, family), and the raw text.
+async fn export(store: &Store) -> (HashMap<(String, String), (String, String)>, String) {
+    let mut buf = Vec::new();
+    kinlink::app::export_csv(store, &mut buf)
+        .await
+        .expect("export");
+    let text = String::from_utf8(buf).unwrap();
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let map = r
+        .records()
+        .map(|row| {
+            let row = row.unwrap();
+            (
+                (row[3].to_string(), row[4].to_string()),
+                (row[0].to_string(), row[1].to_string()),
+            )
+        })
+        .collect();
+    (map, text)
+}
+
+async fn row_counts(store: &Store) -> Vec<i64> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM persons",
+        "SELECT COUNT(*) FROM mention_persons",
+        "SELECT COUNT(*) FROM person_aliases",
+        "SELECT COUNT(*) FROM links",
+        "SELECT COUNT(*) FROM review_queue",
+        "SELECT COUNT(*) FROM households",
+        "SELECT COUNT(*) FROM household_members",
+        "SELECT COUNT(*) FROM families",
+        "SELECT COUNT(*) FROM family_members",
+        "SELECT COUNT(*) FROM family_aliases",
+        "SELECT COUNT(*) FROM link_model",
+    ] {
+        out.push(store.scalar_i64(sql).await.unwrap());
+    }
+    out
+}
+
+fn key(source: &str, p: u32) -> (String, String) {
+    (source.to_string(), upn(p))
+}
+
+#[tokio::test]
+async fn linking_is_idempotent_incremental_and_keeps_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("linking_is_idempotent", dir.path()).await {
+        let schools = dir.path().join(format!("schools-{backend}"));
+        let academy = dir.path().join(format!("academy-{backend}"));
+        std::fs::create_dir_all(&schools).unwrap();
+        std::fs::create_dir_all(&academy).unwrap();
+        let settings = settings(
+            dir.path(),
+            vec![source("schools", &schools), source("academy", &academy)],
+        );
+        std::fs::write(schools.join("a.csv"), marks(100001, &[0, 1, 2, 3], 1)).unwrap();
+        std::fs::write(academy.join("a.csv"), marks(100002, &[0, 1, 9], 1)).unwrap();
+        ingest(&settings, &store).await;
+
+        let first = link(&settings, &store).await;
+        assert!(first.full, "{backend}: the first run is full");
+        let c = &first.counts;
+        assert_eq!(c.mentions, 7, "{backend}");
+        assert_eq!(c.link_pairs, 2, "{backend}: pupils 0 and 1 share a UPN");
+        assert_eq!(c.persons, 5, "{backend}");
+        assert_eq!(c.households, 5, "{backend}: one address per pupil");
+        assert_eq!(c.families, 5, "{backend}");
+        let (ids1, _) = export(&store).await;
+        assert_eq!(ids1.len(), 7, "{backend}");
+        assert_eq!(
+            ids1[&key("schools", 0)],
+            ids1[&key("academy", 0)],
+            "{backend}"
+        );
+        assert_ne!(
+            ids1[&key("schools", 0)].0,
+            ids1[&key("schools", 1)].0,
+            "{backend}"
+        );
+        // Ids are handed out in mention order: P1 is the first mention's person.
+        assert_eq!(ids1[&key("schools", 0)].0, "P1", "{backend}");
+
+        // The same data again: the same ids and not one new row.
+        let rows = row_counts(&store).await;
+        let again = link(&settings, &store).await;
+        assert!(!again.full, "{backend}");
+        assert_eq!(again.changed_mentions, 0, "{backend}");
+        assert_eq!(again.persons_created, 0, "{backend}");
+        assert_eq!(row_counts(&store).await, rows, "{backend}");
+        assert_eq!(export(&store).await.0, ids1, "{backend}");
+
+        // A new file: pupil 2 appears at the academy, pupil 10 is new.
+        std::fs::write(academy.join("b.csv"), marks(100002, &[2, 10], 2)).unwrap();
+        ingest(&settings, &store).await;
+        let third = link(&settings, &store).await;
+        assert!(!third.full, "{backend}");
+        assert_eq!(third.changed_mentions, 2, "{backend}");
+        assert_eq!(third.persons_created, 1, "{backend}: only pupil 10 is new");
+        let (ids3, _) = export(&store).await;
+        for (k, v) in &ids1 {
+            assert_eq!(&ids3[k], v, "{backend}: {k:?} kept its ids");
+        }
+        assert_eq!(
+            ids3[&key("academy", 2)],
+            ids3[&key("schools", 2)],
+            "{backend}"
+        );
+        assert_eq!(third.counts.persons, 6, "{backend}");
+
+        // --full recomputes and still renumbers nothing.
+        let full = pipeline::link(&settings, &store, Clock::system(), true)
+            .await
+            .unwrap();
+        assert!(full.full, "{backend}");
+        assert_eq!(export(&store).await.0, ids3, "{backend}");
+
+        // explain: both mentions of pupil 0 and the UPN link between them.
+        let p0: i64 = ids3[&key("schools", 0)].0[1..].parse().unwrap();
+        let e = store.explain_person(p0).await.unwrap();
+        assert_eq!(e.mentions.len(), 2, "{backend}");
+        assert_eq!(e.links.len(), 1, "{backend}");
+        assert_eq!(e.links[0].basis, "upn", "{backend}");
+        assert!(e.family.is_some() && e.household.is_some(), "{backend}");
+        let f = store.explain_family(e.family.unwrap()).await.unwrap();
+        assert_eq!(f.members.len(), 1, "{backend}");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_pair_is_never_linked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("a_rejected_pair", dir.path()).await {
+        let schools = dir.path().join(format!("schools-{backend}"));
+        let academy = dir.path().join(format!("academy-{backend}"));
+        std::fs::create_dir_all(&schools).unwrap();
+        std::fs::create_dir_all(&academy).unwrap();
+        let settings = settings(
+            dir.path(),
+            vec![source("schools", &schools), source("academy", &academy)],
+        );
+        std::fs::write(schools.join("a.csv"), marks(100001, &[0, 1], 1)).unwrap();
+        std::fs::write(academy.join("a.csv"), marks(100002, &[0], 1)).unwrap();
+        ingest(&settings, &store).await;
+        link(&settings, &store).await;
+        let (ids, _) = export(&store).await;
+        let person = ids[&key("schools", 0)].clone();
+        assert_eq!(ids[&key("academy", 0)], person, "{backend}");
+
+        // The two mentions of pupil 0 (ids 1 and 3: schools first, then academy).
+        let mention = |sql: &'static str| store.scalar_i64(sql);
+        let a = mention(
+            "SELECT id FROM mentions WHERE source = 'schools' AND mention_key LIKE '%0000'",
+        )
+        .await
+        .unwrap();
+        let b = mention("SELECT id FROM mentions WHERE source = 'academy'")
+            .await
+            .unwrap();
+        store
+            .decide_pair(
+                b,
+                a,
+                false,
+                "reviewer@example.gov.uk",
+                Some("twins"),
+                Clock::system().now(),
+            )
+            .await
+            .unwrap();
+        let rows = store.review_rows(true).await.unwrap();
+        assert_eq!(rows.len(), 1, "{backend}");
+        assert_eq!((rows[0].a, rows[0].b), (a.min(b), a.max(b)), "{backend}");
+        assert_eq!(rows[0].status, "rejected", "{backend}");
+        assert!(
+            store.review_rows(false).await.unwrap().is_empty(),
+            "{backend}"
+        );
+
+        for night in 0..2 {
+            let r = link(&settings, &store).await;
+            assert_eq!(r.counts.persons, 3, "{backend} night {night}");
+            let (ids, _) = export(&store).await;
+            assert_ne!(
+                ids[&key("schools", 0)].0,
+                ids[&key("academy", 0)].0,
+                "{backend} night {night}: apart"
+            );
+            // The older mention keeps the person id; the split part gets a new one.
+            assert_eq!(ids[&key("schools", 0)], person, "{backend} night {night}");
+            // The decision stays decided.
+            let rows = store.review_rows(true).await.unwrap();
+            assert_eq!(rows.len(), 1, "{backend}");
+            assert_eq!(rows[0].status, "rejected", "{backend}");
+        }
+        // An unknown mention is a clear error, not a silent row.
+        assert!(store
+            .decide_pair(
+                a,
+                9999,
+                true,
+                "reviewer@example.gov.uk",
+                None,
+                Clock::system().now()
+            )
+            .await
+            .is_err());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn persons_export_has_the_exact_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("persons_export_columns", dir.path()).await {
+        let schools = dir.path().join(format!("schools-{backend}"));
+        std::fs::create_dir_all(&schools).unwrap();
+        let settings = settings(dir.path(), vec![source("schools", &schools)]);
+        std::fs::write(schools.join("a.csv"), marks(100001, &[4, 5], 1)).unwrap();
+        ingest(&settings, &store).await;
+        link(&settings, &store).await;
+        let (_, text) = export(&store).await;
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "person_id,family_id,kind,source,mention_key,forename,surname,dob,postcode",
+            "{backend}"
+        );
+        assert_eq!(
+            lines.len(),
+            3,
+            "{backend}: one row per mention, not per mark"
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                "P1,F1,attendance,schools,{},Pupil4,Family4,2015-09-01,M6 5AB",
+                upn(4)
+            ),
+            "{backend}"
+        );
+        store.close().await;
+    }
+}
+
+#[test]
+fn the_binary_links_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+    std::fs::write(inbox.join("a.csv"), marks(100001, &[1, 2, 3], 1)).unwrap();
+    let config = dir.path().join("kinlink.toml");
+    std::fs::write(
+        &config,
+        r#"state_dir = "state"
+
+[[source]]
+name = "schools"
+kind = "attendance"
+format = "csv"
+transport = { type = "dir", path = "inbox" }
+[source.columns]
+school_urn = "URN"
+upn = "Pupil UPN"
+forename = "First name"
+surname = "Last name"
+dob = "DOB"
+address_line1 = "Address"
+postcode = "Post code"
+date = "Date"
+session = "Session"
+mark = "Mark"
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("run kinlink");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    run(&["ingest"]);
+    let (linked, log) = run(&["link"]);
+    assert!(linked.contains("persons: 3"), "{linked}");
+    assert!(linked.contains("review queue: 0 pending"), "{linked}");
+    assert!(!log.contains("Pupil1"), "no names in logs: {log}");
+    let (csv, log) = run(&["persons", "export", "--format", "csv"]);
+    assert!(!log.contains("Pupil1"), "no names in logs: {log}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "person_id,family_id,kind,source,mention_key,forename,surname,dob,postcode".to_string(),
+            format!(
+                "P1,F1,attendance,schools,{},Pupil1,Family1,2015-09-01,M6 5AB",
+                upn(1)
+            ),
+            format!(
+                "P2,F2,attendance,schools,{},Pupil2,Family2,2015-09-01,M6 5AB",
+                upn(2)
+            ),
+            format!(
+                "P3,F3,attendance,schools,{},Pupil3,Family3,2015-09-01,M6 5AB",
+                upn(3)
+            ),
+        ]
+    );
+    let (explained, _) = run(&["explain", "person", "P2"]);
+    assert!(explained.starts_with("Person P2\n"), "{explained}");
+    assert!(explained.contains("family: F2"), "{explained}");
+    let (list, _) = run(&["review", "list", "--format", "json"]);
+    assert_eq!(list.trim(), "[]");
+    let (done, _) = run(&["review", "reject", "1", "2", "--by", "r@example.gov.uk"]);
+    assert!(done.contains("rejected M1 ~ M2"), "{done}");
+    let (list, _) = run(&["review", "list", "--all", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(doc[0]["status"], "rejected");
+    // Bad input: a clear usage error (exit 2), not a panic.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        .arg("--config")
+        .arg(&config)
+        .args(["explain", "person", "Q7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        .arg("--config")
+        .arg(&config)
+        .args(["explain", "person", "P99"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found: person 99"));
+}
