@@ -99,6 +99,12 @@ pub(crate) const DEFAULT_RULES: &[Rule] = &[
             KeyPart::ForenameCode,
         ],
     },
+    // No DOB on either side and a forename spelt differently (adults in police and
+    // housing records); bounded by the household's size.
+    Rule {
+        name: "postcode+surname_code",
+        parts: &[KeyPart::Postcode, KeyPart::SurnameCode],
+    },
     // Both names recorded differently (a preferred name not in the nickname table).
     Rule {
         name: "dob+postcode",

@@ -134,6 +134,17 @@ impl<'a> Clusters<'a> {
         Ok(())
     }
 
+    /// Whether the persons of i and j could ever be one (no hard constraint between
+    /// them): a pair that cannot is not worth a reviewer's time.
+    pub fn could_link(&mut self, i: usize, j: usize) -> bool {
+        let (a, b) = (self.find(i), self.find(j));
+        a == b
+            || !(conflicting(&self.upns[a], &self.upns[b])
+                || conflicting(&self.nhs[a], &self.nhs[b])
+                || self.groups[a].iter().any(|g| self.groups[b].contains(g))
+                || self.rejected_between(a, b))
+    }
+
     fn rejected_between(&mut self, a: usize, b: usize) -> bool {
         if self.rejected.is_empty() {
             return false;

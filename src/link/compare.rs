@@ -82,11 +82,12 @@ pub(crate) const N_FIELDS: usize = FIELDS.len();
 /// Level indexes used by the guards.
 pub(crate) mod level {
     pub const EXACT: u8 = 0;
+    pub const FORENAME_JW_HIGH: u8 = 2;
     pub const FORENAME_INITIAL: u8 = 4;
+    pub const SURNAME_JW_HIGH: u8 = 1;
     pub const FORENAME_OTHER: u8 = 5;
     pub const SURNAME_OTHER: u8 = 4;
     pub const DOB_ONE_PART: u8 = 2;
-    pub const DOB_WITHIN_A_YEAR: u8 = 3;
     pub const DOB_OTHER: u8 = 4;
     pub const ADDRESS_POSTCODE: u8 = 2;
     pub const ADDRESS_OTHER_HOUSE: u8 = 3;
@@ -149,7 +150,7 @@ fn forename(p: &Prepared, i: usize, j: usize) -> u8 {
     let jw = strsim::jaro_winkler(sa, sb);
     if jw >= JW_HIGH {
         2
-    } else if jw >= JW_SIMILAR || p.forename_code[i] == p.forename_code[j] {
+    } else if jw >= JW_SIMILAR || one_edit(sa, sb) {
         3
     } else {
         5
@@ -168,7 +169,7 @@ fn surname(p: &Prepared, i: usize, j: usize) -> u8 {
     let jw = strsim::jaro_winkler(sa, sb);
     if jw >= JW_HIGH {
         1
-    } else if jw >= JW_SIMILAR || p.surname_code[i] == p.surname_code[j] {
+    } else if jw >= JW_SIMILAR {
         2
     } else {
         let (short, long) = if sa.len() <= sb.len() {
@@ -183,6 +184,12 @@ fn surname(p: &Prepared, i: usize, j: usize) -> u8 {
             4
         }
     }
+}
+
+/// One insertion, deletion, substitution or transposition apart, for names of three
+/// letters or more (LEO / LOE, which Jaro–Winkler scores low because they are short).
+fn one_edit(a: &str, b: &str) -> bool {
+    a.len() >= 3 && b.len() >= 3 && strsim::osa_distance(a, b) <= 1
 }
 
 /// Compares two `yyyymmdd` dates (0 = missing).

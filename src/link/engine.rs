@@ -202,7 +202,7 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     // be linked, needs no one's time.
     review.retain(|sp| {
         let (i, j) = (index[&sp.a] as usize, index[&sp.b] as usize);
-        !clusters.same(i, j)
+        !clusters.same(i, j) && clusters.could_link(i, j)
     });
     review.sort_by_key(|s| (s.a, s.b));
     review.dedup_by(|a, b| a.a == b.a && a.b == b.b);
@@ -381,44 +381,55 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32]) -> Model {
     // Enough random pairs for rare levels to show, no more than the population offers.
     let samples = U_SAMPLES.min(p.len().saturating_mul(50).max(10_000));
     let u = model::estimate_u(p, samples, U_SEED);
-    let mut m: Vec<Vec<f64>> = model.fields.iter().map(|f| f.m.clone()).collect();
+    let prior_m: Vec<Vec<f64>> = model.fields.iter().map(|f| f.m.clone()).collect();
+    let mut m = prior_m.clone();
 
-    let dob_rules: Vec<_> = DEFAULT_RULES
-        .iter()
-        .filter(|r| !r.keys_on_address() && r.parts.contains(&block::KeyPart::Dob))
-        .collect();
-    let name_rules: Vec<_> = DEFAULT_RULES
-        .iter()
-        .filter(|r| {
-            !r.keys_on_address()
-                && !r.parts.contains(&block::KeyPart::Dob)
-                && r.parts.contains(&block::KeyPart::SurnameCode)
-        })
-        .collect();
-
-    // Names, address and sex from pairs blocked on date of birth.
-    let on_dob = model::patterns(pairs.iter().zip(gammas).filter_map(|(&x, &g)| {
-        let (i, j) = block::unpair(x);
-        dob_rules.iter().any(|r| r.holds(p, i, j)).then_some(g)
-    }));
-    let mut lambda = 0.1;
-    let mut use_fields = [true; N_FIELDS];
-    use_fields[compare::DOB] = false;
-    model::em(&on_dob, use_fields, &u, &mut m, &mut lambda);
-
-    // Date of birth from pairs blocked on names and birth year, the rest held.
-    let on_names = model::patterns(pairs.iter().zip(gammas).filter_map(|(&x, &g)| {
-        let (i, j) = block::unpair(x);
-        name_rules.iter().any(|r| r.holds(p, i, j)).then_some(g)
-    }));
-    let mut m2 = m.clone();
-    let mut lambda2 = 0.1;
-    let mut use_fields = [false; N_FIELDS];
-    use_fields[compare::DOB] = true;
-    use_fields[compare::ADDRESS] = true;
-    use_fields[compare::SEX] = true;
-    model::em(&on_names, use_fields, &u, &mut m2, &mut lambda2);
-    m[compare::DOB] = m2[compare::DOB].clone();
+    // One EM per blocking rule that does not key on address, each estimating only
+    // the fields its blocks do not key on (Splink's practice): inside a block keyed
+    // on a field that field agrees by construction and says nothing about matches.
+    let mut address_m: Vec<Vec<f64>> = Vec::new();
+    for rule in DEFAULT_RULES.iter().filter(|r| !r.keys_on_address()) {
+        let mut use_fields = [true; N_FIELDS];
+        let mut u_rule = u.clone();
+        for part in rule.parts {
+            match part {
+                block::KeyPart::Dob => use_fields[compare::DOB] = false,
+                block::KeyPart::ForenameCode => use_fields[compare::FORENAME] = false,
+                block::KeyPart::SurnameCode => use_fields[compare::SURNAME] = false,
+                block::KeyPart::Postcode => use_fields[compare::ADDRESS] = false,
+                // Within one birth year, DOB levels of strangers are not those of
+                // random pairs: use u conditional on the year.
+                block::KeyPart::BirthYear => {
+                    u_rule[compare::DOB] = model::estimate_u_dob_same_year(p, samples, U_SEED)
+                }
+            }
+        }
+        let patterns = model::patterns(pairs.iter().zip(gammas).filter_map(|(&x, &g)| {
+            let (i, j) = block::unpair(x);
+            rule.holds(p, i, j).then_some(g)
+        }));
+        let mut m_rule = prior_m.clone();
+        let mut lambda = 0.3;
+        model::em(&patterns, use_fields, &u_rule, &mut m_rule, &mut lambda);
+        for f in 0..N_FIELDS {
+            if !use_fields[f] {
+                continue;
+            }
+            if f == compare::ADDRESS || f == compare::SEX {
+                if f == compare::ADDRESS {
+                    address_m.push(m_rule[f].clone());
+                }
+                continue;
+            }
+            m[f] = m_rule[f].clone();
+        }
+    }
+    if !address_m.is_empty() {
+        let k = address_m[0].len();
+        m[compare::ADDRESS] = (0..k)
+            .map(|l| address_m.iter().map(|v| v[l]).sum::<f64>() / address_m.len() as f64)
+            .collect();
+    }
 
     // The prior among all candidate pairs, with m and u fixed.
     let all = model::patterns(gammas.iter().copied());
@@ -459,9 +470,7 @@ fn score_all(
                         } else {
                             Band::Review
                         };
-                        let schools_differ =
-                            p.school[i] != 0 && p.school[j] != 0 && p.school[i] != p.school[j];
-                        let cap = guard(g, schools_differ);
+                        let cap = guard(g, PairFacts::of(p, i, j));
                         if let Some((cap_band, _)) = cap {
                             band = band.max(cap_band);
                         }
@@ -489,20 +498,47 @@ fn score_all(
     parts.concat()
 }
 
+/// What a pair's records say beyond the compared fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PairFacts {
+    /// Both are pupils, of different schools.
+    pub schools_differ: bool,
+    /// One record's role is a child's and the other's an adult's.
+    pub ages_conflict: bool,
+    /// Both are person ids of one case system.
+    pub same_case_source: bool,
+}
+
+impl PairFacts {
+    fn of(p: &Prepared, i: usize, j: usize) -> PairFacts {
+        PairFacts {
+            schools_differ: p.school[i] != 0 && p.school[j] != 0 && p.school[i] != p.school[j],
+            ages_conflict: p.age_class[i] != 0
+                && p.age_class[j] != 0
+                && p.age_class[i] != p.age_class[j],
+            same_case_source: p.case_source[i] != 0 && p.case_source[i] == p.case_source[j],
+        }
+    }
+}
+
 /// The best band a pair with levels `g` may have whatever its probability, and why.
 ///
-/// - A date of birth that disagrees outright (both given): not the same person
-///   (a father and son of one name at one address).
-/// - Fewer than two of name, DOB and address agreeing: not enough evidence
-///   (two Olivers born the same day across the borough).
-/// - A date of birth one part off counts as agreement only with the name agreeing
-///   too (a household shares an address, and DOBs a day apart are common).
-/// - A forename that disagrees outright: review at most (twins share everything else).
-/// - Pupils of two different schools who do not share an address: review at most
-///   (namesakes born the same day; a pupil who changed school usually kept the address).
-/// - No DOB agreement and only the postcode, not the house, agreeing: review at most
-///   ("never auto-merge on name + postcode alone").
-pub(crate) fn guard(g: u32, schools_differ: bool) -> Option<(Band, &'static str)> {
+/// Evidence comes in three groups — name, date of birth, address — each *strong*
+/// (forename exact/nickname/close spelling and surname exact/close; DOB exact or day
+/// and month swapped; the same dwelling or postcode) or *weak* (a looser spelling or
+/// an initial; a DOB one part off). A forename or DOB that disagrees outright, or a
+/// child's record against an adult's, outweighs any shared address:
+/// - DOB disagrees outright (both given): no link (a father and son of one name);
+/// - a child's role against an adult's without the DOB agreeing: no link (a mother and
+///   daughter of one name, the mother's DOB unrecorded);
+/// - fewer than two strong groups: review if at least one more is weak, else no link
+///   (two Mia Smiths born a few days apart across the borough);
+/// - forename disagrees outright: review at most (twins share everything else);
+/// - pupils of two schools not sharing an address: review at most (namesakes);
+/// - two person ids of one case system: review at most (its own records say two);
+/// - no DOB to compare and only the postcode, not the house, agreeing: review at most
+///   ("never auto-merge on name + postcode alone", domain.md 6).
+pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     let fore = compare::get(g, compare::FORENAME);
     let sur = compare::get(g, compare::SURNAME);
     let dob = compare::get(g, compare::DOB);
@@ -510,47 +546,34 @@ pub(crate) fn guard(g: u32, schools_differ: bool) -> Option<(Band, &'static str)
     if dob == level::DOB_OTHER {
         return Some((Band::NoLink, "dob_disagrees"));
     }
-    let name_agrees = fore <= level::FORENAME_INITIAL && sur < level::SURNAME_OTHER;
-    let dob_agrees = dob < level::DOB_ONE_PART || (dob == level::DOB_ONE_PART && name_agrees);
-    let address_agrees = addr <= level::ADDRESS_STREET && addr != level::ADDRESS_OTHER_HOUSE;
-    let agreeing = u8::from(name_agrees) + u8::from(dob_agrees) + u8::from(address_agrees);
-    if agreeing < 2 {
-        return Some((Band::NoLink, "weak_evidence"));
+    let dob_strong = dob < level::DOB_ONE_PART;
+    if facts.ages_conflict && !dob_strong {
+        return Some((Band::NoLink, "child_and_adult"));
+    }
+    let name_strong = fore <= level::FORENAME_JW_HIGH && sur <= level::SURNAME_JW_HIGH;
+    let name_weak = !name_strong && fore <= level::FORENAME_INITIAL && sur < level::SURNAME_OTHER;
+    let dob_weak = dob == level::DOB_ONE_PART;
+    let address_strong = addr <= level::ADDRESS_STREET && addr != level::ADDRESS_OTHER_HOUSE;
+    let strong = u8::from(name_strong) + u8::from(dob_strong) + u8::from(address_strong);
+    let weak = u8::from(name_weak) + u8::from(dob_weak);
+    if strong < 2 {
+        return if strong == 1 && weak >= 1 {
+            Some((Band::Review, "weak_evidence"))
+        } else {
+            Some((Band::NoLink, "weak_evidence"))
+        };
     }
     if fore == level::FORENAME_OTHER {
         return Some((Band::Review, "forename_disagrees"));
     }
-    if schools_differ && !address_agrees {
+    if facts.schools_differ && !address_strong {
         return Some((Band::Review, "different_schools"));
     }
-    if !dob_agrees && addr == level::ADDRESS_POSTCODE {
+    if facts.same_case_source {
+        return Some((Band::Review, "two_case_person_ids"));
+    }
+    if dob == compare::missing(compare::DOB) && addr == level::ADDRESS_POSTCODE {
         return Some((Band::Review, "name_and_postcode_only"));
     }
-    if !dob_agrees && fore == level::FORENAME_INITIAL {
-        return Some((Band::Review, "initial_only"));
-    }
-    if dob == level::DOB_WITHIN_A_YEAR && !address_agrees {
-        return Some((Band::Review, "dob_near_only"));
-    }
     None
-}
-
-#[cfg(test)]
-mod weight_tests {
-    use super::push_weight;
-
-    #[test]
-    fn weights_print_signed_with_two_decimals() {
-        for (w, text) in [
-            (12.345, "+12.35"),
-            (-0.5, "-0.50"),
-            (0.0, "+0.00"),
-            (-16.2, "-16.20"),
-            (f64::NAN, "+0.00"),
-        ] {
-            let mut s = String::new();
-            push_weight(&mut s, w);
-            assert_eq!(s, text);
-        }
-    }
 }

@@ -47,6 +47,8 @@ const FLOOR: f64 = 1e-6;
 /// Weight of the priors in EM, in pairs: enough to keep a level no pair showed
 /// from collapsing to zero, little enough for the data to speak.
 const PRIOR_PAIRS: f64 = 50.0;
+/// The priors also weigh as this share of the pairs EM counts as matches.
+const PRIOR_SHARE: f64 = 0.05;
 /// A term frequency never counts for less than this (one in 100,000 mentions).
 const TF_FLOOR: f64 = 1e-5;
 const EM_ITERATIONS: usize = 40;
@@ -132,6 +134,48 @@ pub(crate) fn estimate_u(p: &Prepared, samples: usize, seed: u64) -> Vec<Vec<f64
         .collect()
 }
 
+/// u of the date-of-birth levels for two random people born in the same year.
+pub(crate) fn estimate_u_dob_same_year(p: &Prepared, samples: usize, seed: u64) -> Vec<f64> {
+    let k = compare::FIELDS[compare::DOB].levels.len();
+    let mut by_year: Vec<(u32, u32)> = (0..p.len())
+        .filter(|&i| p.dob[i] != 0)
+        .map(|i| (p.birth_year(i), i as u32))
+        .collect();
+    by_year.sort_unstable();
+    let mut counts = vec![0.0; k];
+    if by_year.len() >= 2 {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..samples {
+            let a = (next() % by_year.len() as u64) as usize;
+            let year = by_year[a].0;
+            let lo = by_year.partition_point(|x| x.0 < year);
+            let hi = by_year.partition_point(|x| x.0 <= year);
+            if hi - lo < 2 {
+                continue;
+            }
+            let b = lo + (next() % (hi - lo) as u64) as usize;
+            if a == b {
+                continue;
+            }
+            let l = compare::dob(p.dob[by_year[a].1 as usize], p.dob[by_year[b].1 as usize]);
+            counts[l as usize] += 1.0;
+        }
+    }
+    let total: f64 = counts[..k - 1].iter().sum::<f64>() + (k - 1) as f64;
+    let mut u: Vec<f64> = counts[..k - 1]
+        .iter()
+        .map(|x| ((x + 1.0) / total).clamp(FLOOR, 1.0 - FLOOR))
+        .collect();
+    u.push(1.0);
+    u
+}
+
 /// Expectation–maximisation of m (u fixed) and λ over gamma patterns with counts.
 /// Only fields with `use_field[f]` enter the likelihood and are re-estimated; the
 /// others keep `m` as given (a blocking rule's own fields agree by construction and
@@ -173,9 +217,10 @@ pub(crate) fn em(
             }
             let k = FIELDS[f].levels.len() - 1;
             let prior = FIELDS[f].prior_m;
-            let sum: f64 = acc[f][..k].iter().sum::<f64>() + PRIOR_PAIRS;
+            let prior_pairs = PRIOR_PAIRS.max(PRIOR_SHARE * matches);
+            let sum: f64 = acc[f][..k].iter().sum::<f64>() + prior_pairs;
             for l in 0..k {
-                m[f][l] = ((acc[f][l] + PRIOR_PAIRS * prior[l]) / sum).clamp(FLOOR, 1.0 - FLOOR);
+                m[f][l] = ((acc[f][l] + prior_pairs * prior[l]) / sum).clamp(FLOOR, 1.0 - FLOOR);
             }
             m[f][k] = 1.0;
         }

@@ -131,6 +131,11 @@ pub(crate) struct Prepared {
     pub uprn: Vec<i64>,
     /// The pupil's school URN, 0 when none.
     pub school: Vec<u32>,
+    /// What the record's role says of age: 0 unknown, 1 a child, 2 an adult.
+    pub age_class: Vec<u8>,
+    /// Interned source name of case-system mentions (0 for other kinds): two
+    /// person ids of one case system are two people unless a person says otherwise.
+    pub case_source: Vec<u32>,
     pub keys: Interner,
     pub upn: Vec<u32>,
     pub nhs: Vec<u32>,
@@ -249,6 +254,13 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
         p.street.push(s);
         p.uprn.push(m.uprn.unwrap_or(0));
         p.school.push(m.school_urn.unwrap_or(0));
+        p.age_class.push(age_class(&m.role));
+        p.case_source
+            .push(if m.kind == crate::domain::FeedKind::Assessment {
+                p.keys.intern(&format!("case\u{1}{}", m.source))
+            } else {
+                0
+            });
 
         let upn = m.upn.as_deref().map(|s| p.keys.intern(s)).unwrap_or(0);
         let nhs = m
@@ -386,6 +398,15 @@ pub(crate) fn soundex(name: &str) -> String {
         out.push(b'0');
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Roles that only a child or only an adult has (a police victim may be either).
+fn age_class(role: &str) -> u8 {
+    match role.trim().to_ascii_lowercase().as_str() {
+        "pupil" | "child" => 1,
+        "parent" | "carer" | "tenant" => 2,
+        _ => 0,
+    }
 }
 
 fn sex_code(g: Option<&str>) -> u8 {
