@@ -316,3 +316,53 @@ async fn the_sqlite_file_is_private() {
     let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// The sender knows their file as `attendance-2025-11-20.csv`, not as the
+/// sha256-named copy in the state dir: every rejection names the delivered file.
+#[tokio::test]
+async fn a_rejection_names_the_file_as_delivered_not_the_raw_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("rejection_names_original", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let name = "attendance-2025-11-20.csv";
+        let csv = marks_csv(1, 2, 0).replace("DOB,", "Birth date,");
+        std::fs::write(inbox.join(name), csv).unwrap();
+        let files = run(&settings, &store).await;
+        let FileOutcome::Rejected {
+            reason,
+            file,
+            file_id,
+            ..
+        } = &files[0]
+        else {
+            panic!("{backend}: {files:?}")
+        };
+        assert_eq!(file, name, "{backend}");
+        assert!(reason.contains(name), "{backend}: {reason}");
+        let raw = store.ledger_file(*file_id).await.unwrap().raw_path;
+        let raw_name = raw.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !reason.contains(&raw_name),
+            "{backend}: names the raw copy: {reason}"
+        );
+        let written =
+            std::fs::read_to_string(inbox.join(format!("rejected/{name}.reason.txt"))).unwrap();
+        assert!(written.contains(name), "{backend}: {written}");
+        assert!(!written.contains(&raw_name), "{backend}: {written}");
+        let ledger = store.ledger("schools").await.unwrap();
+        assert_eq!(ledger.len(), 1, "{backend}");
+        assert_eq!(ledger[0].status, "rejected", "{backend}");
+
+        // Rejected for its rows rather than its header: named the same way.
+        let name = "attendance-2025-11-21.csv";
+        std::fs::write(inbox.join(name), marks_csv(1, 2, 3)).unwrap();
+        let files = run(&settings, &store).await;
+        let FileOutcome::Rejected { reason, .. } = &files[0] else {
+            panic!("{backend}: {files:?}")
+        };
+        assert!(reason.contains("max_bad_rows"), "{backend}: {reason}");
+        assert!(reason.contains(name), "{backend}: {reason}");
+    }
+}
