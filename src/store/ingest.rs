@@ -12,17 +12,17 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::{Pool, Store, StoreError};
-use crate::domain::{PersonMention, Record, RowProblem};
+use crate::domain::{Mark, PersonMention, Record, RowProblem, Session};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's
 /// 65,535 bound parameters for the widest table.
 const MENTION_CHUNK: usize = 500;
 const RECORD_CHUNK: usize = 1000;
-/// Attendance marks per `INSERT` on SQLite: 7 parameters each, so 4,096 rows bind
-/// 28,672 of SQLite's 32,766. One pipeline batch is one statement, which halves the
+/// Attendance marks per `INSERT` on SQLite: 6 parameters each, so 4,096 rows bind
+/// 24,576 of SQLite's 32,766. One pipeline batch is one statement, which halves the
 /// per-statement work (reset, clearing bindings) of the hot path.
 const SQLITE_MARK_CHUNK: usize = 4096;
-const MARK_PARAMS: usize = 7;
+const MARK_PARAMS: usize = 6;
 // SQLite refuses a statement with more than 32,766 parameters.
 const _: () = assert!(SQLITE_MARK_CHUNK * MARK_PARAMS <= 32_766);
 
@@ -66,6 +66,8 @@ pub struct FileTx {
     mentions: HashMap<String, (i64, PersonMention)>,
     /// The SQLite attendance `INSERT` for a given number of rows, built once.
     sqlite_marks_sql: HashMap<usize, String>,
+    /// A mark's position in [`Mark::all`], the number the SQLite statement binds.
+    mark_numbers: HashMap<Mark, i64>,
 }
 
 impl FileTx {
@@ -87,6 +89,7 @@ impl FileTx {
             file_id,
             mentions: HashMap::new(),
             sqlite_marks_sql: HashMap::new(),
+            mark_numbers: Mark::all().zip(0..).collect(),
         })
     }
 
@@ -239,10 +242,13 @@ impl FileTx {
             .collect()
     }
 
-    /// Attendance marks on SQLite, the hot path of a large file: one cached
-    /// statement per chunk size with positional `?` parameters (no parameter names
-    /// to parse per bind), and dates bound as ready-made ISO text, the form
-    /// sqlx would store for a `NaiveDate`.
+    /// Attendance marks on SQLite, the hot path of a large file. Every text value
+    /// bound costs two copies and two allocations (sqlx's and SQLite's), which was
+    /// most of the store's time, so session and mark are bound as their numbers
+    /// in [`Session::ALL`] and [`Mark::all`] and the statement turns them back into
+    /// the stored text; only the date is bound as text (ISO, as sqlx would store
+    /// a `NaiveDate`). One cached statement per chunk size, with positional `?`
+    /// parameters (no parameter names to parse per bind).
     async fn insert_marks_sqlite(&mut self, rows: &[(&Record, i64)]) -> Result<(), StoreError> {
         let Tx::Sqlite(t) = &mut self.tx else {
             return Err(StoreError::NotFound("a SQLite transaction".into()));
@@ -256,13 +262,15 @@ impl FileTx {
             let Record::Attendance(a) = r else {
                 continue;
             };
+            let mark = *self.mark_numbers.get(&a.mark).ok_or_else(|| {
+                StoreError::NotFound(format!("mark code {:?} in the code table", a.mark.code()))
+            })?;
             query = query
                 .bind(*id)
                 .bind(i64::from(a.school_urn.get()))
                 .bind(iso_date(a.date))
-                .bind(a.session.as_str())
-                .bind(a.mark.code())
-                .bind(a.mark.category().as_str())
+                .bind(session_number(a.session))
+                .bind(mark)
                 .bind(self.file_id);
         }
         query.execute(&mut **t).await?;
@@ -471,23 +479,47 @@ impl FileTx {
     }
 }
 
-/// `INSERT` of `rows` attendance marks with `?` parameters (SQLite only).
+/// `INSERT` of `rows` attendance marks with `?` parameters (SQLite only): per row
+/// (mention id, URN, ISO date, session number, mark number, file id). The `CASE`s
+/// are written once, in the `SELECT` over the `VALUES` list, from the domain's
+/// own tables, so the stored text is exactly `as_str()` / `code()`.
 fn sqlite_marks_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(200 + rows * (MARK_PARAMS * 2 + 3));
-    sql.push_str(
-        "INSERT INTO attendance_marks (mention_id, school_urn, date, session, mark, category, file_id) VALUES ",
-    );
+    let case = |column: &str, texts: &mut dyn Iterator<Item = &'static str>| {
+        let mut out = format!("CASE {column}");
+        for (i, text) in texts.enumerate() {
+            out.push_str(&format!(" WHEN {i} THEN '{}'", text.replace('\'', "''")));
+        }
+        out.push_str(" END");
+        out
+    };
+    let session = case("column4", &mut Session::ALL.iter().map(|s| s.as_str()));
+    let code = case("column5", &mut Mark::all().map(|m| m.code()));
+    let category = case("column5", &mut Mark::all().map(|m| m.category().as_str()));
+    let mut sql = String::with_capacity(2000 + rows * (MARK_PARAMS * 2 + 3));
+    sql.push_str(&format!(
+        "INSERT INTO attendance_marks (mention_id, school_urn, date, session, mark, category, file_id) \
+         SELECT column1, column2, column3, {session}, {code}, {category}, column6 FROM (VALUES "
+    ));
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?)");
+        sql.push_str("(?,?,?,?,?,?)");
     }
+    // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
     sql.push_str(
-        " ON CONFLICT (mention_id, school_urn, date, session) DO UPDATE SET \
+        ") WHERE true ON CONFLICT (mention_id, school_urn, date, session) DO UPDATE SET \
          mark = excluded.mark, category = excluded.category, file_id = excluded.file_id",
     );
     sql
+}
+
+/// A session's number in [`Session::ALL`], as [`sqlite_marks_sql`] decodes it.
+fn session_number(session: Session) -> i64 {
+    Session::ALL
+        .iter()
+        .position(|s| *s == session)
+        .map_or(0, |i| i as i64)
 }
 
 /// `YYYY-MM-DD`, exactly as chrono's `%F` writes it, without going through the

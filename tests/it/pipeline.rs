@@ -366,3 +366,53 @@ async fn a_rejection_names_the_file_as_delivered_not_the_raw_copy() {
         assert!(reason.contains(name), "{backend}: {reason}");
     }
 }
+
+/// Every code of the national table is stored with its own code and category, on
+/// both backends (SQLite binds marks as numbers and decodes them in SQL).
+#[tokio::test]
+async fn every_mark_code_is_stored_with_its_code_and_category() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("every_mark_code", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let marks: Vec<kinlink::domain::Mark> = kinlink::domain::Mark::all().collect();
+        let mut csv = String::from(HEADER);
+        for (i, mark) in marks.iter().enumerate() {
+            let session = if i % 2 == 0 { "AM" } else { "PM" };
+            csv.push_str(&format!(
+                "100001,{},Pupil0,Family0,01/09/2015,M6 5AB,{:02}/10/2025,{session},{}\n",
+                upn(0),
+                i / 2 + 1,
+                mark.code()
+            ));
+        }
+        std::fs::write(inbox.join("codes.csv"), csv).unwrap();
+        let files = run(&settings, &store).await;
+        assert!(
+            matches!(&files[..], [FileOutcome::Ingested { counts, .. }] if counts.quarantined == 0),
+            "{backend}: {files:?}"
+        );
+        let stored = store
+            .column_text(
+                "SELECT date || ' ' || session || ' ' || mark || ' ' || category FROM attendance_marks \
+                 ORDER BY date, session",
+            )
+            .await
+            .unwrap();
+        let expected: Vec<Option<String>> = marks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                Some(format!(
+                    "2025-10-{:02} {} {} {}",
+                    i / 2 + 1,
+                    if i % 2 == 0 { "AM" } else { "PM" },
+                    m.code(),
+                    m.category().as_str()
+                ))
+            })
+            .collect();
+        assert_eq!(stored, expected, "{backend}");
+    }
+}
