@@ -66,8 +66,9 @@ pub struct FileTx {
     mentions: HashMap<String, (i64, PersonMention)>,
     /// The SQLite attendance `INSERT` for a given number of rows, built once.
     sqlite_marks_sql: HashMap<usize, String>,
-    /// A mark's position in [`Mark::all`], the number the SQLite statement binds.
-    mark_numbers: HashMap<Mark, i64>,
+    /// The code table in [`Mark::all`] order: a mark's position is the number the
+    /// SQLite statement binds (present codes come first, so the scan is short).
+    marks: Vec<Mark>,
 }
 
 impl FileTx {
@@ -89,7 +90,7 @@ impl FileTx {
             file_id,
             mentions: HashMap::new(),
             sqlite_marks_sql: HashMap::new(),
-            mark_numbers: Mark::all().zip(0..).collect(),
+            marks: Mark::all().collect(),
         })
     }
 
@@ -105,15 +106,17 @@ impl FileTx {
         }
         let ids = self.upsert_mentions(records).await?;
         let rows: Vec<(&Record, i64)> = records.iter().map(Borrow::borrow).zip(ids).collect();
-        let rows = last_per_key(rows, |&(r, id)| natural_key(r, id));
         let sqlite_marks = matches!(self.tx, Tx::Sqlite(_))
             && matches!(rows.first(), Some((Record::Attendance(_), _)));
         if sqlite_marks {
+            // No de-duplication needed: SQLite applies the rows of one upsert in
+            // order, so a later row for the same key updates the earlier one.
             for chunk in rows.chunks(SQLITE_MARK_CHUNK) {
                 self.insert_marks_sqlite(chunk).await?;
             }
             return Ok(());
         }
+        let rows = last_per_key(rows, |&(r, id)| natural_key(r, id));
         for chunk in rows.chunks(RECORD_CHUNK) {
             self.insert_records(chunk).await?;
         }
@@ -262,9 +265,13 @@ impl FileTx {
             let Record::Attendance(a) = r else {
                 continue;
             };
-            let mark = *self.mark_numbers.get(&a.mark).ok_or_else(|| {
-                StoreError::NotFound(format!("mark code {:?} in the code table", a.mark.code()))
-            })?;
+            let mark = self
+                .marks
+                .iter()
+                .position(|m| *m == a.mark)
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("mark code {:?} in the code table", a.mark.code()))
+                })? as i64;
             query = query
                 .bind(*id)
                 .bind(i64::from(a.school_urn.get()))

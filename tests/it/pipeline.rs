@@ -416,3 +416,33 @@ async fn every_mark_code_is_stored_with_its_code_and_category() {
         assert_eq!(stored, expected, "{backend}");
     }
 }
+
+/// The same session twice in one file (a resent row, then its correction): one
+/// mark is stored, the later one, on both backends.
+#[tokio::test]
+async fn a_repeated_row_in_one_file_is_stored_once_the_last_one_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("repeated_row_one_file", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let row = |mark: &str| {
+            format!(
+                "100001,{},Pupil0,Family0,01/09/2015,M6 5AB,02/10/2025,AM,{mark}\n",
+                upn(0)
+            )
+        };
+        let csv = format!("{HEADER}{}{}{}", row("/"), row("/"), row("N"));
+        std::fs::write(inbox.join("repeat.csv"), csv).unwrap();
+        let files = run(&settings, &store).await;
+        assert!(
+            matches!(&files[..], [FileOutcome::Ingested { counts, .. }] if counts.records == 3),
+            "{backend}: {files:?}"
+        );
+        let stored = store
+            .column_text("SELECT mark || ' ' || category FROM attendance_marks")
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![Some("N UA".to_string())], "{backend}");
+    }
+}
