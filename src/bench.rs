@@ -151,7 +151,7 @@ async fn run_phase(phase: &str, dir: &Path, args: &BenchIngestArgs) -> anyhow::R
     let rows = if phase.ends_with("-parse") {
         let source = source.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-            let mut reader = crate::ingest::open(&source, &file)?;
+            let mut reader = crate::ingest::open(&source, &file, &file.display().to_string())?;
             let mut rows = 0u64;
             loop {
                 let batch = reader.next_batch(4096)?;

@@ -275,6 +275,13 @@ impl Mark {
             })
     }
 
+    /// Every mark of the code table, in table order (present codes first).
+    pub fn all() -> impl Iterator<Item = Mark> {
+        MARKS
+            .iter()
+            .map(|&(code, category)| Mark { code, category })
+    }
+
     /// The code in its national spelling.
     pub fn code(self) -> &'static str {
         self.code

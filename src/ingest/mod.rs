@@ -469,16 +469,22 @@ impl RowReader {
     }
 }
 
-fn file_label(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
-}
-
 /// Opens a file and checks its header. Whole-file problems come back as a
 /// [`FileRejection`].
-pub fn open(source: &SourceSettings, path: &Path) -> Result<RowReader, FileRejection> {
-    let file = file_label(path);
+///
+/// `file_name` names the file in every message: the name it was delivered under
+/// (`attendance-2025-11-20.csv`), not the sha256-named raw copy at `path`, so a
+/// rejection tells the sender which of their files to fix.
+pub fn open(
+    source: &SourceSettings,
+    path: &Path,
+    file_name: &str,
+) -> Result<RowReader, FileRejection> {
+    let file = if file_name.is_empty() {
+        path.display().to_string()
+    } else {
+        file_name.to_string()
+    };
     let io = |e| FileRejection::Io {
         file: file.clone(),
         source: e,

@@ -5,18 +5,26 @@
 //! within one batch the last row for a key wins before the statement is built,
 //! because PostgreSQL refuses to update one row twice in a single `INSERT`.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::{Pool, Store, StoreError, Tx};
-use crate::domain::{PersonMention, Record, RowProblem};
+use crate::domain::{Mark, PersonMention, Record, RowProblem, Session};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's
 /// 65,535 bound parameters for the widest table.
 const MENTION_CHUNK: usize = 500;
 const RECORD_CHUNK: usize = 1000;
+/// Attendance marks per `INSERT` on SQLite: 6 parameters each, so 4,096 rows bind
+/// 24,576 of SQLite's 32,766. One pipeline batch is one statement, which halves the
+/// per-statement work (reset, clearing bindings) of the hot path.
+const SQLITE_MARK_CHUNK: usize = 4096;
+const MARK_PARAMS: usize = 6;
+// SQLite refuses a statement with more than 32,766 parameters.
+const _: () = assert!(SQLITE_MARK_CHUNK * MARK_PARAMS <= 32_766);
 
 /// What a file produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +47,11 @@ pub struct FileTx {
     /// mention key → (id, values last written), so a pupil with 300 marks is
     /// written once unless their details change within the file.
     mentions: HashMap<String, (i64, PersonMention)>,
+    /// The SQLite attendance `INSERT` for a given number of rows, built once.
+    sqlite_marks_sql: HashMap<usize, String>,
+    /// The code table in [`Mark::all`] order: a mark's position is the number the
+    /// SQLite statement binds (present codes come first, so the scan is short).
+    marks: Vec<Mark>,
 }
 
 impl FileTx {
@@ -59,16 +72,33 @@ impl FileTx {
             tx,
             file_id,
             mentions: HashMap::new(),
+            sqlite_marks_sql: HashMap::new(),
+            marks: Mark::all().collect(),
         })
     }
 
-    /// Stores a batch of records of this file's kind (and their mentions).
-    pub async fn add_records(&mut self, records: &[Record]) -> Result<(), StoreError> {
+    /// Stores a batch of records of this file's kind (and their mentions). Takes
+    /// records or references to them, so a caller need not move rows out of the
+    /// batch it parsed.
+    pub async fn add_records<R: Borrow<Record>>(
+        &mut self,
+        records: &[R],
+    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let ids = self.upsert_mentions(records).await?;
-        let rows: Vec<(&Record, i64)> = records.iter().zip(ids).collect();
+        let rows: Vec<(&Record, i64)> = records.iter().map(Borrow::borrow).zip(ids).collect();
+        let sqlite_marks = matches!(self.tx, Tx::Sqlite(_))
+            && matches!(rows.first(), Some((Record::Attendance(_), _)));
+        if sqlite_marks {
+            // No de-duplication needed: SQLite applies the rows of one upsert in
+            // order, so a later row for the same key updates the earlier one.
+            for chunk in rows.chunks(SQLITE_MARK_CHUNK) {
+                self.insert_marks_sqlite(chunk).await?;
+            }
+            return Ok(());
+        }
         let rows = last_per_key(rows, |&(r, id)| natural_key(r, id));
         for chunk in rows.chunks(RECORD_CHUNK) {
             self.insert_records(chunk).await?;
@@ -131,18 +161,36 @@ impl FileTx {
 
     /// Writes the mentions of `records` that are new or changed in this file and
     /// returns the mention id of every record, in order.
-    async fn upsert_mentions(&mut self, records: &[Record]) -> Result<Vec<i64>, StoreError> {
+    ///
+    /// Feeds list a person's rows together (a pupil's marks are consecutive), so
+    /// a row whose mention equals the row before's reuses its id without a hash
+    /// lookup; only a change of person consults the cache.
+    async fn upsert_mentions<R: Borrow<Record>>(
+        &mut self,
+        records: &[R],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids: Vec<Option<i64>> = Vec::with_capacity(records.len());
         let mut pending: Vec<&PersonMention> = Vec::new();
         let mut pending_at: HashMap<&str, usize> = HashMap::new();
+        let mut previous: Option<(&PersonMention, i64)> = None;
         for r in records {
-            let m = r.mention();
-            let known = self
-                .mentions
-                .get(&m.mention_key)
-                .is_some_and(|(_, last)| last == m);
-            if known {
-                continue;
+            let m = r.borrow().mention();
+            if let Some((p, id)) = previous {
+                if p == m {
+                    ids.push(Some(id));
+                    continue;
+                }
             }
+            match self.mentions.get(&m.mention_key) {
+                Some((id, last)) if last == m => {
+                    ids.push(Some(*id));
+                    previous = Some((m, *id));
+                    continue;
+                }
+                _ => {}
+            }
+            ids.push(None);
+            previous = None;
             match pending_at.get(m.mention_key.as_str()) {
                 Some(&i) => pending[i] = m,
                 None => {
@@ -153,21 +201,70 @@ impl FileTx {
         }
         for chunk in pending.chunks(MENTION_CHUNK) {
             let returned = self.write_mentions(chunk).await?;
+            let by_key: HashMap<&str, &PersonMention> =
+                chunk.iter().map(|m| (m.mention_key.as_str(), *m)).collect();
             for (id, key) in returned {
-                if let Some(m) = chunk.iter().find(|m| m.mention_key == key) {
+                if let Some(m) = by_key.get(key.as_str()) {
                     self.mentions.insert(key, (id, (*m).clone()));
                 }
             }
         }
         records
             .iter()
-            .map(|r| {
-                let key = &r.mention().mention_key;
-                self.mentions.get(key).map(|(id, _)| *id).ok_or_else(|| {
-                    StoreError::NotFound(format!("mention id for a row of file {}", self.file_id))
-                })
+            .zip(ids)
+            .map(|(r, id)| match id {
+                Some(id) => Ok(id),
+                None => self
+                    .mentions
+                    .get(&r.borrow().mention().mention_key)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "mention id for a row of file {}",
+                            self.file_id
+                        ))
+                    }),
             })
             .collect()
+    }
+
+    /// Attendance marks on SQLite, the hot path of a large file. Every text value
+    /// bound costs two copies and two allocations (sqlx's and SQLite's), which was
+    /// most of the store's time, so session and mark are bound as their numbers
+    /// in [`Session::ALL`] and [`Mark::all`] and the statement turns them back into
+    /// the stored text; only the date is bound as text (ISO, as sqlx would store
+    /// a `NaiveDate`). One cached statement per chunk size, with positional `?`
+    /// parameters (no parameter names to parse per bind).
+    async fn insert_marks_sqlite(&mut self, rows: &[(&Record, i64)]) -> Result<(), StoreError> {
+        let Tx::Sqlite(t) = &mut self.tx else {
+            return Err(StoreError::NotFound("a SQLite transaction".into()));
+        };
+        let sql = self
+            .sqlite_marks_sql
+            .entry(rows.len())
+            .or_insert_with(|| sqlite_marks_sql(rows.len()));
+        let mut query = sqlx::query(sql.as_str());
+        for (r, id) in rows {
+            let Record::Attendance(a) = r else {
+                continue;
+            };
+            let mark = self
+                .marks
+                .iter()
+                .position(|m| *m == a.mark)
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("mark code {:?} in the code table", a.mark.code()))
+                })? as i64;
+            query = query
+                .bind(*id)
+                .bind(i64::from(a.school_urn.get()))
+                .bind(iso_date(a.date))
+                .bind(session_number(a.session))
+                .bind(mark)
+                .bind(self.file_id);
+        }
+        query.execute(&mut **t).await?;
+        Ok(())
     }
 
     async fn write_mentions(
@@ -372,6 +469,71 @@ impl FileTx {
     }
 }
 
+/// `INSERT` of `rows` attendance marks with `?` parameters (SQLite only): per row
+/// (mention id, URN, ISO date, session number, mark number, file id). The `CASE`s
+/// are written once, in the `SELECT` over the `VALUES` list, from the domain's
+/// own tables, so the stored text is exactly `as_str()` / `code()`.
+fn sqlite_marks_sql(rows: usize) -> String {
+    let case = |column: &str, texts: &mut dyn Iterator<Item = &'static str>| {
+        let mut out = format!("CASE {column}");
+        for (i, text) in texts.enumerate() {
+            out.push_str(&format!(" WHEN {i} THEN '{}'", text.replace('\'', "''")));
+        }
+        out.push_str(" END");
+        out
+    };
+    let session = case("column4", &mut Session::ALL.iter().map(|s| s.as_str()));
+    let code = case("column5", &mut Mark::all().map(|m| m.code()));
+    let category = case("column5", &mut Mark::all().map(|m| m.category().as_str()));
+    let mut sql = String::with_capacity(2000 + rows * (MARK_PARAMS * 2 + 3));
+    sql.push_str(&format!(
+        "INSERT INTO attendance_marks (mention_id, school_urn, date, session, mark, category, file_id) \
+         SELECT column1, column2, column3, {session}, {code}, {category}, column6 FROM (VALUES "
+    ));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?)");
+    }
+    // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+    sql.push_str(
+        ") WHERE true ON CONFLICT (mention_id, school_urn, date, session) DO UPDATE SET \
+         mark = excluded.mark, category = excluded.category, file_id = excluded.file_id",
+    );
+    sql
+}
+
+/// A session's number in [`Session::ALL`], as [`sqlite_marks_sql`] decodes it.
+fn session_number(session: Session) -> i64 {
+    Session::ALL
+        .iter()
+        .position(|s| *s == session)
+        .map_or(0, |i| i as i64)
+}
+
+/// `YYYY-MM-DD`, exactly as chrono's `%F` writes it, without going through the
+/// format machinery (which cost more than the bind itself on the hot path).
+fn iso_date(d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let year = d.year();
+    if !(0..=9999).contains(&year) {
+        return d.format("%F").to_string();
+    }
+    let digits = |n: u32, width: usize, out: &mut [u8]| {
+        let mut n = n;
+        for slot in out[..width].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    let mut buf = [b'-'; 10];
+    digits(year as u32, 4, &mut buf[0..4]);
+    digits(d.month(), 2, &mut buf[5..7]);
+    digits(d.day(), 2, &mut buf[8..10]);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// The natural key of a record within its source (feeds.md).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum NaturalKey<'a> {
@@ -411,7 +573,31 @@ fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K
 
 #[cfg(test)]
 mod tests {
-    use super::last_per_key;
+    use super::{iso_date, last_per_key, sqlite_marks_sql, MARK_PARAMS};
+    use chrono::NaiveDate;
+
+    #[test]
+    fn iso_dates_match_chrono() {
+        for (y, m, d) in [
+            (2025, 3, 21),
+            (1, 1, 1),
+            (999, 12, 31),
+            (9999, 12, 31),
+            (2000, 2, 29),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(iso_date(date), date.format("%F").to_string());
+        }
+        for date in [NaiveDate::MIN, NaiveDate::MAX] {
+            assert_eq!(iso_date(date), date.format("%F").to_string());
+        }
+    }
+
+    #[test]
+    fn marks_statement_has_one_parameter_per_value() {
+        let sql = sqlite_marks_sql(3);
+        assert_eq!(sql.matches('?').count(), 3 * MARK_PARAMS);
+    }
 
     #[test]
     fn last_row_for_a_key_wins() {

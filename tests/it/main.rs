@@ -2,6 +2,7 @@
 //! (the loopback feed server) in `helpers`.
 
 mod backends;
+mod binary;
 mod feeds;
 mod helpers;
 mod identity;

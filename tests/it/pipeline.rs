@@ -316,3 +316,133 @@ async fn the_sqlite_file_is_private() {
     let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// The sender knows their file as `attendance-2025-11-20.csv`, not as the
+/// sha256-named copy in the state dir: every rejection names the delivered file.
+#[tokio::test]
+async fn a_rejection_names_the_file_as_delivered_not_the_raw_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("rejection_names_original", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let name = "attendance-2025-11-20.csv";
+        let csv = marks_csv(1, 2, 0).replace("DOB,", "Birth date,");
+        std::fs::write(inbox.join(name), csv).unwrap();
+        let files = run(&settings, &store).await;
+        let FileOutcome::Rejected {
+            reason,
+            file,
+            file_id,
+            ..
+        } = &files[0]
+        else {
+            panic!("{backend}: {files:?}")
+        };
+        assert_eq!(file, name, "{backend}");
+        assert!(reason.contains(name), "{backend}: {reason}");
+        let raw = store.ledger_file(*file_id).await.unwrap().raw_path;
+        let raw_name = raw.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !reason.contains(&raw_name),
+            "{backend}: names the raw copy: {reason}"
+        );
+        let written =
+            std::fs::read_to_string(inbox.join(format!("rejected/{name}.reason.txt"))).unwrap();
+        assert!(written.contains(name), "{backend}: {written}");
+        assert!(!written.contains(&raw_name), "{backend}: {written}");
+        let ledger = store.ledger("schools").await.unwrap();
+        assert_eq!(ledger.len(), 1, "{backend}");
+        assert_eq!(ledger[0].status, "rejected", "{backend}");
+
+        // Rejected for its rows rather than its header: named the same way.
+        let name = "attendance-2025-11-21.csv";
+        std::fs::write(inbox.join(name), marks_csv(1, 2, 3)).unwrap();
+        let files = run(&settings, &store).await;
+        let FileOutcome::Rejected { reason, .. } = &files[0] else {
+            panic!("{backend}: {files:?}")
+        };
+        assert!(reason.contains("max_bad_rows"), "{backend}: {reason}");
+        assert!(reason.contains(name), "{backend}: {reason}");
+    }
+}
+
+/// Every code of the national table is stored with its own code and category, on
+/// both backends (SQLite binds marks as numbers and decodes them in SQL).
+#[tokio::test]
+async fn every_mark_code_is_stored_with_its_code_and_category() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("every_mark_code", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let marks: Vec<kinlink::domain::Mark> = kinlink::domain::Mark::all().collect();
+        let mut csv = String::from(HEADER);
+        for (i, mark) in marks.iter().enumerate() {
+            let session = if i % 2 == 0 { "AM" } else { "PM" };
+            csv.push_str(&format!(
+                "100001,{},Pupil0,Family0,01/09/2015,M6 5AB,{:02}/10/2025,{session},{}\n",
+                upn(0),
+                i / 2 + 1,
+                mark.code()
+            ));
+        }
+        std::fs::write(inbox.join("codes.csv"), csv).unwrap();
+        let files = run(&settings, &store).await;
+        assert!(
+            matches!(&files[..], [FileOutcome::Ingested { counts, .. }] if counts.quarantined == 0),
+            "{backend}: {files:?}"
+        );
+        let stored = store
+            .column_text(
+                "SELECT date || ' ' || session || ' ' || mark || ' ' || category FROM attendance_marks \
+                 ORDER BY date, session",
+            )
+            .await
+            .unwrap();
+        let expected: Vec<Option<String>> = marks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                Some(format!(
+                    "2025-10-{:02} {} {} {}",
+                    i / 2 + 1,
+                    if i % 2 == 0 { "AM" } else { "PM" },
+                    m.code(),
+                    m.category().as_str()
+                ))
+            })
+            .collect();
+        assert_eq!(stored, expected, "{backend}");
+    }
+}
+
+/// The same session twice in one file (a resent row, then its correction): one
+/// mark is stored, the later one, on both backends.
+#[tokio::test]
+async fn a_repeated_row_in_one_file_is_stored_once_the_last_one_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("repeated_row_one_file", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let row = |mark: &str| {
+            format!(
+                "100001,{},Pupil0,Family0,01/09/2015,M6 5AB,02/10/2025,AM,{mark}\n",
+                upn(0)
+            )
+        };
+        let csv = format!("{HEADER}{}{}{}", row("/"), row("/"), row("N"));
+        std::fs::write(inbox.join("repeat.csv"), csv).unwrap();
+        let files = run(&settings, &store).await;
+        assert!(
+            matches!(&files[..], [FileOutcome::Ingested { counts, .. }] if counts.records == 3),
+            "{backend}: {files:?}"
+        );
+        let stored = store
+            .column_text("SELECT mark || ' ' || category FROM attendance_marks")
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![Some("N UA".to_string())], "{backend}");
+    }
+}

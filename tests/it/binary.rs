@@ -1,0 +1,388 @@
+//! The real `kinlink` binary, driven the way an operator or systemd drives it:
+//! a config file on disk, a process per run, exit codes and printed reports.
+//!
+//! - `kill -9` in the middle of a large file leaves the store as it was before the
+//!   file, and the next run ingests it exactly once (SQLite and PostgreSQL).
+//! - `check-config` on a broken config prints every problem with file:line, exit 2.
+//! - An HTTP source end to end through `kinlink ingest`, then 304 on an unchanged ETag.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kinlink::domain::Format;
+use kinlink::store::{Store, TableCounts};
+use serde_json::json;
+
+use crate::backends::{fresh_postgres, postgres_url};
+use crate::helpers::{within, FeedServer, Reply};
+
+const KINLINK: &str = env!("CARGO_BIN_EXE_kinlink");
+
+/// The `[source.columns]` table for files from `demo::write_attendance`.
+fn columns_toml(columns: &std::collections::BTreeMap<String, String>) -> String {
+    columns
+        .iter()
+        .map(|(canonical, header)| format!("{canonical} = {header:?}\n"))
+        .collect()
+}
+
+/// A config with one `dir` attendance source reading `inbox`.
+fn dir_config(dir: &Path, database_url: &str, columns: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    let path = dir.join("kinlink.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = \"state\"\ndatabase_url = {database_url:?}\n\n\
+             [[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
+             transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `kinlink --config <config> <args…>` to completion.
+fn kinlink(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(KINLINK)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("KINLINK_CONFIG")
+        .output()
+        .expect("run the kinlink binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Where the read position of the open file `target` stands in process `pid`
+/// (Linux: /proc/PID/fdinfo), or `None` while the process does not hold it open.
+#[cfg(target_os = "linux")]
+fn read_position(pid: u32, target: &Path) -> Option<u64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    for fd in fds.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref() != Some(target) {
+            continue;
+        }
+        let info =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?))
+                .ok()?;
+        return info
+            .lines()
+            .find_map(|l| l.strip_prefix("pos:"))
+            .and_then(|v| v.trim().parse().ok());
+    }
+    None
+}
+
+/// Table counts after `files` are ingested one run each, uninterrupted, into a
+/// fresh SQLite store by the binary.
+async fn reference_counts(
+    dir: &Path,
+    files: &[&Path],
+    columns: &std::collections::BTreeMap<String, String>,
+) -> TableCounts {
+    let ref_dir = dir.join("reference");
+    let config = dir_config(&ref_dir, "sqlite://kinlink.db", &columns_toml(columns));
+    for (i, file) in files.iter().enumerate() {
+        std::fs::copy(file, ref_dir.join(format!("inbox/{i}.csv"))).unwrap();
+        let out = kinlink(&config, &["ingest"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let store = Store::open_sqlite(&ref_dir.join("state/kinlink.db"))
+        .await
+        .unwrap();
+    let counts = store.table_counts().await.unwrap();
+    store.close().await;
+    counts
+}
+
+/// The crash test on one backend: `database_url` names the store the binary uses
+/// and `store` opens the same one for the test's own checks.
+#[cfg(target_os = "linux")]
+async fn kill_nine_mid_file(backend: &str, dir: &Path, database_url: &str, store: Store) {
+    use sha2::{Digest, Sha256};
+
+    let inbox = dir.join("inbox");
+    let small = kinlink::demo::write_attendance(&dir.join("small.csv"), Format::Csv, 300, 1)
+        .expect("write the small file");
+    let config = dir_config(dir, database_url, &columns_toml(&small));
+    std::fs::copy(dir.join("small.csv"), inbox.join("attendance-small.csv")).unwrap();
+    let first = kinlink(&config, &["ingest"]);
+    assert!(first.status.success(), "{backend}: {}", text(&first.stderr));
+    let before: TableCounts = store.table_counts().await.unwrap();
+    assert!(before.attendance_marks > 0, "{backend}: {before:?}");
+
+    // Large enough that storing it takes a good while even in a release build.
+    let rows = 200_000;
+    let big_name = "attendance-2025-11-20.csv";
+    let staged = dir.join("big.csv");
+    kinlink::demo::write_attendance(&staged, Format::Csv, rows, 2).expect("write the big file");
+    // The same two files ingested by uninterrupted runs into a store of their own:
+    // what "exactly once" must reproduce (the files share some pupils and days, so
+    // a few marks of the big file correct marks of the small one).
+    let reference = reference_counts(dir, &[&dir.join("small.csv"), &staged], &small).await;
+    let bytes = std::fs::read(&staged).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
+    drop(bytes);
+    std::fs::rename(&staged, inbox.join(big_name)).unwrap();
+    // The raw copy the binary will make and parse (state_dir resolves against the
+    // config's folder; /proc shows the canonical path).
+    let raw = dir
+        .canonicalize()
+        .unwrap()
+        .join(format!("state/raw/schools/{sha}.csv"));
+
+    let log = std::fs::File::create(dir.join("killed-run.log")).unwrap();
+    let mut child = Command::new(KINLINK)
+        .arg("--config")
+        .arg(&config)
+        .arg("ingest")
+        .env_remove("KINLINK_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start kinlink ingest");
+    // Kill once the parser has read a third of the raw copy: by then the store has
+    // written tens of thousands of rows inside the file's open transaction.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "{backend}: kinlink finished ({status}) before it could be killed mid-file; \
+                 the file is too small for this machine. Log:\n{}",
+                std::fs::read_to_string(dir.join("killed-run.log")).unwrap_or_default()
+            );
+        }
+        if read_position(child.id(), &raw).is_some_and(|pos| pos >= size / 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{backend}: kinlink did not reach a third of the file within 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on Unix.
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{backend}: {status}");
+
+    // Nothing of the file is in the store; the ledger holds it as taken, not done.
+    assert_eq!(
+        store.table_counts().await.unwrap(),
+        before,
+        "{backend}: the killed run left rows behind"
+    );
+    let ledger = store.ledger("schools").await.unwrap();
+    let big: Vec<_> = ledger.iter().filter(|f| f.sha256 == sha).collect();
+    assert_eq!(big.len(), 1, "{backend}: {ledger:?}");
+    assert_eq!(big[0].status, "fetched", "{backend}: {ledger:?}");
+    assert_eq!(big[0].original_name, big_name, "{backend}");
+    assert!(
+        inbox.join(big_name).exists(),
+        "{backend}: still in the inbox"
+    );
+
+    // The restart ingests it exactly once.
+    let second = kinlink(&config, &["ingest", "--format", "json"]);
+    assert!(
+        second.status.success(),
+        "{backend}: {}",
+        text(&second.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&second.stdout)
+        .unwrap_or_else(|e| panic!("{backend}: {e}: {}", text(&second.stdout)));
+    let outcomes: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["ingested", "duplicate"], "{backend}: {report}");
+    let counts = &report["files"][0]["counts"];
+    assert_eq!(counts["rows_read"], rows as i64, "{backend}: {report}");
+    let quarantined = counts["quarantined"].as_i64().unwrap();
+    assert_eq!(
+        counts["records"].as_i64().unwrap(),
+        rows as i64 - quarantined,
+        "{backend}: {report}"
+    );
+    let after = store.table_counts().await.unwrap();
+    assert_eq!(
+        after, reference,
+        "{backend}: the store of uninterrupted runs, every row once"
+    );
+    assert_eq!(
+        after.quarantined - before.quarantined,
+        quarantined,
+        "{backend}"
+    );
+    let ledger = store.ledger("schools").await.unwrap();
+    let big: Vec<_> = ledger.iter().filter(|f| f.sha256 == sha).collect();
+    assert_eq!(big.len(), 1, "{backend}: {ledger:?}");
+    assert_eq!(big[0].status, "ingested", "{backend}");
+    assert!(inbox.join("archive").join(big_name).exists(), "{backend}");
+    assert!(!inbox.join(big_name).exists(), "{backend}");
+
+    // And a third run has nothing to do.
+    let third = kinlink(&config, &["ingest"]);
+    assert!(third.status.success(), "{backend}");
+    assert_eq!(store.table_counts().await.unwrap(), after, "{backend}");
+    store.close().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_in_the_middle_of_a_large_file_then_restart_ingests_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir).unwrap();
+    let store = Store::open_sqlite(&sqlite_dir.join("state/kinlink.db"))
+        .await
+        .unwrap();
+    kill_nine_mid_file("sqlite", &sqlite_dir, "sqlite://kinlink.db", store).await;
+
+    // fresh_postgres names the database kinlink_it_<test>.
+    if let Some(store) = fresh_postgres("kill_nine").await {
+        let pg_dir = dir.path().join("postgres");
+        std::fs::create_dir_all(&pg_dir).unwrap();
+        let url = kinlink::bench::with_database(&postgres_url(), "kinlink_it_kill_nine");
+        kill_nine_mid_file("postgres", &pg_dir, &url, store).await;
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(
+        &config,
+        "state_dir = \"state\"\n\
+         databse_url = \"sqlite://kinlink.db\"\n\
+         \n\
+         [[source]]\n\
+         name = \"schools\"\n\
+         kind = \"attendence\"\n\
+         format = \"csv\"\n\
+         transport = { type = \"dir\", path = \"inbox\" }\n\
+         max_bad_rows = 1.5\n\
+         \n\
+         [mail]\n\
+         transport = \"smtp\"\n\
+         smtp_host = \"smtp.example.org\"\n\
+         smtp_tls = \"none\"\n",
+    )
+    .unwrap();
+    let out = kinlink(&config, &["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for (line, what) in [
+        (2, "databse_url"),
+        (6, "attendence"),
+        (9, "max_bad_rows"),
+        (14, "smtp_tls"),
+    ] {
+        let found = err
+            .lines()
+            .any(|l| l.contains(&format!("broken.toml:{line}:")) && l.contains(what));
+        assert!(found, "no line {line} problem about {what}:\n{err}");
+    }
+    assert!(
+        err.matches("fix:").count() >= 4,
+        "every problem has a fix:\n{err}"
+    );
+    // The missing jobs folder is a fifth problem, of the file rather than a line.
+    assert!(err.contains("jobs folder"), "{err}");
+    assert!(err.contains("5 problem(s)"), "{err}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "a broken config must not create anything"
+    );
+}
+
+#[tokio::test]
+async fn an_http_source_is_ingested_through_the_binary_and_not_refetched_when_unchanged() {
+    within(120, async {
+        let server = FeedServer::start().await;
+        let records = json!({ "data": [
+            { "school_urn": 100001, "forename": "Ann", "surname": "Smith", "dob": "2015-04-03",
+              "date": "2025-03-04", "session": "AM", "mark": "/" },
+            { "school_urn": 100001, "forename": "Ann", "surname": "Smith", "dob": "2015-04-03",
+              "date": "2025-03-04", "session": "PM", "mark": "N" },
+            { "school_urn": 100001, "forename": "Ben", "surname": "Jones", "dob": "2014-01-20",
+              "date": "2025-03-04", "session": "AM", "mark": "Q9" },
+        ]});
+        server.route(
+            "/attendance",
+            [
+                Reply::json(&records).header("ETag", "\"v1\""),
+                Reply::status(304).header("ETag", "\"v1\""),
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        let config = dir.path().join("kinlink.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"state\"\n\n\
+                 [[source]]\nname = \"mis\"\nkind = \"attendance\"\nformat = \"json\"\n\
+                 records_path = \"data\"\nmax_bad_rows = 0.5\n\
+                 transport = {{ type = \"http\", url = {:?}, retries = 0 }}\n",
+                server.url("/attendance")
+            ),
+        )
+        .unwrap();
+        let run = |config: PathBuf| async move {
+            tokio::process::Command::new(KINLINK)
+                .arg("--config")
+                .arg(&config)
+                .args(["ingest", "--format", "json"])
+                .env_remove("KINLINK_CONFIG")
+                .output()
+                .await
+                .expect("run kinlink")
+        };
+
+        let first = run(config.clone()).await;
+        assert!(first.status.success(), "{}", text(&first.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+        let file = &report["files"][0];
+        assert_eq!(file["outcome"], "ingested", "{report}");
+        assert_eq!(file["counts"]["rows_read"], 3, "{report}");
+        assert_eq!(file["counts"]["records"], 2, "{report}");
+        assert_eq!(file["counts"]["quarantined"], 1, "{report}");
+
+        let second = run(config.clone()).await;
+        assert!(second.status.success(), "{}", text(&second.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+        assert_eq!(
+            report["files"],
+            json!([{ "outcome": "not_modified", "source": "mis" }]),
+            "{report}"
+        );
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert_eq!(requests[0].header("if-none-match"), None);
+        assert_eq!(requests[1].header("if-none-match"), Some("\"v1\""));
+
+        let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+            .await
+            .unwrap();
+        let counts = store.table_counts().await.unwrap();
+        assert_eq!(
+            (counts.attendance_marks, counts.mentions, counts.quarantined),
+            (2, 1, 1)
+        );
+        let ledger = store.ledger("mis").await.unwrap();
+        assert_eq!(ledger.len(), 1, "a 304 adds no ledger row: {ledger:?}");
+        assert_eq!(ledger[0].status, "ingested");
+        store.close().await;
+    })
+    .await;
+}
