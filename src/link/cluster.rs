@@ -6,7 +6,8 @@
 //! - cannot-link: different valid UPNs, different valid NHS numbers, two people of one
 //!   police notification, a pair a person rejected in review;
 //! - consistency: no two mentions in one person with dates of birth or forenames that
-//!   disagree outright (`other` level);
+//!   disagree outright (`other` level), or pupils of two schools not sharing an address
+//!   (namesakes born the same day, joined through a third record);
 //! - size: a person never grows past `max_size` mentions automatically.
 
 use std::collections::HashMap;
@@ -181,9 +182,16 @@ impl<'a> Clusters<'a> {
         if ma.len() * mb.len() <= PAIRWISE_LIMIT {
             return ma.iter().all(|&x| {
                 mb.iter().all(|&y| {
-                    let g = compare::compare(p, x as usize, y as usize);
+                    let (x, y) = (x as usize, y as usize);
+                    let g = compare::compare(p, x, y);
+                    let address = compare::get(g, compare::ADDRESS);
+                    let schools_differ =
+                        p.school[x] != 0 && p.school[y] != 0 && p.school[x] != p.school[y];
                     compare::get(g, compare::DOB) != level::DOB_OTHER
                         && compare::get(g, compare::FORENAME) != level::FORENAME_OTHER
+                        && !(schools_differ
+                            && !(address <= level::ADDRESS_STREET
+                                && address != level::ADDRESS_OTHER_HOUSE))
                 })
             });
         }

@@ -501,8 +501,10 @@ fn score_all(
 /// What a pair's records say beyond the compared fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PairFacts {
-    /// Both are pupils, of different schools.
+    /// Both name a school (a pupil's, or the school the police notified), different ones.
     pub schools_differ: bool,
+    /// Both name the same school.
+    pub schools_agree: bool,
     /// One record's role is a child's and the other's an adult's.
     pub ages_conflict: bool,
     /// Both are person ids of one case system.
@@ -513,6 +515,7 @@ impl PairFacts {
     fn of(p: &Prepared, i: usize, j: usize) -> PairFacts {
         PairFacts {
             schools_differ: p.school[i] != 0 && p.school[j] != 0 && p.school[i] != p.school[j],
+            schools_agree: p.school[i] != 0 && p.school[i] == p.school[j],
             ages_conflict: p.age_class[i] != 0
                 && p.age_class[j] != 0
                 && p.age_class[i] != p.age_class[j],
@@ -537,7 +540,9 @@ impl PairFacts {
 /// - pupils of two schools not sharing an address: review at most (namesakes);
 /// - two person ids of one case system: review at most (its own records say two);
 /// - no DOB to compare and only the postcode, not the house, agreeing: review at most
-///   ("never auto-merge on name + postcode alone", domain.md 6).
+///   ("never auto-merge on name + postcode alone", domain.md 6) — unless both
+///   records name the same school (a police notification naming the pupil's school).
+///   Sharing a school is no evidence otherwise: classmates and siblings do.
 pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     let fore = compare::get(g, compare::FORENAME);
     let sur = compare::get(g, compare::SURNAME);
@@ -572,7 +577,10 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     if facts.same_case_source {
         return Some((Band::Review, "two_case_person_ids"));
     }
-    if dob == compare::missing(compare::DOB) && addr == level::ADDRESS_POSTCODE {
+    if dob == compare::missing(compare::DOB)
+        && addr == level::ADDRESS_POSTCODE
+        && !facts.schools_agree
+    {
         return Some((Band::Review, "name_and_postcode_only"));
     }
     None
