@@ -140,6 +140,9 @@ fn forename(p: &Prepared, i: usize, j: usize) -> u8 {
         return 1;
     }
     let (sa, sb) = (p.names.get(a), p.names.get(b));
+    if misspelt_nickname(p, a, sb) || misspelt_nickname(p, b, sa) {
+        return 1;
+    }
     if sa.len() == 1 || sb.len() == 1 {
         return if sa.as_bytes()[0] == sb.as_bytes()[0] {
             4
@@ -155,6 +158,17 @@ fn forename(p: &Prepared, i: usize, j: usize) -> u8 {
     } else {
         5
     }
+}
+
+/// Whether `other` is a close spelling of a name in one of `name`'s nickname groups
+/// (ANDY / ANDRWE for Andrew).
+fn misspelt_nickname(p: &Prepared, name: u32, other: &str) -> bool {
+    other.len() >= 3
+        && p.name_groups[name as usize].iter().any(|&g| {
+            p.group_names[g as usize]
+                .iter()
+                .any(|&n| strsim::jaro_winkler(p.names.get(n), other) >= JW_HIGH)
+        })
 }
 
 fn surname(p: &Prepared, i: usize, j: usize) -> u8 {

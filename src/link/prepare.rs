@@ -57,6 +57,8 @@ pub(crate) struct Nicknames {
     groups: HashMap<String, Vec<u32>>,
     /// The formal name of each group.
     formal: Vec<String>,
+    /// Every name of each group, the formal one first.
+    members: Vec<Vec<String>>,
 }
 
 impl Nicknames {
@@ -68,18 +70,22 @@ impl Nicknames {
                 continue;
             }
             let group = n.formal.len() as u32;
-            let mut names = line.split(',').map(|s| name_letters(s.trim()));
-            let Some(formal) = names.next().filter(|s| !s.is_empty()) else {
+            let names: Vec<String> = line
+                .split(',')
+                .map(|s| name_letters(s.trim()))
+                .filter(|s| !s.is_empty())
+                .collect();
+            let Some(formal) = names.first().cloned() else {
                 continue;
             };
-            n.groups.entry(formal.clone()).or_default().push(group);
-            for name in names.filter(|s| !s.is_empty()) {
-                let g = n.groups.entry(name).or_default();
+            for name in &names {
+                let g = n.groups.entry(name.clone()).or_default();
                 if !g.contains(&group) {
                     g.push(group);
                 }
             }
             n.formal.push(formal);
+            n.members.push(names);
         }
         n
     }
@@ -111,6 +117,8 @@ pub(crate) struct Prepared {
     pub forename_canon: Vec<u32>,
     /// Nickname groups of each interned name id (empty for most).
     pub name_groups: Vec<Vec<u32>>,
+    /// Every name of each nickname group, interned (for a misspelt nickname).
+    pub group_names: Vec<Vec<u32>>,
     /// How many mentions carry each interned name as forename / as surname.
     pub forename_count: Vec<u32>,
     pub surname_count: Vec<u32>,
@@ -277,6 +285,11 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
         p.nhs.push(nhs);
         p.group.push(group);
     }
+    p.group_names = nicknames
+        .members
+        .iter()
+        .map(|names| names.iter().map(|n| p.names.intern(n)).collect())
+        .collect();
     let names = p.names.strings.len();
     p.name_groups = p
         .names
