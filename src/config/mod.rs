@@ -299,7 +299,7 @@ impl Default for LinkageSettings {
             auto_link: 0.95,
             review: 0.60,
             max_cluster_size: 200,
-            max_block_size: 500,
+            max_block_size: 100,
         }
     }
 }

@@ -18,6 +18,8 @@ pub(crate) enum KeyPart {
     Dob,
     BirthYear,
     ForenameCode,
+    /// The forename itself, nicknames resolved (Beth → ELIZABETH).
+    Forename,
     SurnameCode,
     Postcode,
 }
@@ -28,6 +30,7 @@ impl KeyPart {
             KeyPart::Dob => u64::from(p.dob[i]),
             KeyPart::BirthYear => u64::from(p.birth_year(i)),
             KeyPart::ForenameCode => u64::from(p.forename_code[i]),
+            KeyPart::Forename => u64::from(p.forename_canon[i]),
             KeyPart::SurnameCode => u64::from(p.surname_code[i]),
             KeyPart::Postcode => u64::from(p.postcode[i]),
         }
@@ -80,10 +83,12 @@ pub(crate) const DEFAULT_RULES: &[Rule] = &[
         name: "dob+surname_code",
         parts: &[KeyPart::Dob, KeyPart::SurnameCode],
     },
-    // A surname change (marriage, a child taking a step-parent's name).
+    // A surname change (marriage, a child taking a step-parent's name). The
+    // forename itself, not its sound: in a big town hundreds of children share a
+    // birthday, and Soundex puts Oliver and Olivia in one block.
     Rule {
-        name: "dob+forename_code",
-        parts: &[KeyPart::Dob, KeyPart::ForenameCode],
+        name: "dob+forename",
+        parts: &[KeyPart::Dob, KeyPart::Forename],
     },
     // A date of birth missing or mistyped (adults in police and housing records).
     Rule {
@@ -93,11 +98,7 @@ pub(crate) const DEFAULT_RULES: &[Rule] = &[
     // A move with a day/month swap or a mistyped day.
     Rule {
         name: "birth_year+names",
-        parts: &[
-            KeyPart::BirthYear,
-            KeyPart::SurnameCode,
-            KeyPart::ForenameCode,
-        ],
+        parts: &[KeyPart::BirthYear, KeyPart::SurnameCode, KeyPart::Forename],
     },
     // No DOB on either side and a forename spelt differently (adults in police and
     // housing records); bounded by the household's size.
@@ -113,12 +114,15 @@ pub(crate) const DEFAULT_RULES: &[Rule] = &[
 ];
 
 /// Neighbours each member of an oversized block is compared with.
-pub(crate) const WINDOW: usize = 8;
+pub(crate) const WINDOW: usize = 10;
 
-/// A block that was too large to compare all-to-all.
+/// The blocks of one rule that were too large to compare all-to-all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LargeBlock {
     pub rule: &'static str,
+    /// How many blocks were compared within a window.
+    pub blocks: usize,
+    /// The largest of them.
     pub size: usize,
 }
 
@@ -216,13 +220,28 @@ fn rule_pairs(
         }
         let block = &mut keyed[start..end];
         if block.len() > max_block {
-            large.push(LargeBlock {
-                rule: rule.name,
-                size: block.len(),
-            });
+            match large.last_mut().filter(|l| l.rule == rule.name) {
+                Some(l) => {
+                    l.blocks += 1;
+                    l.size = l.size.max(block.len());
+                }
+                None => large.push(LargeBlock {
+                    rule: rule.name,
+                    blocks: 1,
+                    size: block.len(),
+                }),
+            }
+            // The rule's own values are equal inside the block, so this orders by
+            // the others: the same person's records sort next to each other.
             block.sort_unstable_by_key(|&(_, i)| {
                 let i = i as usize;
-                (p.surname_code[i], p.forename_code[i], p.dob[i], i)
+                (
+                    p.surname_code[i],
+                    p.forename_code[i],
+                    p.dob[i],
+                    p.postcode[i],
+                    i,
+                )
             });
             for a in 0..block.len() {
                 for b in a + 1..(a + 1 + WINDOW).min(block.len()) {

@@ -35,9 +35,11 @@ pub(crate) struct Clusters<'a> {
     next: Vec<u32>,
     last: Vec<u32>,
     size: Vec<u32>,
-    /// Distinct key ids per root: UPN, NHS, notification group.
-    upns: Vec<Vec<u32>>,
-    nhs: Vec<Vec<u32>>,
+    /// The valid UPN and NHS number of each root (0 = none): a person never holds
+    /// two, so one value each suffices.
+    upn: Vec<u32>,
+    nhs: Vec<u32>,
+    /// Notification groups per root (police mentions only; empty costs nothing).
     groups: Vec<Vec<u32>>,
     rejected: HashMap<u32, Vec<u32>>,
     max_size: usize,
@@ -63,8 +65,8 @@ impl<'a> Clusters<'a> {
             next: vec![NONE; n],
             last: (0..n as u32).collect(),
             size: vec![1; n],
-            upns: p.upn.iter().map(|&v| one(v)).collect(),
-            nhs: p.nhs.iter().map(|&v| one(v)).collect(),
+            upn: p.upn.clone(),
+            nhs: p.nhs.clone(),
             groups: p.group.iter().map(|&v| one(v)).collect(),
             rejected: rej,
             max_size: max_size.max(2),
@@ -97,7 +99,7 @@ impl<'a> Clusters<'a> {
         if a == b {
             return Ok(());
         }
-        if conflicting(&self.upns[a], &self.upns[b]) || conflicting(&self.nhs[a], &self.nhs[b]) {
+        if conflicting(self.upn[a], self.upn[b]) || conflicting(self.nhs[a], self.nhs[b]) {
             return Err(Refusal::CannotLink);
         }
         if self.groups[a].iter().any(|g| self.groups[b].contains(g)) {
@@ -124,12 +126,15 @@ impl<'a> Clusters<'a> {
         self.next[tail] = small as u32;
         self.last[big] = self.last[small];
         self.size[big] += self.size[small];
-        for sets in [&mut self.upns, &mut self.nhs, &mut self.groups] {
-            let moved = std::mem::take(&mut sets[small]);
-            for v in moved {
-                if !sets[big].contains(&v) {
-                    sets[big].push(v);
-                }
+        for keys in [&mut self.upn, &mut self.nhs] {
+            if keys[big] == 0 {
+                keys[big] = keys[small];
+            }
+        }
+        let moved = std::mem::take(&mut self.groups[small]);
+        for v in moved {
+            if !self.groups[big].contains(&v) {
+                self.groups[big].push(v);
             }
         }
         Ok(())
@@ -140,8 +145,8 @@ impl<'a> Clusters<'a> {
     pub fn could_link(&mut self, i: usize, j: usize) -> bool {
         let (a, b) = (self.find(i), self.find(j));
         a == b
-            || !(conflicting(&self.upns[a], &self.upns[b])
-                || conflicting(&self.nhs[a], &self.nhs[b])
+            || !(conflicting(self.upn[a], self.upn[b])
+                || conflicting(self.nhs[a], self.nhs[b])
                 || self.groups[a].iter().any(|g| self.groups[b].contains(g))
                 || self.rejected_between(a, b))
     }
@@ -227,6 +232,6 @@ impl<'a> Clusters<'a> {
     }
 }
 
-fn conflicting(a: &[u32], b: &[u32]) -> bool {
-    a.iter().any(|x| b.iter().any(|y| x != y))
+fn conflicting(a: u32, b: u32) -> bool {
+    a != 0 && b != 0 && a != b
 }

@@ -12,7 +12,8 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use super::prepare::Prepared;
+use super::prepare::{Prepared, Row};
+use super::strings;
 
 /// A compared field.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,20 +116,21 @@ fn pack(levels: [u8; N_FIELDS]) -> u32 {
 
 /// Compares mentions `i` and `j`.
 pub(crate) fn compare(p: &Prepared, i: usize, j: usize) -> u32 {
+    let (ra, rb) = (&p.rows[i], &p.rows[j]);
     pack([
-        forename(p, i, j),
-        surname(p, i, j),
-        dob(p.dob[i], p.dob[j]),
-        address(p, i, j),
-        sex(p.sex[i], p.sex[j]),
+        forename(p, ra, rb),
+        surname(p, ra, rb),
+        dob(ra.dob, rb.dob),
+        address(ra, rb),
+        sex(ra.sex, rb.sex),
     ])
 }
 
 const JW_HIGH: f64 = 0.92;
 const JW_SIMILAR: f64 = 0.85;
 
-fn forename(p: &Prepared, i: usize, j: usize) -> u8 {
-    let (a, b) = (p.forename[i], p.forename[j]);
+fn forename(p: &Prepared, ra: &Row, rb: &Row) -> u8 {
+    let (a, b) = (ra.forename, rb.forename);
     if a == 0 || b == 0 {
         return missing(FORENAME);
     }
@@ -150,7 +152,7 @@ fn forename(p: &Prepared, i: usize, j: usize) -> u8 {
             5
         };
     }
-    let jw = strsim::jaro_winkler(sa, sb);
+    let jw = strings::jaro_winkler(sa, sb);
     if jw >= JW_HIGH {
         2
     } else if jw >= JW_SIMILAR || one_edit(sa, sb) {
@@ -167,12 +169,12 @@ fn misspelt_nickname(p: &Prepared, name: u32, other: &str) -> bool {
         && p.name_groups[name as usize].iter().any(|&g| {
             p.group_names[g as usize]
                 .iter()
-                .any(|&n| strsim::jaro_winkler(p.names.get(n), other) >= JW_HIGH)
+                .any(|&n| strings::jaro_winkler(p.names.get(n), other) >= JW_HIGH)
         })
 }
 
-fn surname(p: &Prepared, i: usize, j: usize) -> u8 {
-    let (a, b) = (p.surname[i], p.surname[j]);
+fn surname(p: &Prepared, ra: &Row, rb: &Row) -> u8 {
+    let (a, b) = (ra.surname, rb.surname);
     if a == 0 || b == 0 {
         return missing(SURNAME);
     }
@@ -180,7 +182,7 @@ fn surname(p: &Prepared, i: usize, j: usize) -> u8 {
         return 0;
     }
     let (sa, sb) = (p.names.get(a), p.names.get(b));
-    let jw = strsim::jaro_winkler(sa, sb);
+    let jw = strings::jaro_winkler(sa, sb);
     if jw >= JW_HIGH {
         1
     } else if jw >= JW_SIMILAR {
@@ -203,7 +205,7 @@ fn surname(p: &Prepared, i: usize, j: usize) -> u8 {
 /// One insertion, deletion, substitution or transposition apart, for names of three
 /// letters or more (LEO / LOE, which Jaro–Winkler scores low because they are short).
 fn one_edit(a: &str, b: &str) -> bool {
-    a.len() >= 3 && b.len() >= 3 && strsim::osa_distance(a, b) <= 1
+    a.len() >= 3 && b.len() >= 3 && strings::within_one_edit(a, b)
 }
 
 /// Compares two `yyyymmdd` dates (0 = missing).
@@ -233,12 +235,12 @@ pub(crate) fn dob(a: u32, b: u32) -> u8 {
     }
 }
 
-fn address(p: &Prepared, i: usize, j: usize) -> u8 {
-    if p.uprn[i] != 0 && p.uprn[i] == p.uprn[j] {
+fn address(ra: &Row, rb: &Row) -> u8 {
+    if ra.uprn != 0 && ra.uprn == rb.uprn {
         return 0;
     }
-    let (pa, pb) = (p.postcode[i], p.postcode[j]);
-    let (ha, hb) = (p.house[i], p.house[j]);
+    let (pa, pb) = (ra.postcode, rb.postcode);
+    let (ha, hb) = (ra.house, rb.house);
     if pa != 0 && pa == pb {
         return if ha != 0 && hb != 0 {
             if ha == hb {
@@ -250,15 +252,15 @@ fn address(p: &Prepared, i: usize, j: usize) -> u8 {
             2
         };
     }
-    if ha != 0 && ha == hb && p.street[i] != 0 && p.street[i] == p.street[j] {
+    if ha != 0 && ha == hb && ra.street != 0 && ra.street == rb.street {
         return 4;
     }
     if pa == 0 || pb == 0 {
         return missing(ADDRESS);
     }
-    if p.sector[i] == p.sector[j] {
+    if ra.sector == rb.sector {
         5
-    } else if p.district[i] == p.district[j] {
+    } else if ra.district == rb.district {
         6
     } else {
         7

@@ -52,8 +52,8 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
         ..LinkStats::default()
     };
     let t = Instant::now();
-    let p = prepare::prepare(mentions, nicknames());
-    let index: HashMap<i64, u32> = mentions
+    let p = prepare::prepare(mentions, nicknames(), threads);
+    let index: prepare::FxMap<i64, u32> = mentions
         .iter()
         .enumerate()
         .map(|(i, m)| (m.id, i as u32))
@@ -93,6 +93,7 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
         .iter()
         .map(|l| ClusterFlag::LargeBlock {
             rule: l.rule.to_owned(),
+            blocks: l.blocks,
             size: l.size,
         })
         .collect();
@@ -394,7 +395,9 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32]) -> Model {
         for part in rule.parts {
             match part {
                 block::KeyPart::Dob => use_fields[compare::DOB] = false,
-                block::KeyPart::ForenameCode => use_fields[compare::FORENAME] = false,
+                block::KeyPart::ForenameCode | block::KeyPart::Forename => {
+                    use_fields[compare::FORENAME] = false
+                }
                 block::KeyPart::SurnameCode => use_fields[compare::SURNAME] = false,
                 block::KeyPart::Postcode => use_fields[compare::ADDRESS] = false,
                 // Within one birth year, DOB levels of strangers are not those of

@@ -32,6 +32,7 @@ pub mod guard;
 pub mod ids;
 pub mod model;
 mod prepare;
+mod strings;
 
 pub use prepare::NICKNAMES_CSV;
 
@@ -172,9 +173,13 @@ pub enum ClusterFlag {
     /// One case-system person id names two different people (conflicting DOB or
     /// names); its mention is kept apart from both.
     ReusedCasePersonId { mention: i64 },
-    /// A blocking key's block was larger than the cap and was compared only within
-    /// a sorted window.
-    LargeBlock { rule: String, size: usize },
+    /// Blocks of a blocking rule larger than the cap were compared only within a
+    /// sorted window (`blocks` of them, the largest `size` mentions).
+    LargeBlock {
+        rule: String,
+        blocks: usize,
+        size: usize,
+    },
 }
 
 /// Tunables of one linking run (`[linkage]` in config.md, with these defaults).
@@ -198,7 +203,7 @@ impl Default for LinkOptions {
             auto_link: 0.95,
             review: 0.60,
             max_cluster_size: 200,
-            max_block_size: 500,
+            max_block_size: 100,
             threads: 0,
         }
     }

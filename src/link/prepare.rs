@@ -10,6 +10,7 @@
 //! Invariant: id 0 means "missing" in every interned column.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::Datelike;
 
@@ -18,18 +19,67 @@ use super::LinkMention;
 /// The nickname table shipped with kinlink (`config/nicknames.csv`).
 pub const NICKNAMES_CSV: &str = include_str!("../../config/nicknames.csv");
 
+/// The Fx hash (rustc's): a multiply-rotate per word. Interning hashes millions of
+/// short strings, where SipHash's resistance to flooding buys nothing (the keys are
+/// our own normalised values) and costs a third of the time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
 /// Interned strings; id 0 is reserved for "missing".
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     pub strings: Vec<String>,
-    ids: HashMap<String, u32>,
+    ids: FxMap<String, u32>,
 }
 
 impl Interner {
     fn new() -> Self {
         Interner {
             strings: vec![String::new()],
-            ids: HashMap::new(),
+            ids: FxMap::default(),
         }
     }
 
@@ -103,9 +153,27 @@ impl Nicknames {
     }
 }
 
+/// The fields a comparison reads, side by side in one cache line: comparing a pair
+/// touches two rows, not twelve columns.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Row {
+    pub forename: u32,
+    pub surname: u32,
+    pub dob: u32,
+    pub postcode: u32,
+    pub sector: u32,
+    pub district: u32,
+    pub house: u32,
+    pub street: u32,
+    pub uprn: i64,
+    pub sex: u8,
+}
+
 /// Every mention's comparison keys, column-wise (index = position in the input).
 #[derive(Debug, Default)]
 pub(crate) struct Prepared {
+    /// The compared fields of each mention, row-wise (built last from the columns).
+    pub rows: Vec<Row>,
     pub names: Interner,
     /// Interned normalised forename (first token) and surname.
     pub forename: Vec<u32>,
@@ -161,7 +229,63 @@ impl Prepared {
 }
 
 /// Normalises all mentions.
-pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
+pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames, threads: usize) -> Prepared {
+    // Halves prepared in parallel, each with its own interners, then merged: below
+    // this many mentions one thread is quicker than the merge.
+    const PARALLEL_FROM: usize = 50_000;
+    let mut p = if threads >= 2 && mentions.len() >= PARALLEL_FROM {
+        let (a, b) = mentions.split_at(mentions.len() / 2);
+        let (pa, pb) = std::thread::scope(|s| {
+            let hb = s.spawn(|| prepare_part(b, nicknames));
+            let pa = prepare_part(a, nicknames);
+            (pa, hb.join())
+        });
+        match pb {
+            Ok(pb) => merge(pa, pb),
+            Err(_) => prepare_part(mentions, nicknames),
+        }
+    } else {
+        prepare_part(mentions, nicknames)
+    };
+    finish(&mut p, nicknames);
+    p
+}
+
+/// Appends `b` to `a`, re-numbering `b`'s interned ids into `a`'s interners.
+fn merge(mut a: Prepared, b: Prepared) -> Prepared {
+    fn remap(into: &mut Interner, from: &Interner) -> Vec<u32> {
+        from.strings.iter().map(|s| into.intern(s)).collect()
+    }
+    let names = remap(&mut a.names, &b.names);
+    let places = remap(&mut a.places, &b.places);
+    let keys = remap(&mut a.keys, &b.keys);
+    let map = |to: &mut Vec<u32>, from: &[u32], table: &[u32]| {
+        to.extend(from.iter().map(|&id| table[id as usize]));
+    };
+    map(&mut a.forename, &b.forename, &names);
+    map(&mut a.surname, &b.surname, &names);
+    map(&mut a.forename_code, &b.forename_code, &names);
+    map(&mut a.surname_code, &b.surname_code, &names);
+    map(&mut a.forename_canon, &b.forename_canon, &names);
+    map(&mut a.postcode, &b.postcode, &places);
+    map(&mut a.sector, &b.sector, &places);
+    map(&mut a.district, &b.district, &places);
+    map(&mut a.house, &b.house, &places);
+    map(&mut a.street, &b.street, &places);
+    map(&mut a.upn, &b.upn, &keys);
+    map(&mut a.nhs, &b.nhs, &keys);
+    map(&mut a.group, &b.group, &keys);
+    map(&mut a.case_source, &b.case_source, &keys);
+    a.dob.extend_from_slice(&b.dob);
+    a.sex.extend_from_slice(&b.sex);
+    a.uprn.extend_from_slice(&b.uprn);
+    a.school.extend_from_slice(&b.school);
+    a.age_class.extend_from_slice(&b.age_class);
+    a
+}
+
+/// Normalises one run of mentions (no nickname groups or counts yet).
+fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
     let n = mentions.len();
     let mut p = Prepared {
         names: Interner::new(),
@@ -189,7 +313,12 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
     }
     let mut buf = String::new();
     // Soundex and canonical names per distinct forename/surname id, computed once.
-    let mut code_of: HashMap<u32, (u32, u32)> = HashMap::new();
+    let mut code_of: FxMap<u32, (u32, u32)> = FxMap::default();
+    // Postcodes, addresses and sources repeat (a household, a source of thousands):
+    // normalise each distinct written value once.
+    let mut postcode_of: FxMap<&str, (u32, u32, u32)> = FxMap::default();
+    let mut address_of: FxMap<&str, (u32, u32)> = FxMap::default();
+    let mut case_source_of: FxMap<&str, u32> = FxMap::default();
     for m in mentions {
         let fore = m
             .forename
@@ -238,26 +367,30 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
         );
         p.sex.push(sex_code(m.gender.as_deref()));
 
-        let (pc, sector, district) = match m.postcode.as_deref().map(compact_postcode) {
-            Some(pc) if !pc.is_empty() => {
+        let (pc, sector, district) = match m.postcode.as_deref() {
+            Some(raw) => *postcode_of.entry(raw).or_insert_with(|| {
+                let pc = compact_postcode(raw);
+                if pc.is_empty() {
+                    return (0, 0, 0);
+                }
                 let (sector, district) = postcode_parts(&pc);
                 let s = p.places.intern(&sector);
                 let d = p.places.intern(&district);
                 (p.places.intern(&pc), s, d)
-            }
-            _ => (0, 0, 0),
+            }),
+            None => (0, 0, 0),
         };
         p.postcode.push(pc);
         p.sector.push(sector);
         p.district.push(district);
 
-        let (house, street) = m
-            .address_line1
-            .as_deref()
-            .map(address_parts)
-            .unwrap_or_default();
-        let h = p.places.intern(&house);
-        let s = p.places.intern(&street);
+        let (h, s) = match m.address_line1.as_deref() {
+            Some(raw) => *address_of.entry(raw).or_insert_with(|| {
+                let (house, street) = address_parts(raw);
+                (p.places.intern(&house), p.places.intern(&street))
+            }),
+            None => (0, 0),
+        };
         p.house.push(h);
         p.street.push(s);
         p.uprn.push(m.uprn.unwrap_or(0));
@@ -265,7 +398,9 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
         p.age_class.push(age_class(&m.role));
         p.case_source
             .push(if m.kind == crate::domain::FeedKind::Assessment {
-                p.keys.intern(&format!("case\u{1}{}", m.source))
+                *case_source_of
+                    .entry(m.source.as_str())
+                    .or_insert_with(|| p.keys.intern(&format!("case\u{1}{}", m.source)))
             } else {
                 0
             });
@@ -285,6 +420,26 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
         p.nhs.push(nhs);
         p.group.push(group);
     }
+    p
+}
+
+/// Nickname groups, name counts and comparison rows over all mentions.
+fn finish(p: &mut Prepared, nicknames: &Nicknames) {
+    let n = p.len();
+    p.rows = (0..n)
+        .map(|i| Row {
+            forename: p.forename[i],
+            surname: p.surname[i],
+            dob: p.dob[i],
+            postcode: p.postcode[i],
+            sector: p.sector[i],
+            district: p.district[i],
+            house: p.house[i],
+            street: p.street[i],
+            uprn: p.uprn[i],
+            sex: p.sex[i],
+        })
+        .collect();
     p.group_names = nicknames
         .members
         .iter()
@@ -309,7 +464,6 @@ pub(crate) fn prepare(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepar
             p.surnames_present += 1;
         }
     }
-    p
 }
 
 /// Upper-case ASCII letters of the first word of `s` into `buf`; returns its length.

@@ -573,3 +573,26 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn preparing_in_parallel_gives_the_same_persons_as_one_thread() {
+    let mentions = background(1, 25_500);
+    let one = link(
+        &mentions,
+        &Previous::default(),
+        &LinkOptions {
+            threads: 1,
+            ..LinkOptions::default()
+        },
+    );
+    let two = link(
+        &mentions,
+        &Previous::default(),
+        &LinkOptions {
+            threads: 2,
+            ..LinkOptions::default()
+        },
+    );
+    assert_eq!(one.persons, two.persons);
+    assert_eq!(one.pairs.len(), two.pairs.len());
+}

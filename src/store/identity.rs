@@ -619,7 +619,7 @@ impl Store {
                     let (kind, x, y, size, detail): (&str, Option<i64>, Option<i64>, Option<i64>, Option<String>) = match f {
                         ClusterFlag::SizeCap { a, b, size } => ("size_cap", Some(*a), Some(*b), Some(*size as i64), None),
                         ClusterFlag::ReusedCasePersonId { mention } => ("reused_case_person_id", Some(*mention), None, None, None),
-                        ClusterFlag::LargeBlock { rule, size } => ("large_block", None, None, Some(*size as i64), Some(rule.clone())),
+                        ClusterFlag::LargeBlock { rule, size, .. } => ("large_block", None, None, Some(*size as i64), Some(rule.clone())),
                     };
                     b.push_bind(run_id).push_bind(kind).push_bind(x).push_bind(y).push_bind(size).push_bind(detail);
                 });
