@@ -7,7 +7,8 @@
 //!   police notification, a pair a person rejected in review;
 //! - consistency: no two mentions in one person with dates of birth or forenames that
 //!   disagree outright (`other` level), or pupils of two schools not sharing an address
-//!   (namesakes born the same day, joined through a third record);
+//!   (namesakes born the same day, joined through a third record), or two person ids
+//!   of one case system (its own records say two people);
 //! - size: a person never grows past `max_size` mentions automatically.
 
 use std::collections::HashMap;
@@ -192,7 +193,10 @@ impl<'a> Clusters<'a> {
                     let address = compare::get(g, compare::ADDRESS);
                     let schools_differ =
                         p.school[x] != 0 && p.school[y] != 0 && p.school[x] != p.school[y];
-                    compare::get(g, compare::DOB) != level::DOB_OTHER
+                    let two_case_ids =
+                        p.case_source[x] != 0 && p.case_source[x] == p.case_source[y];
+                    !two_case_ids
+                        && compare::get(g, compare::DOB) != level::DOB_OTHER
                         && compare::get(g, compare::FORENAME) != level::FORENAME_OTHER
                         && !(schools_differ
                             && !(address <= level::ADDRESS_STREET

@@ -91,6 +91,7 @@ pub(crate) mod level {
     pub const DOB_ONE_PART: u8 = 2;
     pub const DOB_OTHER: u8 = 4;
     pub const ADDRESS_POSTCODE: u8 = 2;
+    pub const SEX_DISAGREE: u8 = 1;
     pub const ADDRESS_OTHER_HOUSE: u8 = 3;
     pub const ADDRESS_STREET: u8 = 4;
 }

@@ -168,9 +168,12 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     for &(i, j, sp) in &kept {
         links.push(Link::Kept(i, j, sp));
     }
+    // By weight, not probability: probabilities round to 1 for strong pairs, and
+    // the exact match must be tried before the nickname one (twins).
     links.sort_by(|x, y| {
-        y.probability()
-            .total_cmp(&x.probability())
+        y.weight()
+            .total_cmp(&x.weight())
+            .then_with(|| y.probability().total_cmp(&x.probability()))
             .then_with(|| x.ends().cmp(&y.ends()))
     });
     for l in &links {
@@ -240,6 +243,13 @@ impl Link<'_> {
         match self {
             Link::New(s) => s.probability,
             Link::Kept(_, _, sp) => sp.probability,
+        }
+    }
+
+    fn weight(&self) -> f64 {
+        match self {
+            Link::New(s) => s.weight,
+            Link::Kept(_, _, sp) => sp.weight,
         }
     }
 
@@ -512,6 +522,8 @@ pub(crate) struct PairFacts {
     pub ages_conflict: bool,
     /// Both are person ids of one case system.
     pub same_case_source: bool,
+    /// Both are schools' own pupil records.
+    pub both_pupils: bool,
 }
 
 impl PairFacts {
@@ -523,6 +535,7 @@ impl PairFacts {
                 && p.age_class[j] != 0
                 && p.age_class[i] != p.age_class[j],
             same_case_source: p.case_source[i] != 0 && p.case_source[i] == p.case_source[j],
+            both_pupils: p.pupil[i] && p.pupil[j],
         }
     }
 }
@@ -540,6 +553,10 @@ impl PairFacts {
 /// - fewer than two strong groups: review if at least one more is weak, else no link
 ///   (two Mia Smiths born a few days apart across the borough);
 /// - forename disagrees outright: review at most (twins share everything else);
+/// - sex disagrees and the forename is not the same: review at most (Oliver and
+///   Olivia, twins);
+/// - two schools' records of a pupil whose forenames differ by more than a typo:
+///   review at most (schools keep legal names, so Jake and Jacob are two children);
 /// - pupils of two schools not sharing an address: review at most (namesakes);
 /// - two person ids of one case system: review at most (its own records say two);
 /// - no DOB to compare and only the postcode, not the house, agreeing: review at most
@@ -573,6 +590,13 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     }
     if fore == level::FORENAME_OTHER {
         return Some((Band::Review, "forename_disagrees"));
+    }
+    let sex = compare::get(g, compare::SEX);
+    if sex == level::SEX_DISAGREE && fore != level::EXACT {
+        return Some((Band::Review, "sex_and_forename_differ"));
+    }
+    if facts.both_pupils && fore != level::EXACT && fore != level::FORENAME_JW_HIGH {
+        return Some((Band::Review, "pupil_forenames_differ"));
     }
     if facts.schools_differ && !address_strong {
         return Some((Band::Review, "different_schools"));

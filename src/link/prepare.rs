@@ -209,6 +209,8 @@ pub(crate) struct Prepared {
     pub school: Vec<u32>,
     /// What the record's role says of age: 0 unknown, 1 a child, 2 an adult.
     pub age_class: Vec<u8>,
+    /// A school's own record of a pupil (legal names, never a nickname).
+    pub pupil: Vec<bool>,
     /// Interned source name of case-system mentions (0 for other kinds): two
     /// person ids of one case system are two people unless a person says otherwise.
     pub case_source: Vec<u32>,
@@ -281,6 +283,7 @@ fn merge(mut a: Prepared, b: Prepared) -> Prepared {
     a.uprn.extend_from_slice(&b.uprn);
     a.school.extend_from_slice(&b.school);
     a.age_class.extend_from_slice(&b.age_class);
+    a.pupil.extend_from_slice(&b.pupil);
     a
 }
 
@@ -396,6 +399,7 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.uprn.push(m.uprn.unwrap_or(0));
         p.school.push(m.school_urn.unwrap_or(0));
         p.age_class.push(age_class(&m.role));
+        p.pupil.push(m.kind == crate::domain::FeedKind::Attendance);
         p.case_source
             .push(if m.kind == crate::domain::FeedKind::Assessment {
                 *case_source_of
