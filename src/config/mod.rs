@@ -283,7 +283,7 @@ pub struct School {
 }
 
 /// `[linkage]` thresholds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LinkageSettings {
     pub auto_link: f64,
     pub review: f64,
@@ -291,6 +291,10 @@ pub struct LinkageSettings {
     pub max_cluster_size: usize,
     /// Blocks larger than this are compared only within a sorted window.
     pub max_block_size: usize,
+    /// Blocking rules, each key parts joined by `+` (`domain::linkage::KEY_PARTS`).
+    pub blocking: Vec<String>,
+    /// m probabilities fixed instead of estimated: (field, level, m).
+    pub m: Vec<(String, String, f64)>,
 }
 
 impl Default for LinkageSettings {
@@ -300,6 +304,11 @@ impl Default for LinkageSettings {
             review: 0.60,
             max_cluster_size: 200,
             max_block_size: 100,
+            blocking: crate::domain::linkage::DEFAULT_BLOCKING
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            m: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! types through `parse`, so inner code never re-checks them.
 
 pub mod ids;
+pub mod linkage;
 pub mod problem;
 pub mod records;
 

@@ -14,7 +14,7 @@ use super::prepare::Prepared;
 
 /// A value a blocking key is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyPart {
+pub enum KeyPart {
     Dob,
     BirthYear,
     ForenameCode,
@@ -41,23 +41,69 @@ impl KeyPart {
     }
 }
 
-/// One blocking rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rule {
-    pub name: &'static str,
-    pub parts: &'static [KeyPart],
+impl KeyPart {
+    fn parse(s: &str) -> Option<KeyPart> {
+        Some(match s.trim() {
+            "dob" => KeyPart::Dob,
+            "birth_year" => KeyPart::BirthYear,
+            "forename" => KeyPart::Forename,
+            "forename_code" => KeyPart::ForenameCode,
+            "surname_code" => KeyPart::SurnameCode,
+            "postcode" => KeyPart::Postcode,
+            _ => return None,
+        })
+    }
 }
 
-impl Rule {
+/// One blocking rule: mentions agreeing on every part are compared.
+///
+/// Named in config as its parts joined by `+` (`dob+surname_code`); the names are
+/// `domain::linkage::KEY_PARTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockingRule {
+    pub name: String,
+    pub(crate) parts: Vec<KeyPart>,
+}
+
+impl BlockingRule {
+    /// Parses `a+b+c`; `None` for an unknown or repeated part.
+    pub fn parse(name: &str) -> Option<BlockingRule> {
+        if !crate::domain::linkage::blocking_rule_is_valid(name) {
+            return None;
+        }
+        let parts = name
+            .split('+')
+            .map(KeyPart::parse)
+            .collect::<Option<Vec<_>>>()?;
+        Some(BlockingRule {
+            name: name.trim().to_owned(),
+            parts,
+        })
+    }
+
+    /// The shipped rules (`domain::linkage::DEFAULT_BLOCKING`): a nickname or typo in
+    /// the forename (dob+surname_code); a surname change (dob+forename — the name
+    /// itself, not its sound: hundreds of children share a birthday, and Soundex puts
+    /// Oliver and Olivia together); a DOB missing or mistyped (postcode+forename_code);
+    /// a move with a DOB error (birth_year+surname_code+forename); no DOB and a
+    /// forename spelt differently (postcode+surname_code); both names recorded
+    /// differently (dob+postcode).
+    pub fn defaults() -> Vec<BlockingRule> {
+        crate::domain::linkage::DEFAULT_BLOCKING
+            .iter()
+            .filter_map(|r| BlockingRule::parse(r))
+            .collect()
+    }
+
     /// Whether the rule keys on where people live (such blocks are full of
     /// households: same surname and address, different people).
-    pub fn keys_on_address(&self) -> bool {
+    pub(crate) fn keys_on_address(&self) -> bool {
         self.parts.iter().any(|p| p.is_address())
     }
 
     fn key(&self, p: &Prepared, i: usize, salt: u64) -> Option<u64> {
         let mut h = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for part in self.parts {
+        for part in &self.parts {
             let v = part.value(p, i);
             if v == 0 {
                 return None;
@@ -68,7 +114,7 @@ impl Rule {
     }
 
     /// Whether mentions `i` and `j` share this rule's key.
-    pub fn holds(&self, p: &Prepared, i: usize, j: usize) -> bool {
+    pub(crate) fn holds(&self, p: &Prepared, i: usize, j: usize) -> bool {
         self.parts.iter().all(|part| {
             let v = part.value(p, i);
             v != 0 && v == part.value(p, j)
@@ -76,50 +122,13 @@ impl Rule {
     }
 }
 
-/// The default rules: each catches what the others miss.
-pub(crate) const DEFAULT_RULES: &[Rule] = &[
-    // A nickname or a typo in the forename.
-    Rule {
-        name: "dob+surname_code",
-        parts: &[KeyPart::Dob, KeyPart::SurnameCode],
-    },
-    // A surname change (marriage, a child taking a step-parent's name). The
-    // forename itself, not its sound: in a big town hundreds of children share a
-    // birthday, and Soundex puts Oliver and Olivia in one block.
-    Rule {
-        name: "dob+forename",
-        parts: &[KeyPart::Dob, KeyPart::Forename],
-    },
-    // A date of birth missing or mistyped (adults in police and housing records).
-    Rule {
-        name: "postcode+forename_code",
-        parts: &[KeyPart::Postcode, KeyPart::ForenameCode],
-    },
-    // A move with a day/month swap or a mistyped day.
-    Rule {
-        name: "birth_year+names",
-        parts: &[KeyPart::BirthYear, KeyPart::SurnameCode, KeyPart::Forename],
-    },
-    // No DOB on either side and a forename spelt differently (adults in police and
-    // housing records); bounded by the household's size.
-    Rule {
-        name: "postcode+surname_code",
-        parts: &[KeyPart::Postcode, KeyPart::SurnameCode],
-    },
-    // Both names recorded differently (a preferred name not in the nickname table).
-    Rule {
-        name: "dob+postcode",
-        parts: &[KeyPart::Dob, KeyPart::Postcode],
-    },
-];
-
 /// Neighbours each member of an oversized block is compared with.
 pub(crate) const WINDOW: usize = 10;
 
 /// The blocks of one rule that were too large to compare all-to-all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LargeBlock {
-    pub rule: &'static str,
+    pub rule: String,
     /// How many blocks were compared within a window.
     pub blocks: usize,
     /// The largest of them.
@@ -141,7 +150,7 @@ pub(crate) fn unpair(x: u64) -> (usize, usize) {
 /// at least one changed mention.
 pub(crate) fn candidates(
     p: &Prepared,
-    rules: &[Rule],
+    rules: &[BlockingRule],
     changed: Option<&[bool]>,
     max_block: usize,
     threads: usize,
@@ -184,7 +193,7 @@ pub(crate) fn candidates(
 
 fn rule_pairs(
     p: &Prepared,
-    rule: &Rule,
+    rule: &BlockingRule,
     salt: u64,
     changed: Option<&[bool]>,
     max_block: usize,
@@ -226,7 +235,7 @@ fn rule_pairs(
                     l.size = l.size.max(block.len());
                 }
                 None => large.push(LargeBlock {
-                    rule: rule.name,
+                    rule: rule.name.clone(),
                     blocks: 1,
                     size: block.len(),
                 }),

@@ -14,6 +14,7 @@ use chrono::{Datelike, NaiveDate};
 
 use super::prepare::{Prepared, Row};
 use super::strings;
+use crate::domain::linkage;
 
 /// A compared field.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,46 +35,27 @@ pub(crate) const SEX: usize = 4;
 pub(crate) const FIELDS: [Field; 5] = [
     Field {
         name: "forename",
-        levels: &[
-            "exact", "nickname", "jw_high", "similar", "initial", "other", "missing",
-        ],
+        levels: linkage::FORENAME_LEVELS,
         prior_m: &[0.82, 0.05, 0.05, 0.03, 0.02, 0.03],
     },
     Field {
         name: "surname",
-        levels: &["exact", "jw_high", "similar", "part", "other", "missing"],
+        levels: linkage::SURNAME_LEVELS,
         prior_m: &[0.88, 0.04, 0.02, 0.01, 0.05],
     },
     Field {
         name: "dob",
-        levels: &[
-            "exact",
-            "day_month_swapped",
-            "one_part_differs",
-            "within_a_year",
-            "other",
-            "missing",
-        ],
+        levels: linkage::DOB_LEVELS,
         prior_m: &[0.88, 0.03, 0.06, 0.01, 0.02],
     },
     Field {
         name: "address",
-        levels: &[
-            "uprn",
-            "full",
-            "postcode",
-            "postcode_other_house",
-            "street",
-            "sector",
-            "district",
-            "other",
-            "missing",
-        ],
+        levels: linkage::ADDRESS_LEVELS,
         prior_m: &[0.20, 0.45, 0.08, 0.02, 0.02, 0.04, 0.05, 0.14],
     },
     Field {
         name: "sex",
-        levels: &["agree", "disagree", "missing"],
+        levels: linkage::SEX_LEVELS,
         prior_m: &[0.98, 0.02],
     },
 ];

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use super::block::{self, DEFAULT_RULES};
+use super::block;
 use super::cluster::{Clusters, Refusal};
 use super::compare::{self, level, FIELDS, N_FIELDS};
 use super::model::{self, Model, Weights};
@@ -67,7 +67,7 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     let t = Instant::now();
     let (candidates, large) = block::candidates(
         &p,
-        DEFAULT_RULES,
+        &opts.blocking,
         changed.as_deref(),
         opts.max_block_size,
         threads,
@@ -79,7 +79,7 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     let t = Instant::now();
     let model = match (&previous.model, &changed) {
         (Some(m), Some(_)) if m.fits_fields() => m.clone(),
-        _ => estimate(&p, &candidates, &gammas),
+        _ => estimate(&p, &candidates, &gammas, opts),
     };
     stats.em_s = t.elapsed().as_secs_f64();
 
@@ -92,7 +92,7 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     let mut flags: Vec<ClusterFlag> = large
         .iter()
         .map(|l| ClusterFlag::LargeBlock {
-            rule: l.rule.to_owned(),
+            rule: l.rule.clone(),
             blocks: l.blocks,
             size: l.size,
         })
@@ -384,7 +384,7 @@ fn compare_all(p: &Prepared, pairs: &[u64], threads: usize) -> Vec<u32> {
 
 /// Estimates u from random pairs and m by EM on blocks that do not key on address,
 /// each field from the blocks that do not key on it.
-fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32]) -> Model {
+fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32], opts: &LinkOptions) -> Model {
     let mut model = Model::prior();
     if p.len() < 2 {
         return model;
@@ -399,10 +399,10 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32]) -> Model {
     // the fields its blocks do not key on (Splink's practice): inside a block keyed
     // on a field that field agrees by construction and says nothing about matches.
     let mut address_m: Vec<Vec<f64>> = Vec::new();
-    for rule in DEFAULT_RULES.iter().filter(|r| !r.keys_on_address()) {
+    for rule in opts.blocking.iter().filter(|r| !r.keys_on_address()) {
         let mut use_fields = [true; N_FIELDS];
         let mut u_rule = u.clone();
-        for part in rule.parts {
+        for part in &rule.parts {
             match part {
                 block::KeyPart::Dob => use_fields[compare::DOB] = false,
                 block::KeyPart::ForenameCode | block::KeyPart::Forename => {
@@ -442,6 +442,16 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32]) -> Model {
         m[compare::ADDRESS] = (0..k)
             .map(|l| address_m.iter().map(|v| v[l]).sum::<f64>() / address_m.len() as f64)
             .collect();
+    }
+
+    // m fixed by config wins over the estimate; the field's other levels share
+    // what is left in their estimated proportions.
+    for o in &opts.m_overrides {
+        if let Some(f) = FIELDS.iter().position(|f| f.name == o.field) {
+            if let Some(l) = FIELDS[f].levels.iter().position(|l| *l == o.level) {
+                model::fix_m(&mut m[f], l, o.m, &opts.m_overrides, f);
+            }
+        }
     }
 
     // The prior among all candidate pairs, with m and u fixed.

@@ -24,6 +24,8 @@ use chrono::NaiveDate;
 use crate::domain::FeedKind;
 
 mod block;
+
+pub use block::{BlockingRule, KeyPart};
 mod cluster;
 mod compare;
 mod engine;
@@ -195,6 +197,18 @@ pub struct LinkOptions {
     pub max_block_size: usize,
     /// Worker threads for blocking and scoring (0 = available parallelism).
     pub threads: usize,
+    /// The blocking rules (`[linkage] blocking`).
+    pub blocking: Vec<BlockingRule>,
+    /// m probabilities fixed by config (`[linkage.m.<field>]`) instead of estimated.
+    pub m_overrides: Vec<MOverride>,
+}
+
+/// One m probability fixed by config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MOverride {
+    pub field: String,
+    pub level: String,
+    pub m: f64,
 }
 
 impl Default for LinkOptions {
@@ -205,6 +219,8 @@ impl Default for LinkOptions {
             max_cluster_size: 200,
             max_block_size: 100,
             threads: 0,
+            blocking: BlockingRule::defaults(),
+            m_overrides: Vec::new(),
         }
     }
 }

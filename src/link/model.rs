@@ -343,3 +343,35 @@ pub(crate) fn lambda_only(patterns: &[(u32, f64)], u: &[Vec<f64>], m: &[Vec<f64>
     }
     lambda
 }
+
+/// Sets `m[level] = value` for field `f`, keeps every other level `overrides` fixes,
+/// and scales the remaining non-missing levels to fill what is left.
+pub(crate) fn fix_m(
+    m: &mut [f64],
+    level: usize,
+    value: f64,
+    overrides: &[super::MOverride],
+    f: usize,
+) {
+    let k = m.len() - 1;
+    if level >= k {
+        return;
+    }
+    let fixed: Vec<bool> = (0..k)
+        .map(|l| {
+            l == level
+                || overrides
+                    .iter()
+                    .any(|o| o.field == FIELDS[f].name && o.level == FIELDS[f].levels[l])
+        })
+        .collect();
+    m[level] = value.clamp(FLOOR, 1.0 - FLOOR);
+    let fixed_sum: f64 = (0..k).filter(|&l| fixed[l]).map(|l| m[l]).sum();
+    let free_sum: f64 = (0..k).filter(|&l| !fixed[l]).map(|l| m[l]).sum();
+    let left = (1.0 - fixed_sum).max(0.0);
+    if free_sum > 0.0 {
+        for l in (0..k).filter(|&l| !fixed[l]) {
+            m[l] = (m[l] / free_sum * left).clamp(FLOOR, 1.0 - FLOOR);
+        }
+    }
+}

@@ -596,3 +596,37 @@ fn preparing_in_parallel_gives_the_same_persons_as_one_thread() {
     assert_eq!(one.persons, two.persons);
     assert_eq!(one.pairs.len(), two.pairs.len());
 }
+
+#[test]
+fn configured_m_overrides_the_estimate_and_rules_can_be_chosen() {
+    let mentions = background(1, 300);
+    let opts = LinkOptions {
+        m_overrides: vec![MOverride {
+            field: "forename".to_owned(),
+            level: "nickname".to_owned(),
+            m: 0.2,
+        }],
+        ..LinkOptions::default()
+    };
+    let r = link(&mentions, &Previous::default(), &opts);
+    let forename = &r.model.fields[0];
+    assert_eq!(forename.field, "forename");
+    assert!((forename.m[1] - 0.2).abs() < 1e-9, "{:?}", forename.m);
+    let total: f64 = forename.m[..forename.m.len() - 1].iter().sum();
+    assert!((total - 1.0).abs() < 1e-6, "m still sums to one: {total}");
+
+    // With a single rule that no pair satisfies, nothing is compared.
+    let none = LinkOptions {
+        blocking: vec![
+            BlockingRule::parse("postcode+dob+forename_code+surname_code+birth_year").unwrap(),
+        ],
+        ..LinkOptions::default()
+    };
+    let mut strangers = background(1, 50);
+    for m in &mut strangers {
+        m.postcode = None;
+    }
+    let r = link(&strangers, &Previous::default(), &none);
+    assert_eq!(r.stats.candidate_pairs, 0);
+    assert!(BlockingRule::parse("dob+shoe_size").is_none());
+}

@@ -45,6 +45,20 @@ pub fn link_options(l: &LinkageSettings) -> LinkOptions {
         review: l.review,
         max_cluster_size: l.max_cluster_size,
         max_block_size: l.max_block_size,
+        blocking: l
+            .blocking
+            .iter()
+            .filter_map(|r| link::BlockingRule::parse(r))
+            .collect(),
+        m_overrides: l
+            .m
+            .iter()
+            .map(|(field, level, m)| link::MOverride {
+                field: field.clone(),
+                level: level.clone(),
+                m: *m,
+            })
+            .collect(),
         ..LinkOptions::default()
     }
 }
