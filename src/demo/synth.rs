@@ -851,6 +851,7 @@ impl<'a> Generator<'a> {
             school_urn: Some(urn),
             group: None,
             seen_on: Some(seen_on),
+            identity_conflict: false,
         };
         self.push(mention, home.id, m, bits);
     }
@@ -892,6 +893,7 @@ impl<'a> Generator<'a> {
             school_urn: None,
             group: None,
             seen_on: Some(seen_on),
+            identity_conflict: false,
         };
         self.push(mention, home.id, m, bits);
     }
@@ -958,6 +960,7 @@ impl<'a> Generator<'a> {
             school_urn,
             group: Some(notification.to_string()),
             seen_on: Some(on),
+            identity_conflict: false,
         };
         self.push(mention, family, m, bits);
     }
@@ -991,6 +994,7 @@ impl<'a> Generator<'a> {
             school_urn: None,
             group: None,
             seen_on: Some(served),
+            identity_conflict: false,
         };
         self.next_notice += 1;
         self.push(mention, home.id, m, bits);

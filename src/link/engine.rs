@@ -89,14 +89,16 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     stats.score_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut flags: Vec<ClusterFlag> = large
+    let mut flags: Vec<ClusterFlag> = mentions
         .iter()
-        .map(|l| ClusterFlag::LargeBlock {
-            rule: l.rule.clone(),
-            blocks: l.blocks,
-            size: l.size,
-        })
+        .filter(|m| m.identity_conflict)
+        .map(|m| ClusterFlag::ReusedCasePersonId { mention: m.id })
         .collect();
+    flags.extend(large.iter().map(|l| ClusterFlag::LargeBlock {
+        rule: l.rule.clone(),
+        blocks: l.blocks,
+        size: l.size,
+    }));
 
     // Pairs kept from the last run: both mentions unchanged and still present.
     let mut kept: Vec<(u32, u32, &ScoredPair)> = Vec::new();
@@ -534,6 +536,8 @@ pub(crate) struct PairFacts {
     pub same_case_source: bool,
     /// Both are schools' own pupil records.
     pub both_pupils: bool,
+    /// Either mention's key has named two people.
+    pub conflicted: bool,
 }
 
 impl PairFacts {
@@ -546,6 +550,7 @@ impl PairFacts {
                 && p.age_class[i] != p.age_class[j],
             same_case_source: p.case_source[i] != 0 && p.case_source[i] == p.case_source[j],
             both_pupils: p.pupil[i] && p.pupil[j],
+            conflicted: p.conflicted[i] || p.conflicted[j],
         }
     }
 }
@@ -557,6 +562,7 @@ impl PairFacts {
 /// and month swapped; the same dwelling or postcode) or *weak* (a looser spelling or
 /// an initial; a DOB one part off). A forename or DOB that disagrees outright, or a
 /// child's record against an adult's, outweighs any shared address:
+/// - a mention whose key has named two people: review at most;
 /// - DOB disagrees outright (both given): no link (a father and son of one name);
 /// - a child's role against an adult's without the DOB agreeing: no link (a mother and
 ///   daughter of one name, the mother's DOB unrecorded);
@@ -580,6 +586,9 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     let addr = compare::get(g, compare::ADDRESS);
     if dob == level::DOB_OTHER {
         return Some((Band::NoLink, "dob_disagrees"));
+    }
+    if facts.conflicted {
+        return Some((Band::Review, "reused_identifier"));
     }
     let dob_strong = dob < level::DOB_ONE_PART;
     if facts.ages_conflict && !dob_strong {

@@ -67,6 +67,9 @@ pub struct LinkMention {
     /// The latest date a record of this mention speaks of (an attendance date, an
     /// incident, a notice served, a referral): orders addresses in time.
     pub seen_on: Option<NaiveDate>,
+    /// The mention's key (a case-system person id, a UPN) has been seen with two
+    /// people's details: it is kept apart from everyone and flagged, never merged.
+    pub identity_conflict: bool,
 }
 
 /// What a pair's match probability says should happen.
@@ -172,8 +175,8 @@ pub struct Decision {
 pub enum ClusterFlag {
     /// A merge would have grown a person past the size cap; the pair went to review.
     SizeCap { a: i64, b: i64, size: usize },
-    /// One case-system person id names two different people (conflicting DOB or
-    /// names); its mention is kept apart from both.
+    /// One mention key (a case-system person id, a UPN) names two different people
+    /// (conflicting DOB and forename); its mention is kept apart from everyone.
     ReusedCasePersonId { mention: i64 },
     /// Blocks of a blocking rule larger than the cap were compared only within a
     /// sorted window (`blocks` of them, the largest `size` mentions).

@@ -211,6 +211,8 @@ pub(crate) struct Prepared {
     pub age_class: Vec<u8>,
     /// A school's own record of a pupil (legal names, never a nickname).
     pub pupil: Vec<bool>,
+    /// The mention's key has named two people: never linked automatically.
+    pub conflicted: Vec<bool>,
     /// Interned source name of case-system mentions (0 for other kinds): two
     /// person ids of one case system are two people unless a person says otherwise.
     pub case_source: Vec<u32>,
@@ -284,6 +286,7 @@ fn merge(mut a: Prepared, b: Prepared) -> Prepared {
     a.school.extend_from_slice(&b.school);
     a.age_class.extend_from_slice(&b.age_class);
     a.pupil.extend_from_slice(&b.pupil);
+    a.conflicted.extend_from_slice(&b.conflicted);
     a
 }
 
@@ -400,6 +403,7 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.school.push(m.school_urn.unwrap_or(0));
         p.age_class.push(age_class(&m.role));
         p.pupil.push(m.kind == crate::domain::FeedKind::Attendance);
+        p.conflicted.push(m.identity_conflict);
         p.case_source
             .push(if m.kind == crate::domain::FeedKind::Assessment {
                 *case_source_of
@@ -409,10 +413,18 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
                 0
             });
 
-        let upn = m.upn.as_deref().map(|s| p.keys.intern(s)).unwrap_or(0);
+        // A key that has named two people is no key.
+        let trusted = !m.identity_conflict;
+        let upn = m
+            .upn
+            .as_deref()
+            .filter(|_| trusted)
+            .map(|s| p.keys.intern(s))
+            .unwrap_or(0);
         let nhs = m
             .nhs_number
             .as_deref()
+            .filter(|_| trusted)
             .map(|s| p.keys.intern(&format!("nhs:{s}")))
             .unwrap_or(0);
         let group = m

@@ -31,6 +31,7 @@ fn mention(id: i64, kind: FeedKind, source: &str, fore: &str, sur: &str, dob: &s
         school_urn: None,
         group: None,
         seen_on: None,
+        identity_conflict: false,
     }
 }
 
@@ -539,6 +540,7 @@ mod properties {
                 school_urn: None,
                 group: group.map(str::to_owned),
                 seen_on: None,
+                identity_conflict: false,
             })
     }
 
@@ -629,4 +631,53 @@ fn configured_m_overrides_the_estimate_and_rules_can_be_chosen() {
     let r = link(&strangers, &Previous::default(), &none);
     assert_eq!(r.stats.candidate_pairs, 0);
     assert!(BlockingRule::parse("dob+shoe_size").is_none());
+}
+
+#[test]
+fn a_key_that_named_two_people_is_flagged_and_merges_no_one() {
+    let mut mentions = background(1000, 100);
+    // Case person 7 was first a child, then (reused) an adult; its mention holds the
+    // last details and has the same UPN as a pupil.
+    let mut reused = upn(
+        at(
+            mention(
+                1,
+                FeedKind::Assessment,
+                "cases",
+                "Ruby",
+                "Hart",
+                "2014-02-02",
+            ),
+            "4 Mill Lane",
+            "M6 1AB",
+        ),
+        "A355200100101",
+    );
+    reused.identity_conflict = true;
+    let pupil = upn(
+        at(
+            mention(
+                2,
+                FeedKind::Attendance,
+                "school",
+                "Ruby",
+                "Hart",
+                "2014-02-02",
+            ),
+            "4 Mill Lane",
+            "M6 1AB",
+        ),
+        "A355200100101",
+    );
+    mentions.extend([reused, pupil]);
+    let r = run(&mentions);
+    assert_ne!(
+        person_of(&r, 1),
+        person_of(&r, 2),
+        "a reused key links no one"
+    );
+    assert!(r
+        .flags
+        .iter()
+        .any(|f| *f == ClusterFlag::ReusedCasePersonId { mention: 1 }));
 }

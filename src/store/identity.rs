@@ -353,6 +353,10 @@ impl Store {
                 list.push(key);
             }
         }
+        let conflicted: std::collections::HashSet<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM mentions WHERE identity_conflict").fetch_all(p).await)?
+        .into_iter()
+        .collect();
         let mut mentions = Vec::with_capacity(rows.len());
         for r in rows {
             let Ok(kind) = FeedKind::from_str(&r.2) else {
@@ -360,6 +364,7 @@ impl Store {
                 continue;
             };
             mentions.push(LinkMention {
+                identity_conflict: conflicted.contains(&r.0),
                 id: r.0,
                 group: if kind == FeedKind::PoliceDa {
                     group.remove(&r.0)

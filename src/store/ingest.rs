@@ -26,6 +26,16 @@ const MARK_PARAMS: usize = 6;
 // SQLite refuses a statement with more than 32,766 parameters.
 const _: () = assert!(SQLITE_MARK_CHUNK * MARK_PARAMS <= 32_766);
 
+/// Whether two records under one mention key describe two different people: a
+/// date of birth and a forename that both differ (a corrected typo changes one).
+fn two_people(a: &PersonMention, b: &PersonMention) -> bool {
+    let differ = |x: &Option<String>, y: &Option<String>| match (x, y) {
+        (Some(x), Some(y)) => !x.eq_ignore_ascii_case(y),
+        _ => false,
+    };
+    matches!((a.dob, b.dob), (Some(x), Some(y)) if x != y) && differ(&a.forename, &b.forename)
+}
+
 /// What a file produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FileCounts {
@@ -52,6 +62,8 @@ pub struct FileTx {
     /// The code table in [`Mark::all`] order: a mark's position is the number the
     /// SQLite statement binds (present codes come first, so the scan is short).
     marks: Vec<Mark>,
+    /// Mention keys seen naming two people in one batch, to flag after the upsert.
+    conflicted: Vec<String>,
 }
 
 impl FileTx {
@@ -74,6 +86,7 @@ impl FileTx {
             mentions: HashMap::new(),
             sqlite_marks_sql: HashMap::new(),
             marks: Mark::all().collect(),
+            conflicted: Vec::new(),
         })
     }
 
@@ -192,7 +205,14 @@ impl FileTx {
             ids.push(None);
             previous = None;
             match pending_at.get(m.mention_key.as_str()) {
-                Some(&i) => pending[i] = m,
+                Some(&i) => {
+                    // Two rows of one batch under one key: the upsert sees only the
+                    // last, so a key naming two people is caught here.
+                    if two_people(pending[i], m) {
+                        self.conflicted.push(m.mention_key.clone());
+                    }
+                    pending[i] = m
+                }
                 None => {
                     pending_at.insert(&m.mention_key, pending.len());
                     pending.push(m);
@@ -201,6 +221,9 @@ impl FileTx {
         }
         for chunk in pending.chunks(MENTION_CHUNK) {
             let returned = self.write_mentions(chunk).await?;
+            if !self.conflicted.is_empty() {
+                self.mark_conflicted().await?;
+            }
             let by_key: HashMap<&str, &PersonMention> =
                 chunk.iter().map(|m| (m.mention_key.as_str(), *m)).collect();
             for (id, key) in returned {
@@ -267,6 +290,22 @@ impl FileTx {
         Ok(())
     }
 
+    /// Flags the mentions whose keys named two people within one batch.
+    async fn mark_conflicted(&mut self) -> Result<(), StoreError> {
+        let keys = std::mem::take(&mut self.conflicted);
+        let source = self.source.clone();
+        for key in keys {
+            on_tx!(self.tx, t => sqlx::query(
+                "UPDATE mentions SET identity_conflict = TRUE WHERE source = $1 AND mention_key = $2")
+                .bind(&source)
+                .bind(&key)
+                .execute(&mut **t)
+                .await
+                .map(|_| ()))?;
+        }
+        Ok(())
+    }
+
     async fn write_mentions(
         &mut self,
         chunk: &[&PersonMention],
@@ -306,7 +345,12 @@ impl FileTx {
                  postcode = excluded.postcode, postcode_valid = excluded.postcode_valid, \
                  uprn = excluded.uprn, upn = excluded.upn, upn_valid = excluded.upn_valid, \
                  nhs_number = excluded.nhs_number, nhs_valid = excluded.nhs_valid, \
-                 school_urn = excluded.school_urn, last_file_id = excluded.last_file_id \
+                 school_urn = excluded.school_urn, last_file_id = excluded.last_file_id, \
+                 identity_conflict = (mentions.identity_conflict OR ( \
+                     mentions.dob IS NOT NULL AND excluded.dob IS NOT NULL \
+                     AND mentions.dob <> excluded.dob \
+                     AND mentions.forename IS NOT NULL AND excluded.forename IS NOT NULL \
+                     AND UPPER(mentions.forename) <> UPPER(excluded.forename))) \
                  RETURNING id, mention_key",
             );
             qb.build_query_as::<(i64, String)>().fetch_all(&mut **t).await

@@ -466,3 +466,52 @@ mark = "Mark"
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found: person 99"));
 }
+
+/// One UPN given to two different children (a reused or mistyped identifier): the
+/// mention is flagged, nobody is merged through it, and the flag reaches the link run.
+#[tokio::test]
+async fn a_key_that_names_two_people_is_flagged_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("reused_key_flagged", dir.path()).await {
+        let schools = dir.path().join(format!("schools-reused-{backend}"));
+        std::fs::create_dir_all(&schools).unwrap();
+        let settings = settings(dir.path(), vec![source("schools", &schools)]);
+        // Within one file: pupil 7's UPN also on a different child.
+        let mut first = marks(100001, &[7, 8], 1);
+        first.push_str(&format!(
+            "100001,{},Zara,Family7,03/03/2012,7 Oak Road,M6 5AB,01/10/2025,AM,/\n",
+            upn(7)
+        ));
+        std::fs::write(schools.join("a.csv"), first).unwrap();
+        ingest(&settings, &store).await;
+        let conflicted = store
+            .scalar_i64("SELECT COUNT(*) FROM mentions WHERE identity_conflict")
+            .await
+            .unwrap();
+        assert_eq!(
+            conflicted, 1,
+            "{backend}: the reused key is flagged in the file"
+        );
+        // Across files: pupil 8's UPN on a different child in the next file.
+        std::fs::write(
+            schools.join("b.csv"),
+            format!(
+                "{HEADER}100001,{},Yusuf,Family8,04/04/2013,8 Oak Road,M6 5AB,02/10/2025,AM,/\n",
+                upn(8)
+            ),
+        )
+        .unwrap();
+        ingest(&settings, &store).await;
+        let conflicted = store
+            .scalar_i64("SELECT COUNT(*) FROM mentions WHERE identity_conflict")
+            .await
+            .unwrap();
+        assert_eq!(
+            conflicted, 2,
+            "{backend}: the key reused across files is flagged too"
+        );
+        let report = link(&settings, &store).await;
+        assert!(report.counts.flags >= 2, "{backend}: {report:?}");
+        store.close().await;
+    }
+}

@@ -53,6 +53,7 @@ fn mention(source: &str, record: &Record) -> LinkMention {
         school_urn: p.school_urn.map(|u| u.get()),
         group: None,
         seen_on: None,
+        identity_conflict: false,
     };
     let seen: NaiveDate = match record {
         Record::Attendance(a) => {
