@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use super::caps;
 use super::compare::{self, level};
 use super::prepare::Prepared;
 
@@ -190,17 +191,7 @@ impl<'a> Clusters<'a> {
                 mb.iter().all(|&y| {
                     let (x, y) = (x as usize, y as usize);
                     let g = compare::compare(p, x, y);
-                    let address = compare::get(g, compare::ADDRESS);
-                    let schools_differ =
-                        p.school[x] != 0 && p.school[y] != 0 && p.school[x] != p.school[y];
-                    let two_case_ids =
-                        p.case_source[x] != 0 && p.case_source[x] == p.case_source[y];
-                    !two_case_ids
-                        && compare::get(g, compare::DOB) != level::DOB_OTHER
-                        && compare::get(g, compare::FORENAME) != level::FORENAME_OTHER
-                        && !(schools_differ
-                            && !(address <= level::ADDRESS_STREET
-                                && address != level::ADDRESS_OTHER_HOUSE))
+                    !caps::says_different(caps::guard(g, caps::PairFacts::of(p, x, y)))
                 })
             });
         }

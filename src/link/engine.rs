@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::block;
+use super::caps::{guard, PairFacts};
 use super::cluster::{Clusters, Refusal};
-use super::compare::{self, level, FIELDS, N_FIELDS};
+use super::compare::{self, FIELDS, N_FIELDS};
 use super::model::{self, Model, Weights};
 use super::prepare::{self, Nicknames, Prepared};
 use super::{
@@ -523,111 +524,22 @@ fn score_all(
     parts.concat()
 }
 
-/// What a pair's records say beyond the compared fields.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PairFacts {
-    /// Both name a school (a pupil's, or the school the police notified), different ones.
-    pub schools_differ: bool,
-    /// Both name the same school.
-    pub schools_agree: bool,
-    /// One record's role is a child's and the other's an adult's.
-    pub ages_conflict: bool,
-    /// Both are person ids of one case system.
-    pub same_case_source: bool,
-    /// Both are schools' own pupil records.
-    pub both_pupils: bool,
-    /// Either mention's key has named two people.
-    pub conflicted: bool,
-}
+#[cfg(test)]
+mod weight_tests {
+    use super::push_weight;
 
-impl PairFacts {
-    fn of(p: &Prepared, i: usize, j: usize) -> PairFacts {
-        PairFacts {
-            schools_differ: p.school[i] != 0 && p.school[j] != 0 && p.school[i] != p.school[j],
-            schools_agree: p.school[i] != 0 && p.school[i] == p.school[j],
-            ages_conflict: p.age_class[i] != 0
-                && p.age_class[j] != 0
-                && p.age_class[i] != p.age_class[j],
-            same_case_source: p.case_source[i] != 0 && p.case_source[i] == p.case_source[j],
-            both_pupils: p.pupil[i] && p.pupil[j],
-            conflicted: p.conflicted[i] || p.conflicted[j],
+    #[test]
+    fn weights_print_signed_with_two_decimals() {
+        for (w, text) in [
+            (12.345, "+12.35"),
+            (-0.5, "-0.50"),
+            (0.0, "+0.00"),
+            (-16.2, "-16.20"),
+            (f64::NAN, "+0.00"),
+        ] {
+            let mut s = String::new();
+            push_weight(&mut s, w);
+            assert_eq!(s, text);
         }
     }
-}
-
-/// The best band a pair with levels `g` may have whatever its probability, and why.
-///
-/// Evidence comes in three groups — name, date of birth, address — each *strong*
-/// (forename exact/nickname/close spelling and surname exact/close; DOB exact or day
-/// and month swapped; the same dwelling or postcode) or *weak* (a looser spelling or
-/// an initial; a DOB one part off). A forename or DOB that disagrees outright, or a
-/// child's record against an adult's, outweighs any shared address:
-/// - a mention whose key has named two people: review at most;
-/// - DOB disagrees outright (both given): no link (a father and son of one name);
-/// - a child's role against an adult's without the DOB agreeing: no link (a mother and
-///   daughter of one name, the mother's DOB unrecorded);
-/// - fewer than two strong groups: review if at least one more is weak, else no link
-///   (two Mia Smiths born a few days apart across the borough);
-/// - forename disagrees outright: review at most (twins share everything else);
-/// - sex disagrees and the forename is not the same: review at most (Oliver and
-///   Olivia, twins);
-/// - two schools' records of a pupil whose forenames differ by more than a typo:
-///   review at most (schools keep legal names, so Jake and Jacob are two children);
-/// - pupils of two schools not sharing an address: review at most (namesakes);
-/// - two person ids of one case system: review at most (its own records say two);
-/// - no DOB to compare and only the postcode, not the house, agreeing: review at most
-///   ("never auto-merge on name + postcode alone", domain.md 6) — unless both
-///   records name the same school (a police notification naming the pupil's school).
-///   Sharing a school is no evidence otherwise: classmates and siblings do.
-pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
-    let fore = compare::get(g, compare::FORENAME);
-    let sur = compare::get(g, compare::SURNAME);
-    let dob = compare::get(g, compare::DOB);
-    let addr = compare::get(g, compare::ADDRESS);
-    if dob == level::DOB_OTHER {
-        return Some((Band::NoLink, "dob_disagrees"));
-    }
-    if facts.conflicted {
-        return Some((Band::Review, "reused_identifier"));
-    }
-    let dob_strong = dob < level::DOB_ONE_PART;
-    if facts.ages_conflict && !dob_strong {
-        return Some((Band::NoLink, "child_and_adult"));
-    }
-    let name_strong = fore <= level::FORENAME_JW_HIGH && sur <= level::SURNAME_JW_HIGH;
-    let name_weak = !name_strong && fore <= level::FORENAME_INITIAL && sur < level::SURNAME_OTHER;
-    let dob_weak = dob == level::DOB_ONE_PART;
-    let address_strong = addr <= level::ADDRESS_STREET && addr != level::ADDRESS_OTHER_HOUSE;
-    let strong = u8::from(name_strong) + u8::from(dob_strong) + u8::from(address_strong);
-    let weak = u8::from(name_weak) + u8::from(dob_weak);
-    if strong < 2 {
-        return if strong == 1 && weak >= 1 {
-            Some((Band::Review, "weak_evidence"))
-        } else {
-            Some((Band::NoLink, "weak_evidence"))
-        };
-    }
-    if fore == level::FORENAME_OTHER {
-        return Some((Band::Review, "forename_disagrees"));
-    }
-    let sex = compare::get(g, compare::SEX);
-    if sex == level::SEX_DISAGREE && fore != level::EXACT {
-        return Some((Band::Review, "sex_and_forename_differ"));
-    }
-    if facts.both_pupils && fore != level::EXACT && fore != level::FORENAME_JW_HIGH {
-        return Some((Band::Review, "pupil_forenames_differ"));
-    }
-    if facts.schools_differ && !address_strong {
-        return Some((Band::Review, "different_schools"));
-    }
-    if facts.same_case_source {
-        return Some((Band::Review, "two_case_person_ids"));
-    }
-    if dob == compare::missing(compare::DOB)
-        && addr == level::ADDRESS_POSTCODE
-        && !facts.schools_agree
-    {
-        return Some((Band::Review, "name_and_postcode_only"));
-    }
-    None
 }

@@ -24,6 +24,7 @@ use chrono::NaiveDate;
 use crate::domain::FeedKind;
 
 mod block;
+mod caps;
 
 pub use block::{BlockingRule, KeyPart};
 mod cluster;

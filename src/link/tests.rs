@@ -681,3 +681,58 @@ fn a_key_that_named_two_people_is_flagged_and_merges_no_one() {
         .iter()
         .any(|f| *f == ClusterFlag::ReusedCasePersonId { mention: 1 }));
 }
+
+#[test]
+fn twins_are_not_chained_together_through_a_third_record() {
+    let mut mentions = background(1000, 200);
+    // Twins Harrison and Harry; the school sent Harrison without a UPN. The police
+    // record of Harrison matches his school record exactly and Harry's by nickname:
+    // a chain through it must not join the two school records.
+    let harrison = at(
+        mention(
+            1,
+            FeedKind::Attendance,
+            "school",
+            "Harrison",
+            "Dalhall",
+            "2011-03-22",
+        ),
+        "",
+        "OL3 2AP",
+    );
+    let harry = upn(
+        at(
+            mention(
+                2,
+                FeedKind::Attendance,
+                "school",
+                "Harry",
+                "Dalhall",
+                "2011-03-22",
+            ),
+            "",
+            "OL3 2AP",
+        ),
+        "C355248116790",
+    );
+    let police = at(
+        mention(
+            3,
+            FeedKind::PoliceDa,
+            "police",
+            "Harrison",
+            "Dalhall",
+            "2011-03-22",
+        ),
+        "143 Holly Rd",
+        "OL3 2AP",
+    );
+    mentions.extend([harrison, harry, police]);
+    let r = run(&mentions);
+    assert_ne!(
+        person_of(&r, 1),
+        person_of(&r, 2),
+        "the twins were chained together"
+    );
+    assert_eq!(person_of(&r, 1), person_of(&r, 3));
+}
