@@ -678,8 +678,7 @@ fn a_key_that_named_two_people_is_flagged_and_merges_no_one() {
     );
     assert!(r
         .flags
-        .iter()
-        .any(|f| *f == ClusterFlag::ReusedCasePersonId { mention: 1 }));
+        .contains(&ClusterFlag::ReusedCasePersonId { mention: 1 }));
 }
 
 #[test]
