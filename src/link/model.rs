@@ -91,19 +91,23 @@ impl Model {
     }
 }
 
+/// xorshift64*: fast, deterministic, good enough to sample pairs.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
 /// u probabilities from random pairs: how often two different people agree by chance.
 pub(crate) fn estimate_u(p: &Prepared, samples: usize, seed: u64) -> Vec<Vec<f64>> {
     let n = p.len();
     let mut counts: Vec<Vec<f64>> = FIELDS.iter().map(|f| vec![0.0; f.levels.len()]).collect();
     if n >= 2 {
-        let mut state = seed | 1;
-        let mut next = || {
-            // xorshift64*: fast, deterministic, good enough to sample pairs.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
+        let mut next = xorshift(seed);
         for _ in 0..samples {
             let i = (next() % n as u64) as usize;
             let j = (next() % n as u64) as usize;
@@ -144,13 +148,7 @@ pub(crate) fn estimate_u_dob_same_year(p: &Prepared, samples: usize, seed: u64) 
     by_year.sort_unstable();
     let mut counts = vec![0.0; k];
     if by_year.len() >= 2 {
-        let mut state = seed | 1;
-        let mut next = || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
+        let mut next = xorshift(seed);
         for _ in 0..samples {
             let a = (next() % by_year.len() as u64) as usize;
             let year = by_year[a].0;
