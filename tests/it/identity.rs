@@ -3,8 +3,8 @@
 //! rejection that holds on every later run, and the exact `persons export` format —
 //! through the library and through the built binary.
 //!
-//! Until the probabilistic engine lands, links here come from valid UPNs, so the
-//! tests assert on structure (ids, rows, decisions), not on fuzzy matching.
+//! Links here come from valid UPNs, so the tests assert on structure (ids, rows,
+//! decisions); matching quality is `link_quality.rs` and the engine's own tests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
