@@ -7,6 +7,7 @@
 pub const KEY_PARTS: &[&str] = &[
     "dob",
     "birth_year",
+    "birth_month",
     "forename",
     "forename_code",
     "surname_code",
@@ -18,7 +19,7 @@ pub const DEFAULT_BLOCKING: &[&str] = &[
     "dob+surname_code",
     "dob+forename",
     "postcode+forename_code",
-    "birth_year+surname_code+forename",
+    "birth_month+surname_code+forename",
     "postcode+surname_code",
     "dob+postcode",
 ];

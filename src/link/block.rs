@@ -17,6 +17,8 @@ use super::prepare::Prepared;
 pub enum KeyPart {
     Dob,
     BirthYear,
+    /// Year and month of birth.
+    BirthMonth,
     ForenameCode,
     /// The forename itself, nicknames resolved (Beth → ELIZABETH).
     Forename,
@@ -29,6 +31,7 @@ impl KeyPart {
         match self {
             KeyPart::Dob => u64::from(p.dob[i]),
             KeyPart::BirthYear => u64::from(p.birth_year(i)),
+            KeyPart::BirthMonth => u64::from(p.dob[i] / 100),
             KeyPart::ForenameCode => u64::from(p.forename_code[i]),
             KeyPart::Forename => u64::from(p.forename_canon[i]),
             KeyPart::SurnameCode => u64::from(p.surname_code[i]),
@@ -46,6 +49,7 @@ impl KeyPart {
         Some(match s.trim() {
             "dob" => KeyPart::Dob,
             "birth_year" => KeyPart::BirthYear,
+            "birth_month" => KeyPart::BirthMonth,
             "forename" => KeyPart::Forename,
             "forename_code" => KeyPart::ForenameCode,
             "surname_code" => KeyPart::SurnameCode,
@@ -85,7 +89,7 @@ impl BlockingRule {
     /// the forename (dob+surname_code); a surname change (dob+forename — the name
     /// itself, not its sound: hundreds of children share a birthday, and Soundex puts
     /// Oliver and Olivia together); a DOB missing or mistyped (postcode+forename_code);
-    /// a move with a DOB error (birth_year+surname_code+forename); no DOB and a
+    /// a move with a DOB error (birth_month+surname_code+forename); no DOB and a
     /// forename spelt differently (postcode+surname_code); both names recorded
     /// differently (dob+postcode).
     pub fn defaults() -> Vec<BlockingRule> {

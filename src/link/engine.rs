@@ -416,7 +416,12 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32], opts: &LinkOptions) -> 
                 // Within one birth year, DOB levels of strangers are not those of
                 // random pairs: use u conditional on the year.
                 block::KeyPart::BirthYear => {
-                    u_rule[compare::DOB] = model::estimate_u_dob_same_year(p, samples, U_SEED)
+                    u_rule[compare::DOB] =
+                        model::estimate_u_dob_same_period(p, samples, U_SEED, 10_000)
+                }
+                block::KeyPart::BirthMonth => {
+                    u_rule[compare::DOB] =
+                        model::estimate_u_dob_same_period(p, samples, U_SEED, 100)
                 }
             }
         }

@@ -138,12 +138,18 @@ pub(crate) fn estimate_u(p: &Prepared, samples: usize, seed: u64) -> Vec<Vec<f64
         .collect()
 }
 
-/// u of the date-of-birth levels for two random people born in the same year.
-pub(crate) fn estimate_u_dob_same_year(p: &Prepared, samples: usize, seed: u64) -> Vec<f64> {
+/// u of the date-of-birth levels for two random people born in the same period:
+/// `divisor` 10,000 groups `yyyymmdd` by year, 100 by month.
+pub(crate) fn estimate_u_dob_same_period(
+    p: &Prepared,
+    samples: usize,
+    seed: u64,
+    divisor: u32,
+) -> Vec<f64> {
     let k = compare::FIELDS[compare::DOB].levels.len();
     let mut by_year: Vec<(u32, u32)> = (0..p.len())
         .filter(|&i| p.dob[i] != 0)
-        .map(|i| (p.birth_year(i), i as u32))
+        .map(|i| (p.dob[i] / divisor.max(1), i as u32))
         .collect();
     by_year.sort_unstable();
     let mut counts = vec![0.0; k];
