@@ -704,6 +704,20 @@ mod tests {
         assert_eq!(raw["school_urn"], "100001");
     }
 
+    /// Found by `cargo fuzz run ingest_xlsx`: a cell reference with twelve column
+    /// letters overflows calamine 0.38's u32 column arithmetic. With overflow checks on
+    /// (debug builds, the fuzz build) calamine panics on the streaming thread; a release
+    /// build wraps and the bad cell lands outside the mapped columns. Either way the
+    /// file must end as a clean rejection, never a panic out of `open_bytes`/`next_batch`.
+    #[test]
+    fn an_overflowing_cell_reference_is_a_clean_rejection() {
+        let bytes = include_bytes!("testdata/overflowing_cell_ref.xlsx").to_vec();
+        let source = test_source(FeedKind::Attendance, Format::Xlsx, &[]);
+        let result = open_bytes(&source, "bad.xlsx", bytes).and_then(read_all);
+        let err = result.expect_err("the mark cell is unreadable, so the file is rejected");
+        assert!(err.to_string().contains("bad.xlsx"), "{err}");
+    }
+
     #[test]
     fn the_first_sheet_is_the_default_and_a_missing_sheet_names_the_others() {
         // The first sheet ("Cover") has no attendance header.
