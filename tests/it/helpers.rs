@@ -1,5 +1,6 @@
-//! Shared test helpers: a real HTTP/1.1 feed server on loopback ([`FeedServer`]) and a
-//! time guard ([`within`]) so no network test can hang.
+//! Shared test helpers: a real HTTP/1.1 feed server on loopback ([`FeedServer`]), a
+//! time guard ([`within`]) so no network test can hang, and the settings and UPNs the
+//! pipeline tests build on ([`settings`], [`upn`]).
 //!
 //! The server is written on tokio's `TcpListener` rather than a mock library so that
 //! the fetch code meets real sockets: real timeouts, real truncated bodies, real
@@ -8,12 +9,17 @@
 
 #![allow(dead_code)] // Not every test binary module uses every helper.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kinlink::config::{
+    DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
+    SourceSettings,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -343,4 +349,38 @@ impl BlackHole {
             _fillers: fillers,
         }
     }
+}
+
+/// Settings for a test run in `dir`: SQLite in `dir/state`, mail to files, the given
+/// sources, defaults elsewhere.
+pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
+    Settings {
+        config_path: dir.join("kinlink.toml"),
+        state_dir: dir.join("state"),
+        database: DatabaseUrl::Sqlite(PathBuf::from("kinlink.db")),
+        jobs_dir: dir.join("jobs"),
+        timezone: chrono_tz::Europe::London,
+        mail: MailSettings {
+            transport: MailTransport::File {
+                dir: dir.join("state/outbox"),
+            },
+            from: "Early Help <eh@example.gov.uk>".into(),
+            detail: DetailLevel::Minimal,
+            admin: vec!["admin@example.gov.uk".into()],
+        },
+        http: None,
+        sources,
+        localities: vec![],
+        schools: vec![],
+        rules: BTreeMap::new(),
+        linkage: LinkageSettings::default(),
+        jobs: vec![],
+    }
+}
+
+/// A valid UPN (check letter computed) for serial `n`.
+pub fn upn(n: u32) -> String {
+    let body = format!("80120000{n:04}");
+    let letter = kinlink::domain::ids::upn_check_letter(&body).unwrap();
+    format!("{letter}{body}")
 }

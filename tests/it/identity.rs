@@ -7,18 +7,16 @@
 //! decisions); matching quality is `link_quality.rs` and the engine's own tests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kinlink::clock::Clock;
-use kinlink::config::{
-    DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
-    SourceSettings, TextEncoding, Transport,
-};
+use kinlink::config::{Settings, SourceSettings, TextEncoding, Transport};
 use kinlink::domain::{FeedKind, Format};
 use kinlink::pipeline::{self, IngestRequest, LinkReport, NoProgress};
 use kinlink::store::Store;
 
 use crate::backends::stores;
+use crate::helpers::{settings, upn};
 
 const HEADER: &str = "URN,Pupil UPN,First name,Last name,DOB,Address,Post code,Date,Session,Mark\n";
 
@@ -54,38 +52,6 @@ fn source(name: &str, inbox: &Path) -> SourceSettings {
         stale_after_hours: None,
         columns,
     }
-}
-
-fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
-    Settings {
-        config_path: dir.join("kinlink.toml"),
-        state_dir: dir.join("state"),
-        database: DatabaseUrl::Sqlite(PathBuf::from("kinlink.db")),
-        jobs_dir: dir.join("jobs"),
-        timezone: chrono_tz::Europe::London,
-        mail: MailSettings {
-            transport: MailTransport::File {
-                dir: dir.join("state/outbox"),
-            },
-            from: "Early Help <eh@example.gov.uk>".into(),
-            detail: DetailLevel::Minimal,
-            admin: vec!["admin@example.gov.uk".into()],
-        },
-        http: None,
-        sources,
-        localities: vec![],
-        schools: vec![],
-        rules: BTreeMap::new(),
-        linkage: LinkageSettings::default(),
-        jobs: vec![],
-    }
-}
-
-/// A valid UPN (check letter computed) for serial `n`.
-fn upn(n: u32) -> String {
-    let body = format!("80120000{n:04}");
-    let letter = kinlink::domain::ids::upn_check_letter(&body).unwrap();
-    format!("{letter}{body}")
 }
 
 /// Two marks for each pupil serial, at school `urn`; pupil `n` lives at `n Oak Road`.

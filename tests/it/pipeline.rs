@@ -3,18 +3,16 @@
 //! no-op.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kinlink::clock::Clock;
-use kinlink::config::{
-    DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
-    SourceSettings, TextEncoding, Transport,
-};
+use kinlink::config::{Settings, SourceSettings, TextEncoding, Transport};
 use kinlink::domain::{FeedKind, Format};
 use kinlink::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
 use kinlink::store::Store;
 
 use crate::backends::stores;
+use crate::helpers::upn;
 
 const HEADER: &str = "URN,Pupil UPN,First name,Last name,DOB,Post code,Date,Session,Mark\n";
 
@@ -52,35 +50,7 @@ fn attendance_source(inbox: &Path, max_bad_rows: f64) -> SourceSettings {
 }
 
 fn settings(dir: &Path, source: SourceSettings) -> Settings {
-    Settings {
-        config_path: dir.join("kinlink.toml"),
-        state_dir: dir.join("state"),
-        database: DatabaseUrl::Sqlite(PathBuf::from("kinlink.db")),
-        jobs_dir: dir.join("jobs"),
-        timezone: chrono_tz::Europe::London,
-        mail: MailSettings {
-            transport: MailTransport::File {
-                dir: dir.join("state/outbox"),
-            },
-            from: "Early Help <eh@example.gov.uk>".into(),
-            detail: DetailLevel::Minimal,
-            admin: vec!["admin@example.gov.uk".into()],
-        },
-        http: None,
-        sources: vec![source],
-        localities: vec![],
-        schools: vec![],
-        rules: BTreeMap::new(),
-        linkage: LinkageSettings::default(),
-        jobs: vec![],
-    }
-}
-
-/// A valid UPN (check letter computed) for serial `n`.
-fn upn(n: u32) -> String {
-    let body = format!("80120000{n:04}");
-    let letter = kinlink::domain::ids::upn_check_letter(&body).unwrap();
-    format!("{letter}{body}")
+    crate::helpers::settings(dir, vec![source])
 }
 
 fn marks_csv(pupils: u32, days: u32, bad_rows: u32) -> String {
