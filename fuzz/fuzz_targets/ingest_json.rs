@@ -2,44 +2,25 @@
 //! as rows or a FileRejection.
 #![no_main]
 
-use kinlink::config::{SourceSettings, TextEncoding, Transport};
-use kinlink::domain::{FeedKind, Format};
+use kinlink::config::TextEncoding;
+use kinlink::domain::Format;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common.rs"]
+mod common;
+
 fuzz_target!(|data: &[u8]| {
-    let kind = match data.first().map(|b| b % 4) {
-        Some(0) => FeedKind::Attendance,
-        Some(1) => FeedKind::PoliceDa,
-        Some(2) => FeedKind::Housing,
-        _ => FeedKind::Assessment,
-    };
-    let delimiter = b',';
-    let encoding = TextEncoding::Utf8;
-    let source = SourceSettings {
-        name: "fuzz".into(),
-        kind,
-        format: Format::Json,
-        transport: Transport::Dir {
-            path: "/nonexistent".into(),
-        },
-        max_bad_rows: 0.05,
-        sheet: None,
-        delimiter,
-        encoding,
-        records_path: if data.get(2).is_some_and(|b| b % 2 == 1) {
-            Some("data".into())
-        } else {
-            None
-        },
-        next_path: None,
-        stale_after_hours: None,
-        columns: Default::default(),
-    };
-    if let Ok(mut reader) = kinlink::ingest::open_bytes(&source, "fuzz", data.to_vec()) {
-        while let Ok(batch) = reader.next_batch(64) {
-            if batch.is_empty() {
-                break;
-            }
-        }
-    }
+    // The third byte decides whether records sit at a path or the top level.
+    let records_path = data
+        .get(2)
+        .is_some_and(|b| b % 2 == 1)
+        .then(|| "data".to_string());
+    let source = common::source(
+        common::kind(data),
+        Format::Json,
+        b',',
+        TextEncoding::Utf8,
+        records_path,
+    );
+    common::drain(&source, data);
 });

@@ -259,7 +259,10 @@ impl FileTx {
     /// a `NaiveDate`). One cached statement per chunk size, with positional `?`
     /// parameters (no parameter names to parse per bind).
     async fn insert_marks_sqlite(&mut self, rows: &[(&Record, i64)]) -> Result<(), StoreError> {
-        let Tx::Sqlite(t) = &mut self.tx else {
+        // Irrefutable when built without PostgreSQL.
+        #[allow(irrefutable_let_patterns)]
+        let Tx::Sqlite(t) = &mut self.tx
+        else {
             return Err(StoreError::NotFound("a SQLite transaction".into()));
         };
         let sql = self

@@ -11,6 +11,7 @@
 //! not at all.
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "postgres")]
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::config::{redact_url, DatabaseUrl};
+#[cfg(feature = "postgres")]
+use crate::config::redact_url;
+use crate::config::DatabaseUrl;
 use crate::domain::FeedKind;
 
 /// Errors callers act on.
