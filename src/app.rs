@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tracing::info;
 
+mod alerts;
 mod identity;
 
 pub use identity::{describe_evidence, export_csv, print_link_report, EXPORT_HEADER};
@@ -92,6 +93,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Persons { what } => {
             let settings = load_settings(&config_path(&cli))?;
             identity::persons(&settings, what).await
+        }
+        Command::Evaluate { format } => {
+            let settings = load_settings(&config_path(&cli))?;
+            alerts::evaluate(&settings, clock, *format).await
+        }
+        Command::Alerts { what } => {
+            let settings = load_settings(&config_path(&cli))?;
+            alerts::alerts(&settings, clock, what).await
+        }
+        Command::Audit(args) => {
+            let settings = load_settings(&config_path(&cli))?;
+            alerts::audit(&settings, args).await
         }
         Command::Demo(args) => demo(args, cli.as_of, clock).await,
         Command::Bench { what } => crate::bench::run(what).await.map_err(Failure::Step),
@@ -352,9 +365,19 @@ async fn demo(
     print_report(&report);
     println!("\nLinking person mentions into persons, households and families …");
     let linked = pipeline::link(&settings, &store, clock, false).await;
-    store.close().await;
-    let linked = linked?;
+    let linked = match linked {
+        Ok(l) => l,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
     print_link_report(&linked);
+    println!("\nEvaluating the rules for {as_of} …");
+    let evaluated = pipeline::evaluate(&settings, &store, clock).await;
+    store.close().await;
+    let evaluated = evaluated?;
+    alerts::print_evaluate_report(&evaluated);
     let counts = counts?;
     println!(
         "\nStore: {} person mentions, {} attendance marks, {} people in DA notifications, {} housing notices, {} case members, {} quarantined rows",
@@ -371,6 +394,7 @@ async fn demo(
     );
     println!(
         "\nNext: `kinlink --config {0} status` shows the sources; \
+         `kinlink --config {0} alerts list` the alerts and who is to be told; \
          `kinlink --config {0} persons export --format csv` lists every person.",
         config_path.display()
     );

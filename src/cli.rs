@@ -62,6 +62,20 @@ pub enum Command {
     /// Link person mentions into persons, households and families (incremental:
     /// only mentions new or changed since the last run are compared).
     Link(LinkArgs),
+    /// Run the rules for today (or --as-of): raise, escalate and resolve alerts, and
+    /// decide who is to be told (idempotent).
+    Evaluate {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Alerts: list them, or acknowledge one.
+    Alerts {
+        #[command(subcommand)]
+        what: AlertsCommand,
+    },
+    /// The audit trail: who was told about a family and why, or what a recipient
+    /// has been sent.
+    Audit(AuditArgs),
     /// Show why: every mention and link of a person or family, in plain words.
     Explain {
         #[command(subcommand)]
@@ -103,6 +117,49 @@ pub struct LinkArgs {
     #[arg(long)]
     pub full: bool,
     /// Print the figures as JSON.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Alerts, oldest first (JSON: the shape of feeds.md).
+    List {
+        /// Only this rule (da_notification, attendance_drop, eviction_risk,
+        /// emerging_risk, closed_too_early).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only this status (new, sent, acknowledged, resolved).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Someone has picked the alert up.
+    Ack {
+        /// Alert id: `A12` or `12`.
+        id: String,
+        /// Who (email address), for the record.
+        #[arg(long, value_name = "EMAIL")]
+        by: String,
+        /// What is being done, for the record.
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["family", "recipient"])))]
+pub struct AuditArgs {
+    /// Every disclosure about this family: `F3` or `3`.
+    #[arg(long)]
+    pub family: Option<String>,
+    /// Everything this address has been sent.
+    #[arg(long, value_name = "EMAIL")]
+    pub recipient: Option<String>,
+    /// Only from this date (Europe/London).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<NaiveDate>,
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
 }

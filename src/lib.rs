@@ -6,6 +6,7 @@
 //! `store` (SQL) → `pipeline` (one run) → `demo` (a fictional borough) → `cli`.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod app;
 pub mod bench;
 pub mod cli;
@@ -18,5 +19,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod link;
 pub mod pipeline;
+pub mod rules;
 pub mod store;
 pub mod telemetry;

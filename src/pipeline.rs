@@ -11,8 +11,10 @@
 //! - A rejected file is reported, not a failed step; only the store failing (or a
 //!   source that cannot be fetched) fails the step.
 
+mod evaluating;
 mod linking;
 
+pub use evaluating::{directory, evaluate, rule_input, EvaluateReport};
 pub use linking::{compute as compute_link, link, link_options, LinkReport};
 
 use std::path::{Path, PathBuf};

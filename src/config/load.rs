@@ -156,6 +156,7 @@ enum RuleValue {
 const RULE_COMMON: &[(&str, RuleValue)] = &[
     ("enabled", RuleValue::Flag),
     ("lookback_days", RuleValue::Days),
+    ("resolve_after_days", RuleValue::Days),
 ];
 
 /// The shipped rules and their own keys (config.md; defaults in domain.md §9).
@@ -173,9 +174,10 @@ const RULES: &[(&str, &[(&str, RuleValue)])] = &[
             ("drop", RuleValue::Fraction),
             ("severe_below", RuleValue::Fraction),
             ("min_possible_sessions", RuleValue::Count(1, 10_000)),
+            ("unauthorised_sessions", RuleValue::Count(1, 10_000)),
         ],
     ),
-    ("eviction_risk", &[]),
+    ("eviction_risk", &[("bailiff_within_days", RuleValue::Days)]),
     (
         "closed_too_early",
         &[

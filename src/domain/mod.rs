@@ -8,6 +8,7 @@ pub mod ids;
 pub mod linkage;
 pub mod problem;
 pub mod records;
+pub mod rules;
 
 pub use ids::{NhsNumber, Postcode, Upn, Uprn};
 pub use problem::Problem;

@@ -293,6 +293,24 @@ impl AddressKeys {
     }
 }
 
+/// Every household key an address can have: `uprn:N` when the UPRN is known and
+/// `addr:LINE|POSTCODE` (normalised) when both are written. Two addresses are the
+/// same when they share any key, which copes with a feed that leaves the UPRN out.
+pub fn address_keys(uprn: Option<i64>, line: Option<&str>, postcode: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::with_capacity(2);
+    if let Some(u) = uprn {
+        keys.push(format!("uprn:{u}"));
+    }
+    if let (Some(line), Some(postcode)) = (line, postcode) {
+        let line = normalise_address_line(line);
+        let postcode = normalise_postcode(postcode);
+        if !line.is_empty() && !postcode.is_empty() {
+            keys.push(format!("addr:{line}|{postcode}"));
+        }
+    }
+    keys
+}
+
 fn written_key(m: &MentionFacts) -> Option<String> {
     let line = normalise_address_line(m.address_line1.as_deref()?);
     let postcode = normalise_postcode(m.postcode.as_deref()?);

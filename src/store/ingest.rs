@@ -6,9 +6,9 @@
 //! because PostgreSQL refuses to update one row twice in a single `INSERT`.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::QueryBuilder;
 
 use super::{Pool, Store, StoreError, Tx};
@@ -64,6 +64,9 @@ pub struct FileTx {
     marks: Vec<Mark>,
     /// Mention keys seen naming two people in one batch, to flag after the upsert.
     conflicted: Vec<String>,
+    /// (URN, date) of every attendance mark in the file: the school days the
+    /// attendance rule counts, written at commit.
+    school_days: HashSet<(i64, NaiveDate)>,
 }
 
 impl FileTx {
@@ -87,6 +90,7 @@ impl FileTx {
             sqlite_marks_sql: HashMap::new(),
             marks: Mark::all().collect(),
             conflicted: Vec::new(),
+            school_days: HashSet::new(),
         })
     }
 
@@ -102,6 +106,17 @@ impl FileTx {
         }
         let ids = self.upsert_mentions(records).await?;
         let rows: Vec<(&Record, i64)> = records.iter().map(Borrow::borrow).zip(ids).collect();
+        let mut last_day = None;
+        for (r, _) in &rows {
+            if let Record::Attendance(a) = r {
+                let day = (i64::from(a.school_urn.get()), a.date);
+                // Rows come grouped by pupil and date: skip the hash for repeats.
+                if last_day != Some(day) {
+                    self.school_days.insert(day);
+                    last_day = Some(day);
+                }
+            }
+        }
         let sqlite_marks = matches!(self.tx, Tx::Sqlite(_))
             && matches!(rows.first(), Some((Record::Attendance(_), _)));
         if sqlite_marks {
@@ -142,6 +157,18 @@ impl FileTx {
 
     /// Marks the file ingested with its counts and commits everything.
     pub async fn commit(mut self, counts: FileCounts, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut days: Vec<(i64, NaiveDate)> = self.school_days.drain().collect();
+        days.sort_unstable();
+        for chunk in days.chunks(RECORD_CHUNK) {
+            on_tx!(self.tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO school_days (school_urn, date) ");
+                qb.push_values(chunk, |mut b, (urn, date)| {
+                    b.push_bind(*urn).push_bind(*date);
+                });
+                qb.push(" ON CONFLICT (school_urn, date) DO NOTHING");
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
         let sql = "UPDATE feed_files SET status = 'ingested', reason = NULL, rows_read = $2, records = $3, \
                    quarantined = $4, finished_at = $5 WHERE id = $1";
         let file_id = self.file_id;

@@ -110,8 +110,11 @@ impl Tx {
     }
 }
 
+mod alerts;
 mod identity;
 mod ingest;
+
+pub use alerts::{AckOutcome, AlertRow, AuditRow};
 
 pub use identity::{
     ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,

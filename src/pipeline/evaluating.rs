@@ -1,0 +1,163 @@
+//! The evaluate stage: read what the rules need, run them (`rules`), decide what
+//! changes (`alerts`), and write the alerts, deliveries and audit rows in one
+//! transaction. Idempotent: a second run on the same data and date changes nothing
+//! but the run row.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use tracing::{info, instrument, warn};
+
+use crate::alerts::{self, Directory, LocalityEntry, PlanCounts, SchoolEntry};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::rules::{self, RuleInput};
+use crate::store::Store;
+
+/// What one evaluation did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EvaluateReport {
+    pub as_of: chrono::NaiveDate,
+    pub findings: usize,
+    pub counts: PlanCounts,
+    /// Raised alerts per (rule, locality or "unrouted").
+    pub raised_by: Vec<(String, String, usize)>,
+    pub problems: usize,
+    pub read_s: f64,
+    pub rules_s: f64,
+    pub write_s: f64,
+}
+
+/// The routing directory of the config.
+pub fn directory(settings: &Settings) -> Directory {
+    Directory {
+        localities: settings
+            .localities
+            .iter()
+            .map(|l| LocalityEntry {
+                name: l.name.clone(),
+                postcodes: l.postcodes.clone(),
+                dv_champions: l.dv_champions.clone(),
+                champions: l.champions.clone(),
+                managers: l.managers.clone(),
+            })
+            .collect(),
+        schools: settings
+            .schools
+            .iter()
+            .map(|s| SchoolEntry {
+                urn: s.urn.get(),
+                locality: s.locality.clone(),
+                ewos: s.ewos.clone(),
+            })
+            .collect(),
+        admin: settings.mail.admin.clone(),
+    }
+}
+
+/// Reads everything the rules need for `as_of`.
+pub async fn rule_input(
+    store: &Store,
+    settings: &Settings,
+    as_of: chrono::NaiveDate,
+) -> anyhow::Result<RuleInput> {
+    let config = settings.rules_config();
+    let a = &config.attendance_drop;
+    let mut pupils = store
+        .attendance_counts(as_of, a.window_school_days, a.baseline_school_days)
+        .await
+        .context("counting attendance")?;
+    // Runs of unexplained absence only where a rule may speak of them.
+    let mut candidates: Vec<&mut rules::PupilAttendance> = pupils
+        .iter_mut()
+        .filter(|p| p.window.unexplained > 1 && rules::attendance_may_alert(p, a))
+        .collect();
+    store
+        .fill_unexplained_runs(&mut candidates)
+        .await
+        .context("reading runs of unexplained absence")?;
+    Ok(RuleInput {
+        as_of,
+        mentions: store.rule_mentions().await.context("reading mentions")?,
+        notifications: store
+            .rule_notifications()
+            .await
+            .context("reading police notifications")?,
+        notices: store
+            .rule_notices()
+            .await
+            .context("reading housing notices")?,
+        cases: store.rule_cases().await.context("reading cases")?,
+        pupils,
+    })
+}
+
+/// `kinlink evaluate`: one evaluation for the run's date.
+#[instrument(skip_all, fields(stage = "evaluate"))]
+pub async fn evaluate(
+    settings: &Settings,
+    store: &Store,
+    clock: Clock,
+) -> anyhow::Result<EvaluateReport> {
+    let started_at = clock.now();
+    let as_of = clock.today(settings.timezone);
+    let t0 = Instant::now();
+    let input = rule_input(store, settings, as_of).await?;
+    let existing = store
+        .existing_alerts()
+        .await
+        .context("reading the alerts already raised")?;
+    let read_s = t0.elapsed().as_secs_f64();
+    let config = settings.rules_config();
+    let dir = directory(settings);
+    let t1 = Instant::now();
+    let (findings, problems, plan) = tokio::task::spawn_blocking(move || {
+        let (findings, problems) = rules::evaluate(&input, &config);
+        let plan = alerts::plan(&findings, &existing, &dir, &config, as_of);
+        (findings, problems, plan)
+    })
+    .await
+    .context("the rules task stopped unexpectedly")?;
+    let rules_s = t1.elapsed().as_secs_f64();
+    for p in &problems {
+        warn!(rule = %p.rule, problem = %p.message, "Rule input problem");
+    }
+    let t2 = Instant::now();
+    let detail = settings.mail.detail.as_str();
+    store
+        .apply_plan(
+            &plan,
+            as_of,
+            started_at,
+            clock.now(),
+            detail,
+            findings.len(),
+        )
+        .await
+        .context("writing alerts")?;
+    let write_s = t2.elapsed().as_secs_f64();
+    let counts = plan.counts();
+    info!(
+        as_of = %as_of,
+        findings = findings.len(),
+        raised = counts.raised,
+        escalated = counts.escalated,
+        resolved = counts.resolved,
+        deliveries = counts.deliveries,
+        unrouted = counts.unrouted,
+        "Evaluated rules"
+    );
+    Ok(EvaluateReport {
+        as_of,
+        findings: findings.len(),
+        counts,
+        raised_by: alerts::by_rule_and_locality(&plan)
+            .into_iter()
+            .map(|((r, l), n)| (r, l, n))
+            .collect(),
+        problems: problems.len(),
+        read_s,
+        rules_s,
+        write_s,
+    })
+}

@@ -1,0 +1,800 @@
+//! Rules and alerts tables: what the rules read (mentions with their persons and
+//! families, notifications, notices, cases, attendance counted per window), the
+//! alerts already raised, writing one evaluation's plan, and the reads behind
+//! `alerts list`, `alerts ack` and `audit`.
+//!
+//! Invariant: an evaluation's alerts, facts, deliveries and audit rows commit
+//! together or not at all; a delivery row never exists without its audit row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::QueryBuilder;
+
+use super::{Store, StoreError, Tx};
+use crate::alerts::{ExistingAlert, Plan, Routing};
+use crate::domain::rules::{RuleId, Severity};
+use crate::domain::{CaseRole, ClosureReason, DaRole, DashRisk, FeedKind, NoticeType, Tenure};
+use crate::link::family::address_keys;
+use crate::rules::{
+    AttendanceCounts, CaseRow, DaRow, Fact, Finding, MentionInfo, NoticeRow, PupilAttendance,
+    RecordRef,
+};
+
+/// Mentions per `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+/// One school's windows: (URN, baseline's first day, window's first day, window's
+/// last day, window days, baseline days).
+type SchoolWindow = (i64, NaiveDate, NaiveDate, NaiveDate, u32, u32);
+
+/// An alert as `alerts list` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub rule: String,
+    pub severity: String,
+    pub status: String,
+    pub family_id: Option<i64>,
+    pub locality: Option<String>,
+    pub school_urn: Option<String>,
+    pub raised_at: DateTime<Utc>,
+    pub recipients: Vec<String>,
+    pub records: Vec<RecordRef>,
+    #[serde(skip)]
+    pub subject: String,
+    #[serde(skip)]
+    pub unrouted: Option<String>,
+    #[serde(skip)]
+    pub revision: i64,
+    #[serde(skip)]
+    pub explanation: Vec<String>,
+}
+
+/// One audit row: a disclosure decided or made.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub event: String,
+    pub alert_id: i64,
+    pub revision: i64,
+    pub rule: String,
+    pub recipient: String,
+    pub role: String,
+    pub family_id: Option<i64>,
+    pub person_ids: Vec<i64>,
+    pub records: Vec<RecordRef>,
+    pub detail: String,
+    pub reason: String,
+}
+
+/// The outcome of `alerts ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    Acknowledged,
+    /// Already acknowledged: the first acknowledgement stands.
+    AlreadyAcknowledged,
+    Resolved,
+    NotFound,
+}
+
+type MentionTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+type DaTuple = (
+    String,
+    String,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+);
+type NoticeTuple = (
+    String,
+    String,
+    String,
+    NaiveDate,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    String,
+    String,
+);
+type CaseTuple = (
+    String,
+    String,
+    i64,
+    String,
+    NaiveDate,
+    Option<NaiveDate>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+);
+type CountsTuple = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+impl Store {
+    /// Mentions with their person, family and (for children) address keys.
+    pub async fn rule_mentions(&self) -> Result<Vec<MentionInfo>, StoreError> {
+        let sql = "SELECT m.id, m.kind, m.source, m.mention_key, m.role, m.uprn, m.address_line1, \
+                   m.postcode, mp.person_id, fm.family_id FROM mentions m \
+                   LEFT JOIN mention_persons mp ON mp.mention_id = m.id \
+                   LEFT JOIN family_members fm ON fm.person_id = mp.person_id ORDER BY m.id";
+        let rows: Vec<MentionTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|t| {
+                let kind = FeedKind::from_str(&t.1).ok()?;
+                let child = kind == FeedKind::Attendance || t.4.eq_ignore_ascii_case("child");
+                let keys = if child {
+                    address_keys(t.5, t.6.as_deref(), t.7.as_deref())
+                } else {
+                    Vec::new()
+                };
+                Some(MentionInfo {
+                    id: t.0,
+                    kind,
+                    source: t.2,
+                    mention_key: t.3,
+                    child,
+                    person: t.8,
+                    family: t.9,
+                    address_keys: keys,
+                    postcode: t.7,
+                })
+            })
+            .collect())
+    }
+
+    /// Every person row of every police notification.
+    pub async fn rule_notifications(&self) -> Result<Vec<DaRow>, StoreError> {
+        let sql = "SELECT source, notification_id, mention_id, role, incident_at, dash_risk, uprn, \
+                   address_line1, postcode FROM da_persons ORDER BY source, notification_id, person_key";
+        let rows: Vec<DaTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|t| {
+                Some(DaRow {
+                    role: DaRole::from_str(&t.3).ok()?,
+                    incident_on: t.4.with_timezone(&chrono_tz::Europe::London).date_naive(),
+                    dash: t.5.as_deref().and_then(|d| DashRisk::from_str(d).ok()),
+                    address_keys: address_keys(t.6, Some(&t.7), Some(&t.8)),
+                    source: t.0,
+                    notification_id: t.1,
+                    mention: t.2,
+                    postcode: t.8,
+                })
+            })
+            .collect())
+    }
+
+    /// Every eviction or possession notice.
+    pub async fn rule_notices(&self) -> Result<Vec<NoticeRow>, StoreError> {
+        let sql = "SELECT source, notice_id, notice_type, served_on, possession_date, tenure, \
+                   children_in_household, mention_id, uprn, address_line1, postcode \
+                   FROM housing_notices ORDER BY source, notice_id";
+        let rows: Vec<NoticeTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|t| {
+                Some(NoticeRow {
+                    notice_type: NoticeType::from_str(&t.2).ok()?,
+                    served_on: t.3,
+                    possession_date: t.4,
+                    tenure: t.5.as_deref().and_then(|v| Tenure::from_str(v).ok()),
+                    children_in_household: t.6,
+                    mention: t.7,
+                    address_keys: address_keys(t.8, Some(&t.9), Some(&t.10)),
+                    source: t.0,
+                    notice_id: t.1,
+                    postcode: t.10,
+                })
+            })
+            .collect())
+    }
+
+    /// Every case member row.
+    pub async fn rule_cases(&self) -> Result<Vec<CaseRow>, StoreError> {
+        let sql = "SELECT source, case_id, mention_id, role, referral_date, opened_on, closed_on, \
+                   closure_reason, locality FROM case_members ORDER BY source, case_id, person_id";
+        let rows: Vec<CaseTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|t| {
+                Some(CaseRow {
+                    role: CaseRole::from_str(&t.3).ok()?,
+                    referral_date: t.4,
+                    opened_on: t.5,
+                    closed_on: t.6,
+                    closure_reason: t.7.as_deref().and_then(|r| ClosureReason::from_str(r).ok()),
+                    locality: t.8,
+                    source: t.0,
+                    case_id: t.1,
+                    mention: t.2,
+                })
+            })
+            .collect())
+    }
+
+    /// Attendance counted per pupil and school over each school's last
+    /// `window_days` school days up to `as_of` and the `baseline_days` before them.
+    /// A school day is a date the school recorded any mark (`school_days`), so a
+    /// half-term with no marks neither counts as absence nor shortens a window.
+    pub async fn attendance_counts(
+        &self,
+        as_of: NaiveDate,
+        window_days: u32,
+        baseline_days: u32,
+    ) -> Result<Vec<PupilAttendance>, StoreError> {
+        // A year always holds more school days than the windows need.
+        let since = as_of - chrono::Duration::days(400);
+        let days: Vec<(i64, NaiveDate)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT school_urn, date FROM school_days WHERE date <= $1 AND date >= $2 \
+             ORDER BY school_urn, date DESC")
+            .bind(as_of).bind(since).fetch_all(p).await)?;
+        let mut by_school: BTreeMap<i64, Vec<NaiveDate>> = BTreeMap::new();
+        for (urn, d) in days {
+            by_school.entry(urn).or_default().push(d);
+        }
+        let (w, b) = (window_days.max(1) as usize, baseline_days as usize);
+        let windows: Vec<SchoolWindow> = by_school
+            .into_iter()
+            .filter_map(|(urn, days)| {
+                let to = *days.first()?;
+                let wn = days.len().min(w);
+                let from = days[wn - 1];
+                let bn = days.len().saturating_sub(wn).min(b);
+                let bfrom = if bn > 0 { days[wn + bn - 1] } else { from };
+                Some((urn, bfrom, from, to, wn as u32, bn as u32))
+            })
+            .collect();
+        let mut out = Vec::new();
+        // Schools per statement: 4 parameters each.
+        for chunk in windows.chunks(2000) {
+            let rows: Vec<CountsTuple> = on_pool!(self, p => {
+            let mut qb = QueryBuilder::new("WITH w (urn, bfrom, wfrom, wto) AS (");
+            qb.push_values(chunk, |mut q, (urn, bfrom, from, to, _, _)| {
+                q.push_bind(*urn).push_bind(*bfrom).push_bind(*from).push_bind(*to);
+            });
+            qb.push(
+                ") SELECT a.mention_id, a.school_urn, \
+                 SUM(CASE WHEN a.date >= w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('N', 'O') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('C2', 'E') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date < w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date < w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN a.date < w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END) \
+                 FROM attendance_marks a JOIN w ON w.urn = a.school_urn \
+                 WHERE a.date >= w.bfrom AND a.date <= w.wto \
+                 GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn",
+            );
+            qb.build_query_as().fetch_all(p).await
+            })?;
+            let by_urn: HashMap<i64, &SchoolWindow> = chunk.iter().map(|w| (w.0, w)).collect();
+            let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+            for t in rows {
+                let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&t.1) else {
+                    continue;
+                };
+                let Ok(urn) = u32::try_from(t.1) else {
+                    continue;
+                };
+                out.push(PupilAttendance {
+                    mention: t.0,
+                    school_urn: urn,
+                    window: AttendanceCounts {
+                        attended: n(t.2),
+                        authorised: n(t.3),
+                        unauthorised: n(t.4),
+                        unexplained: n(t.5),
+                        part_time_or_excluded: n(t.6),
+                    },
+                    baseline: AttendanceCounts {
+                        attended: n(t.7),
+                        authorised: n(t.8),
+                        unauthorised: n(t.9),
+                        unexplained: 0,
+                        part_time_or_excluded: 0,
+                    },
+                    window_from: from,
+                    window_to: to,
+                    window_days: wn,
+                    baseline_days: bn,
+                    longest_unexplained_run: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills in the longest run of consecutive unexplained (`N`/`O`) sessions in
+    /// the window of each pupil given (sessions in date order; a session with no
+    /// mark — another school's day — does not break a run).
+    pub async fn fill_unexplained_runs(
+        &self,
+        pupils: &mut [&mut PupilAttendance],
+    ) -> Result<(), StoreError> {
+        for chunk in pupils.chunks_mut(IN_CHUNK) {
+            let Some(from) = chunk.iter().map(|p| p.window_from).min() else {
+                continue;
+            };
+            let ids: Vec<i64> = chunk.iter().map(|p| p.mention).collect();
+            let rows: Vec<(i64, i64, NaiveDate, String, String)> = on_pool!(self, p => {
+                let mut qb = QueryBuilder::new(
+                    "SELECT mention_id, school_urn, date, session, mark FROM attendance_marks WHERE date >= ",
+                );
+                qb.push_bind(from);
+                qb.push(" AND mention_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in &ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(") ORDER BY mention_id, school_urn, date, session");
+                qb.build_query_as().fetch_all(p).await
+            })?;
+            let mut runs: HashMap<(i64, i64), (u32, u32, NaiveDate)> = HashMap::new();
+            let window: HashMap<(i64, i64), (NaiveDate, NaiveDate)> = chunk
+                .iter()
+                .map(|p| {
+                    (
+                        (p.mention, i64::from(p.school_urn)),
+                        (p.window_from, p.window_to),
+                    )
+                })
+                .collect();
+            for (m, urn, date, _, mark) in rows {
+                let Some(&(wfrom, wto)) = window.get(&(m, urn)) else {
+                    continue;
+                };
+                if date < wfrom || date > wto {
+                    continue;
+                }
+                let e = runs.entry((m, urn)).or_insert((0, 0, date));
+                if mark == "N" || mark == "O" {
+                    e.0 += 1;
+                    e.1 = e.1.max(e.0);
+                } else {
+                    e.0 = 0;
+                }
+            }
+            for p in chunk.iter_mut() {
+                p.longest_unexplained_run = Some(
+                    runs.get(&(p.mention, i64::from(p.school_urn)))
+                        .map_or(0, |r| r.1),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every alert with its facts, subjects resolved to live family ids.
+    pub async fn existing_alerts(&self) -> Result<Vec<ExistingAlert>, StoreError> {
+        type Row = (i64, String, String, String, String, i64, Option<NaiveDate>);
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, rule, subject, status, severity, revision, cleared_since FROM alerts ORDER BY id")
+            .fetch_all(p).await)?;
+        let facts: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT alert_id, fact, episode FROM alert_facts ORDER BY alert_id, fact")
+            .fetch_all(p).await)?;
+        let mut by_alert: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        for (id, f, e) in facts {
+            by_alert.entry(id).or_default().push((f, e));
+        }
+        let aliases = self.family_alias_map().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|t| {
+                Some(ExistingAlert {
+                    rule: RuleId::parse(&t.1)?,
+                    subject: live_subject(&t.2, &aliases),
+                    status: t.3,
+                    severity: Severity::parse(&t.4).unwrap_or(Severity::Info),
+                    revision: t.5,
+                    cleared_since: t.6,
+                    facts: by_alert.remove(&t.0).unwrap_or_default(),
+                    id: t.0,
+                })
+            })
+            .collect())
+    }
+
+    async fn family_alias_map(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        let rows: Vec<(i64, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT old_id, new_id FROM family_aliases").fetch_all(p).await)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Writes one evaluation: new alerts, escalations, clearings and resolutions,
+    /// with their deliveries and audit rows, and the run row — in one transaction.
+    /// Returns the ids of the alerts raised.
+    pub async fn apply_plan(
+        &self,
+        plan: &Plan,
+        as_of: NaiveDate,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        detail: &str,
+        findings: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = Tx::begin(&self.pool).await?;
+        let mut raised = Vec::new();
+        let mut deliveries = 0i64;
+        for r in &plan.raise {
+            let f = &r.finding;
+            let explanation = serde_json::to_string(&f.explanation).unwrap_or_default();
+            let id: Option<i64> = on_tx!(tx, t => sqlx::query_scalar(
+                "INSERT INTO alerts (rule, subject, fingerprint, family_id, school_urn, locality, unrouted, \
+                 severity, status, revision, raised_at, raised_on, updated_at, explanation) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'new', 1, $9, $10, $9, $11) \
+                 ON CONFLICT (fingerprint) DO NOTHING RETURNING id")
+                .bind(f.rule.as_str())
+                .bind(&f.subject)
+                .bind(&r.fingerprint)
+                .bind(f.family)
+                .bind(f.school_urn.map(i64::from))
+                .bind(&r.routing.locality)
+                .bind(&r.routing.unrouted)
+                .bind(f.severity.as_str())
+                .bind(now)
+                .bind(as_of)
+                .bind(explanation)
+                .fetch_optional(&mut **t).await)?;
+            let Some(id) = id else { continue };
+            raised.push(id);
+            insert_facts(&mut tx, id, 1, &f.facts).await?;
+            deliveries +=
+                insert_deliveries(&mut tx, id, 1, "new", f, &f.facts, &r.routing, now, detail)
+                    .await?;
+        }
+        for e in &plan.escalate {
+            let f = &e.finding;
+            let explanation = serde_json::to_string(&f.explanation).unwrap_or_default();
+            let revision: Option<i64> = on_tx!(tx, t => sqlx::query_scalar(
+                "UPDATE alerts SET severity = $3, status = 'new', revision = revision + 1, updated_at = $4, \
+                 cleared_since = NULL, locality = $5, unrouted = $6, explanation = $7, family_id = COALESCE($8, family_id) \
+                 WHERE id = $1 AND revision = $2 RETURNING revision")
+                .bind(e.alert_id)
+                .bind(e.from_revision)
+                .bind(e.severity.as_str())
+                .bind(now)
+                .bind(&e.routing.locality)
+                .bind(&e.routing.unrouted)
+                .bind(explanation)
+                .bind(f.family)
+                .fetch_optional(&mut **t).await)?;
+            // Someone else moved the alert on meanwhile: their write stands.
+            let Some(revision) = revision else { continue };
+            insert_facts(&mut tx, e.alert_id, revision, &e.new_facts).await?;
+            deliveries += insert_deliveries(
+                &mut tx,
+                e.alert_id,
+                revision,
+                "update",
+                f,
+                &e.new_facts,
+                &e.routing,
+                now,
+                detail,
+            )
+            .await?;
+        }
+        for (id, since) in &plan.clear {
+            on_tx!(tx, t => sqlx::query(
+                "UPDATE alerts SET cleared_since = $2 WHERE id = $1 AND cleared_since IS NULL")
+                .bind(*id).bind(*since).execute(&mut **t).await.map(|_| ()))?;
+        }
+        for id in &plan.unclear {
+            on_tx!(tx, t => sqlx::query("UPDATE alerts SET cleared_since = NULL WHERE id = $1")
+                .bind(*id).execute(&mut **t).await.map(|_| ()))?;
+        }
+        for id in &plan.resolve {
+            on_tx!(tx, t => sqlx::query(
+                "UPDATE alerts SET status = 'resolved', resolved_at = $2, updated_at = $2 \
+                 WHERE id = $1 AND status <> 'resolved'")
+                .bind(*id).bind(now).execute(&mut **t).await.map(|_| ()))?;
+        }
+        let c = plan.counts();
+        on_tx!(tx, t => sqlx::query(
+            "INSERT INTO evaluate_runs (started_at, finished_at, as_of, findings, raised, escalated, resolved, \
+             deliveries, unrouted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(started_at)
+            .bind(now)
+            .bind(as_of)
+            .bind(findings as i64)
+            .bind(raised.len() as i64)
+            .bind(c.escalated as i64)
+            .bind(c.resolved as i64)
+            .bind(deliveries)
+            .bind(c.unrouted as i64)
+            .execute(&mut **t).await.map(|_| ()))?;
+        tx.commit().await?;
+        Ok(raised)
+    }
+
+    /// Alerts, optionally of one rule and one status, oldest first.
+    pub async fn alert_rows(
+        &self,
+        rule: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            DateTime<Utc>,
+            String,
+            Option<String>,
+            i64,
+            String,
+        );
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, rule, severity, status, family_id, locality, school_urn, raised_at, subject, unrouted, \
+             revision, explanation FROM alerts \
+             WHERE ($1 IS NULL OR rule = $1) AND ($2 IS NULL OR status = $2) ORDER BY id")
+            .bind(rule).bind(status).fetch_all(p).await)?;
+        let facts: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT alert_id, record_kind, record_id FROM alert_facts ORDER BY alert_id, record_kind, record_id")
+            .fetch_all(p).await)?;
+        let mut records: HashMap<i64, Vec<RecordRef>> = HashMap::new();
+        for (id, kind, rid) in facts {
+            let Ok(kind) = FeedKind::from_str(&kind) else {
+                continue;
+            };
+            let list = records.entry(id).or_default();
+            let r = RecordRef { kind, id: rid };
+            if !list.contains(&r) {
+                list.push(r);
+            }
+        }
+        let recips: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT DISTINCT alert_id, recipient FROM deliveries ORDER BY alert_id, recipient")
+            .fetch_all(p).await)?;
+        let mut recipients: HashMap<i64, Vec<String>> = HashMap::new();
+        for (id, r) in recips {
+            recipients.entry(id).or_default().push(r);
+        }
+        let aliases = self.family_alias_map().await?;
+        Ok(rows
+            .into_iter()
+            .map(|t| AlertRow {
+                id: t.0,
+                rule: t.1,
+                severity: t.2,
+                status: t.3,
+                family_id: t.4.map(|f| follow(f, &aliases)),
+                locality: t.5,
+                school_urn: t.6.map(|u| format!("{u:06}")),
+                raised_at: t.7,
+                subject: t.8,
+                unrouted: t.9,
+                revision: t.10,
+                explanation: serde_json::from_str(&t.11).unwrap_or_default(),
+                recipients: recipients.remove(&t.0).unwrap_or_default(),
+                records: records.remove(&t.0).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Marks an alert acknowledged by `by` with a note.
+    pub async fn ack_alert(
+        &self,
+        id: i64,
+        by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let status: Option<String> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT status FROM alerts WHERE id = $1").bind(id).fetch_optional(p).await)?;
+        match status.as_deref() {
+            None => return Ok(AckOutcome::NotFound),
+            Some("resolved") => return Ok(AckOutcome::Resolved),
+            Some("acknowledged") => return Ok(AckOutcome::AlreadyAcknowledged),
+            _ => {}
+        }
+        let done: u64 = on_pool!(self, p => sqlx::query(
+            "UPDATE alerts SET status = 'acknowledged', acked_by = $2, acked_at = $3, ack_note = $4, updated_at = $3 \
+             WHERE id = $1 AND status IN ('new', 'sent')")
+            .bind(id).bind(by).bind(now).bind(note).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(if done == 1 {
+            AckOutcome::Acknowledged
+        } else {
+            AckOutcome::AlreadyAcknowledged
+        })
+    }
+
+    /// Every disclosure about a family (any id merged into it too), oldest first.
+    pub async fn audit_for_family(&self, family: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let live = follow(family, &self.family_alias_map().await?);
+        let aliases = self.family_alias_map().await?;
+        let mut ids: Vec<i64> = aliases
+            .keys()
+            .copied()
+            .filter(|&old| follow(old, &aliases) == live)
+            .collect();
+        ids.push(live);
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: Vec<AuditTuple> = on_pool!(self, p => {
+            let mut qb = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE family_id IN ("));
+            let mut sep = qb.separated(", ");
+            for id in &ids {
+                sep.push_bind(*id);
+            }
+            qb.push(") ORDER BY at, id");
+            qb.build_query_as().fetch_all(p).await
+        })?;
+        Ok(rows.into_iter().map(|t| audit_row(t, &aliases)).collect())
+    }
+
+    /// Everything a recipient has been sent (or is to be sent), since a date.
+    pub async fn audit_for_recipient(
+        &self,
+        recipient: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE LOWER(recipient) = LOWER($1) AND at >= $2 ORDER BY at, id"
+        );
+        let since = since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let rows: Vec<AuditTuple> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(recipient).bind(since).fetch_all(p).await)?;
+        let aliases = self.family_alias_map().await?;
+        Ok(rows.into_iter().map(|t| audit_row(t, &aliases)).collect())
+    }
+}
+
+const AUDIT_COLUMNS: &str = "at, event, alert_id, revision, rule, recipient, role, family_id, person_ids, records, detail, reason";
+type AuditTuple = (
+    DateTime<Utc>,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn audit_row(t: AuditTuple, aliases: &HashMap<i64, i64>) -> AuditRow {
+    AuditRow {
+        at: t.0,
+        event: t.1,
+        alert_id: t.2,
+        revision: t.3,
+        rule: t.4,
+        recipient: t.5,
+        role: t.6,
+        family_id: t.7.map(|f| follow(f, aliases)),
+        person_ids: serde_json::from_str(&t.8).unwrap_or_default(),
+        records: serde_json::from_str::<Vec<RecordRef>>(&t.9).unwrap_or_default(),
+        detail: t.10,
+        reason: t.11,
+    }
+}
+
+/// Follows an alias chain to the live id (capped against a cycle).
+fn follow(mut id: i64, aliases: &HashMap<i64, i64>) -> i64 {
+    for _ in 0..1000 {
+        match aliases.get(&id) {
+            Some(&n) if n != id => id = n,
+            _ => break,
+        }
+    }
+    id
+}
+
+/// `family:OLD` → `family:LIVE`; other subjects unchanged.
+fn live_subject(subject: &str, aliases: &HashMap<i64, i64>) -> String {
+    match subject
+        .strip_prefix("family:")
+        .and_then(|n| n.parse::<i64>().ok())
+    {
+        Some(f) => format!("family:{}", follow(f, aliases)),
+        None => subject.to_string(),
+    }
+}
+
+async fn insert_facts(
+    tx: &mut Tx,
+    id: i64,
+    revision: i64,
+    facts: &[Fact],
+) -> Result<(), StoreError> {
+    for chunk in facts.chunks(1000) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO alert_facts (alert_id, fact, episode, record_kind, record_id, person_id, revision) ",
+            );
+            qb.push_values(chunk, |mut b, f| {
+                b.push_bind(id)
+                    .push_bind(&f.key)
+                    .push_bind(&f.episode)
+                    .push_bind(f.record.kind.as_str())
+                    .push_bind(&f.record.id)
+                    .push_bind(f.person)
+                    .push_bind(revision);
+            });
+            qb.push(" ON CONFLICT (alert_id, fact) DO NOTHING");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the deliveries of one alert revision and an audit row for each one
+/// written. Returns how many were written.
+#[allow(clippy::too_many_arguments)]
+async fn insert_deliveries(
+    tx: &mut Tx,
+    id: i64,
+    revision: i64,
+    kind: &str,
+    finding: &Finding,
+    facts: &[Fact],
+    routing: &Routing,
+    now: DateTime<Utc>,
+    detail: &str,
+) -> Result<i64, StoreError> {
+    let persons: Vec<i64> = crate::rules::distinct(facts.iter().filter_map(|f| f.person));
+    let records: Vec<&RecordRef> = {
+        let mut r: Vec<&RecordRef> = facts.iter().map(|f| &f.record).collect();
+        r.sort();
+        r.dedup();
+        r
+    };
+    let persons = serde_json::to_string(&persons).unwrap_or_else(|_| "[]".into());
+    let records = serde_json::to_string(&records).unwrap_or_else(|_| "[]".into());
+    let mut written = 0;
+    for (recipient, role, reason) in &routing.recipients {
+        let delivery: Option<i64> = on_tx!(*tx, t => sqlx::query_scalar(
+            "INSERT INTO deliveries (alert_id, revision, recipient, role, kind, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6) \
+             ON CONFLICT (alert_id, revision, recipient, role) DO NOTHING RETURNING id")
+            .bind(id).bind(revision).bind(recipient).bind(role.as_str()).bind(kind).bind(now)
+            .fetch_optional(&mut **t).await)?;
+        let Some(delivery) = delivery else { continue };
+        written += 1;
+        on_tx!(*tx, t => sqlx::query(
+            "INSERT INTO audit_log (at, event, delivery_id, alert_id, revision, rule, recipient, role, family_id, \
+             person_ids, records, detail, reason) VALUES ($1, 'routed', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+            .bind(now)
+            .bind(delivery)
+            .bind(id)
+            .bind(revision)
+            .bind(finding.rule.as_str())
+            .bind(recipient)
+            .bind(role.as_str())
+            .bind(finding.family)
+            .bind(&persons)
+            .bind(&records)
+            .bind(detail)
+            .bind(reason)
+            .execute(&mut **t).await.map(|_| ()))?;
+    }
+    Ok(written)
+}
