@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary: one module per feature, shared helpers
 //! (the loopback feed server) in `helpers`.
 
+mod alerts;
 mod backends;
 mod binary;
 mod feeds;

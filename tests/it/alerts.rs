@@ -1,0 +1,622 @@
+//! Rules, alerts, routing and the audit trail end to end on both backends: four
+//! real feeds ingested and linked, then `evaluate` — every rule fires once for the
+//! family in trouble and not for its negative twins; a second run changes nothing;
+//! a new notification escalates; acknowledgement; the audit trail by family and by
+//! recipient; half-term, month and DST boundaries in the windows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{Datelike, NaiveDate, TimeZone, Weekday};
+use kinlink::clock::Clock;
+use kinlink::config::{Locality, School, Settings, SourceSettings, TextEncoding, Transport};
+use kinlink::domain::{FeedKind, Format, Urn};
+use kinlink::pipeline::{self, EvaluateReport, IngestRequest, NoProgress};
+use kinlink::store::{AckOutcome, AlertRow, Store};
+
+use crate::backends::stores;
+use crate::helpers::{settings, upn};
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// Noon in London on `day`.
+fn clock(day: &str) -> Clock {
+    let local = d(day).and_hms_opt(12, 0, 0).unwrap();
+    Clock::fixed(
+        chrono_tz::Europe::London
+            .from_local_datetime(&local)
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    )
+}
+
+const COLUMNS: &[(FeedKind, &str)] = &[
+    (
+        FeedKind::Attendance,
+        "school_urn,upn,forename,surname,dob,address_line1,postcode,date,session,mark",
+    ),
+    (
+        FeedKind::PoliceDa,
+        "notification_id,incident_at,role,forename,surname,dob,address_line1,postcode,dash_risk",
+    ),
+    (
+        FeedKind::Housing,
+        "notice_id,notice_type,served_on,possession_date,tenure,address_line1,postcode,tenant_forename,tenant_surname,children_in_household",
+    ),
+    (
+        FeedKind::Assessment,
+        "case_id,family_id,person_id,role,forename,surname,dob,upn,address_line1,postcode,referral_date,opened_on,closed_on,closure_reason,locality",
+    ),
+];
+
+fn header(kind: FeedKind) -> &'static str {
+    COLUMNS.iter().find(|(k, _)| *k == kind).unwrap().1
+}
+
+fn source(kind: FeedKind, inbox: &Path) -> SourceSettings {
+    let columns: BTreeMap<String, String> = header(kind)
+        .split(',')
+        .map(|c| (c.to_string(), c.to_string()))
+        .collect();
+    SourceSettings {
+        name: kind.as_str().replace('_', "-"),
+        kind,
+        format: Format::Csv,
+        transport: Transport::Dir {
+            path: inbox.to_path_buf(),
+        },
+        max_bad_rows: 0.05,
+        sheet: None,
+        delimiter: b',',
+        encoding: TextEncoding::Utf8,
+        records_path: None,
+        next_path: None,
+        stale_after_hours: None,
+        columns,
+    }
+}
+
+/// A borough of two localities and one school, with an inbox per feed kind.
+struct Borough {
+    settings: Settings,
+    inboxes: BTreeMap<FeedKind, std::path::PathBuf>,
+}
+
+impl Borough {
+    fn new(dir: &Path, backend: &str) -> Borough {
+        let mut inboxes = BTreeMap::new();
+        let mut sources = Vec::new();
+        for (kind, _) in COLUMNS {
+            let inbox = dir.join(format!("{backend}-{}", kind.as_str()));
+            std::fs::create_dir_all(&inbox).unwrap();
+            sources.push(source(*kind, &inbox));
+            inboxes.insert(*kind, inbox);
+        }
+        let mut settings = settings(&dir.join(backend), sources);
+        settings.localities = vec![
+            Locality {
+                name: "North".into(),
+                postcodes: vec!["M7".into(), "M6 5".into()],
+                dv_champions: vec!["dv.north@example.gov.uk".into()],
+                champions: vec!["eh.north@example.gov.uk".into()],
+                managers: vec!["mgr.north@example.gov.uk".into()],
+            },
+            Locality {
+                name: "South".into(),
+                postcodes: vec!["M6".into()],
+                dv_champions: vec!["dv.south@example.gov.uk".into()],
+                champions: vec!["eh.south@example.gov.uk".into()],
+                managers: vec!["mgr.south@example.gov.uk".into()],
+            },
+        ];
+        settings.schools = vec![School {
+            urn: Urn::parse("100001").unwrap(),
+            name: "St Example Primary".into(),
+            locality: "North".into(),
+            ewos: vec!["ewo.north@example.gov.uk".into()],
+        }];
+        Borough { settings, inboxes }
+    }
+
+    fn drop_file(&self, kind: FeedKind, name: &str, rows: &[String]) {
+        let mut text = format!("{}\n", header(kind));
+        for r in rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        std::fs::write(self.inboxes[&kind].join(name), text).unwrap();
+    }
+
+    async fn ingest_and_link(&self, store: &Store, day: &str) {
+        let report = pipeline::ingest(
+            &self.settings,
+            store,
+            clock(day),
+            &IngestRequest::default(),
+            &NoProgress,
+        )
+        .await
+        .expect("ingest");
+        assert!(!report.fetch_failed(), "{report:?}");
+        for f in &report.files {
+            assert!(matches!(f, pipeline::FileOutcome::Ingested { .. }), "{f:?}");
+        }
+        pipeline::link(&self.settings, store, clock(day), false)
+            .await
+            .expect("link");
+    }
+
+    async fn evaluate(&self, store: &Store, day: &str) -> EvaluateReport {
+        pipeline::evaluate(&self.settings, store, clock(day))
+            .await
+            .expect("evaluate")
+    }
+}
+
+const HOME: &str = "1 Mill Lane,M7 1AA";
+const SOUTH_HOME: &str = "5 Elm Road,M6 4AB";
+const BIRCH: &str = "7 Birch Road,M6 4CD";
+
+/// School days from 7 Sep to 20 Nov 2026, weekdays, without the October
+/// half-term (26–30 Oct): no marks at all that week.
+fn school_days() -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    let mut day = d("2026-09-07");
+    while day <= d("2026-11-20") {
+        let half_term = day >= d("2026-10-26") && day <= d("2026-10-30");
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && !half_term {
+            out.push(day);
+        }
+        day = day.succ_opt().unwrap();
+    }
+    out
+}
+
+/// Marks: pupil 1 (at HOME) present until the last 20 school days, then absent
+/// (`O`) on every other day; pupil 2 present throughout; pupil 3 at 80% all along
+/// (persistent absence, not falling).
+fn attendance_rows() -> Vec<String> {
+    let days = school_days();
+    let window_from = days[days.len() - 20];
+    let mut rows = Vec::new();
+    for (i, day) in days.iter().enumerate() {
+        for (s, session) in ["AM", "PM"].iter().enumerate() {
+            let date = day.format("%d/%m/%Y");
+            let p1 = if *day >= window_from && i % 2 == 0 {
+                "O"
+            } else {
+                "/"
+            };
+            let p3 = if (i * 2 + s) % 5 == 0 { "I" } else { "/" };
+            rows.push(format!(
+                "100001,{},Amy,Mill,01/09/2016,{HOME},{date},{session},{p1}",
+                upn(1)
+            ));
+            rows.push(format!(
+                "100001,{},Ben,Oak,02/03/2017,2 Oak Road,M7 2BB,{date},{session},/",
+                upn(2)
+            ));
+            rows.push(format!(
+                "100001,{},Cal,Ash,03/04/2016,3 Ash Road,M7 3CC,{date},{session},{p3}",
+                upn(3)
+            ));
+        }
+    }
+    rows
+}
+
+fn by_rule(alerts: &[AlertRow]) -> BTreeMap<String, Vec<&AlertRow>> {
+    let mut out: BTreeMap<String, Vec<&AlertRow>> = BTreeMap::new();
+    for a in alerts {
+        out.entry(a.rule.clone()).or_default().push(a);
+    }
+    out
+}
+
+fn records(a: &AlertRow) -> Vec<String> {
+    let mut r: Vec<String> = a
+        .records
+        .iter()
+        .map(|r| format!("{}:{}", r.kind, r.id))
+        .collect();
+    r.sort();
+    r
+}
+
+async fn count(store: &Store, table: &'static str) -> i64 {
+    let sql: &'static str = match table {
+        "alerts" => "SELECT COUNT(*) FROM alerts",
+        "deliveries" => "SELECT COUNT(*) FROM deliveries",
+        "audit_log" => "SELECT COUNT(*) FROM audit_log",
+        "alert_facts" => "SELECT COUNT(*) FROM alert_facts",
+        _ => unreachable!(),
+    };
+    store.scalar_i64(sql).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_rule_fires_once_for_the_family_in_trouble_and_never_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("alerts_every_rule", dir.path()).await {
+        let b = Borough::new(dir.path(), backend);
+        b.drop_file(FeedKind::Attendance, "marks.csv", &attendance_rows());
+        b.drop_file(
+            FeedKind::PoliceDa,
+            "police.csv",
+            &[
+                // The family at HOME: a child named, DASH medium, two days ago.
+                format!("N1,2026-11-18 23:30,victim,Dawn,Mill,,{HOME},medium"),
+                format!("N1,2026-11-18 23:30,child,Amy,Mill,01/09/2016,{HOME},medium"),
+                // Adults only in South, nobody's child lives there: no alert.
+                format!("N2,2026-11-19 10:00,victim,Eve,Elm,,{SOUTH_HOME},high"),
+                format!("N2,2026-11-19 10:00,perpetrator,Fay,Elm,,{SOUTH_HOME},high"),
+                // Long ago: history, not news.
+                format!("N0,2025-01-10 10:00,child,Amy,Mill,01/09/2016,{HOME},standard"),
+            ],
+        );
+        b.drop_file(
+            FeedKind::Housing,
+            "notices.csv",
+            &[format!(
+                "H1,section_8,10/11/2026,,private,{HOME},Dawn,Mill,2"
+            )],
+        );
+        b.drop_file(
+            FeedKind::Assessment,
+            "cases.csv",
+            &[
+                // Closed six weeks before N1: closed too early.
+                format!(
+                    "C1,FAM1,PER1,child,Amy,Mill,01/09/2016,{},{HOME},01/03/2026,01/03/2026,01/10/2026,outcomes_met,North",
+                    upn(1)
+                ),
+                // Stepped up, then referred again: never closed_too_early.
+                format!(
+                    "C2,FAM2,PER2,child,Gus,Birch,05/05/2015,,{BIRCH},01/03/2026,01/03/2026,01/10/2026,step_up,South"
+                ),
+                format!(
+                    "C3,FAM2,PER2,child,Gus,Birch,05/05/2015,,{BIRCH},01/11/2026,,,,South"
+                ),
+            ],
+        );
+        b.ingest_and_link(&store, "2026-11-20").await;
+
+        let first = b.evaluate(&store, "2026-11-20").await;
+        let alerts = store.alert_rows(None, None).await.unwrap();
+        let rules = by_rule(&alerts);
+        assert_eq!(
+            rules.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "attendance_drop",
+                "closed_too_early",
+                "da_notification",
+                "emerging_risk",
+                "eviction_risk"
+            ],
+            "{backend}: {alerts:#?}"
+        );
+        for (rule, list) in &rules {
+            assert_eq!(list.len(), 1, "{backend}: {rule} {list:#?}");
+        }
+        assert_eq!(first.counts.raised, 5, "{backend}");
+        let family = rules["da_notification"][0].family_id;
+        assert!(family.is_some(), "{backend}");
+        for rule in [
+            "da_notification",
+            "eviction_risk",
+            "emerging_risk",
+            "closed_too_early",
+        ] {
+            let a = rules[rule][0];
+            assert_eq!(
+                a.family_id, family,
+                "{backend}: {rule} is about the same family"
+            );
+            assert_eq!(a.locality.as_deref(), Some("North"), "{backend}: {rule}");
+            assert_eq!(a.status, "new");
+        }
+        let da = rules["da_notification"][0];
+        assert_eq!(da.recipients, vec!["dv.north@example.gov.uk"], "{backend}");
+        assert_eq!(records(da), vec!["police_da:N1"], "{backend}");
+        assert_eq!(
+            da.severity, "priority",
+            "{backend}: DASH medium; N0 is too old to make it a repeat"
+        );
+        let att = rules["attendance_drop"][0];
+        assert_eq!(
+            att.recipients,
+            vec!["ewo.north@example.gov.uk"],
+            "{backend}"
+        );
+        assert_eq!(att.school_urn.as_deref(), Some("100001"), "{backend}");
+        assert_eq!(
+            records(att),
+            vec![format!("attendance:{}", upn(1))],
+            "{backend}"
+        );
+        let ev = rules["eviction_risk"][0];
+        assert_eq!(ev.recipients, vec!["eh.north@example.gov.uk"], "{backend}");
+        assert_eq!(records(ev), vec!["housing:H1"], "{backend}");
+        let em = rules["emerging_risk"][0];
+        assert_eq!(em.recipients, vec!["mgr.north@example.gov.uk"], "{backend}");
+        assert_eq!(
+            records(em),
+            vec![
+                format!("attendance:{}", upn(1)),
+                "housing:H1".to_string(),
+                "police_da:N1".to_string()
+            ],
+            "{backend}"
+        );
+        assert_eq!(em.severity, "urgent", "{backend}: three kinds");
+        let cte = rules["closed_too_early"][0];
+        assert_eq!(
+            cte.recipients,
+            vec!["mgr.north@example.gov.uk"],
+            "{backend}"
+        );
+        let r = records(cte);
+        assert!(r.contains(&"assessment:C1".to_string()), "{backend}: {r:?}");
+        assert!(r.contains(&"police_da:N1".to_string()), "{backend}: {r:?}");
+        assert!(
+            !r.iter()
+                .any(|x| x == "assessment:C2" || x == "assessment:C3"),
+            "{backend}: {r:?}"
+        );
+        assert_eq!(cte.severity, "urgent", "{backend}: within 90 days");
+
+        // The attendance window: 20 school days back from 20 Nov skip the
+        // half-term week, across the October/November boundary and the clocks
+        // going back on 25 Oct: it starts on Monday 19 Oct.
+        let episodes = store
+            .column_text(
+                "SELECT episode FROM alert_facts WHERE record_kind = 'attendance' ORDER BY episode",
+            )
+            .await
+            .unwrap();
+        assert!(
+            episodes.iter().all(|e| e.as_deref() == Some("2026-10-19")),
+            "{backend}: {episodes:?}"
+        );
+
+        // Again: nothing new.
+        let rows = (
+            count(&store, "alerts").await,
+            count(&store, "deliveries").await,
+            count(&store, "audit_log").await,
+            count(&store, "alert_facts").await,
+        );
+        assert_eq!(rows.1, rows.2, "{backend}: one audit row per delivery");
+        let second = b.evaluate(&store, "2026-11-20").await;
+        assert_eq!(
+            second.counts.raised + second.counts.escalated,
+            0,
+            "{backend}"
+        );
+        assert_eq!(second.counts.unchanged, 5, "{backend}");
+        let again = (
+            count(&store, "alerts").await,
+            count(&store, "deliveries").await,
+            count(&store, "audit_log").await,
+            count(&store, "alert_facts").await,
+        );
+        assert_eq!(rows, again, "{backend}: a second evaluate wrote nothing");
+        assert_eq!(
+            store.alert_rows(None, None).await.unwrap(),
+            alerts,
+            "{backend}"
+        );
+
+        // A new notification for the family the next day: the open alert is
+        // escalated and sent as an update, not a second alert.
+        b.drop_file(
+            FeedKind::PoliceDa,
+            "police-2.csv",
+            &[format!(
+                "N3,2026-11-21 08:00,child,Amy,Mill,01/09/2016,{HOME},standard"
+            )],
+        );
+        b.ingest_and_link(&store, "2026-11-21").await;
+        let third = b.evaluate(&store, "2026-11-21").await;
+        assert_eq!(third.counts.raised, 0, "{backend}: {third:?}");
+        assert!(third.counts.escalated >= 1, "{backend}: {third:?}");
+        let da = store
+            .alert_rows(Some("da_notification"), None)
+            .await
+            .unwrap();
+        assert_eq!(da.len(), 1, "{backend}");
+        assert_eq!(
+            records(&da[0]),
+            vec!["police_da:N1", "police_da:N3"],
+            "{backend}"
+        );
+        assert_eq!(da[0].revision, 2, "{backend}");
+        let updates = store
+            .scalar_i64("SELECT COUNT(*) FROM deliveries WHERE kind = 'update' AND recipient = 'dv.north@example.gov.uk'")
+            .await
+            .unwrap();
+        assert_eq!(updates, 1, "{backend}");
+
+        // Acknowledged by the champion; a second ack keeps the first.
+        let id = da[0].id;
+        let now = clock("2026-11-21").now();
+        assert_eq!(
+            store
+                .ack_alert(id, "dv.north@example.gov.uk", "called the school", now)
+                .await
+                .unwrap(),
+            AckOutcome::Acknowledged
+        );
+        assert_eq!(
+            store
+                .ack_alert(id, "x@example.gov.uk", "again", now)
+                .await
+                .unwrap(),
+            AckOutcome::AlreadyAcknowledged
+        );
+        assert_eq!(
+            store
+                .ack_alert(9999, "x@example.gov.uk", "n", now)
+                .await
+                .unwrap(),
+            AckOutcome::NotFound
+        );
+        let acked = store.alert_rows(None, Some("acknowledged")).await.unwrap();
+        assert_eq!(acked.len(), 1, "{backend}");
+
+        // The audit trail: who was told about the family, and what one recipient
+        // was sent.
+        let trail = store.audit_for_family(family.unwrap()).await.unwrap();
+        let mut told: Vec<(String, String, i64)> = trail
+            .iter()
+            .map(|r| (r.rule.clone(), r.recipient.clone(), r.revision))
+            .collect();
+        told.sort();
+        assert_eq!(
+            told,
+            vec![
+                (
+                    "attendance_drop".into(),
+                    "ewo.north@example.gov.uk".into(),
+                    1
+                ),
+                (
+                    "closed_too_early".into(),
+                    "mgr.north@example.gov.uk".into(),
+                    1
+                ),
+                (
+                    "closed_too_early".into(),
+                    "mgr.north@example.gov.uk".into(),
+                    2
+                ),
+                (
+                    "da_notification".into(),
+                    "dv.north@example.gov.uk".into(),
+                    1
+                ),
+                (
+                    "da_notification".into(),
+                    "dv.north@example.gov.uk".into(),
+                    2
+                ),
+                ("emerging_risk".into(), "mgr.north@example.gov.uk".into(), 1),
+                ("emerging_risk".into(), "mgr.north@example.gov.uk".into(), 2),
+                ("eviction_risk".into(), "eh.north@example.gov.uk".into(), 1),
+            ],
+            "{backend}"
+        );
+        assert!(trail
+            .iter()
+            .all(|r| r.detail == "minimal" && r.event == "routed"));
+        assert!(trail
+            .iter()
+            .all(|r| !r.person_ids.is_empty() || r.rule == "closed_too_early"));
+        let dv = store
+            .audit_for_recipient("DV.North@example.gov.uk", None)
+            .await
+            .unwrap();
+        assert_eq!(dv.len(), 2, "{backend}: {dv:#?}");
+        assert!(dv.iter().all(|r| r.rule == "da_notification"));
+        let since = store
+            .audit_for_recipient(
+                "dv.north@example.gov.uk",
+                Some(clock("2026-11-21").now() - chrono::Duration::hours(1)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(since.len(), 1, "{backend}: only the update");
+        assert_eq!(
+            since[0]
+                .records
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["N3"]
+        );
+        // Nothing about this family went to South.
+        let south = store
+            .audit_for_recipient("dv.south@example.gov.uk", None)
+            .await
+            .unwrap();
+        assert!(south.is_empty(), "{backend}: {south:#?}");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn lookback_counts_london_dates_and_alerts_resolve_once_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("alerts_lookback_dst", dir.path()).await {
+        let b = Borough::new(dir.path(), backend);
+        // 00:30 on 25 Oct 2026 in London is still BST: 23:30 on the 24th in UTC.
+        // The incident's date is the 25th.
+        b.drop_file(
+            FeedKind::PoliceDa,
+            "police.csv",
+            &[format!(
+                "N9,2026-10-25 00:30,child,Hal,Moss,04/04/2018,{HOME},standard"
+            )],
+        );
+        b.ingest_and_link(&store, "2026-10-26").await;
+        // 14 days after the 25th: still inside the lookback.
+        let r = b.evaluate(&store, "2026-11-08").await;
+        assert_eq!(r.counts.raised, 1, "{backend}: {r:?}");
+        // A copy of the store for a back-fill: the day after, nothing new.
+        let r = b.evaluate(&store, "2026-11-09").await;
+        assert_eq!(r.counts.raised, 0, "{backend}");
+        let open = store.alert_rows(None, None).await.unwrap();
+        assert_eq!(open[0].status, "new");
+        // Cleared on the 9th; resolved 28 days later, not before.
+        let r = b.evaluate(&store, "2026-12-06").await;
+        assert_eq!(r.counts.resolved, 0, "{backend}");
+        let r = b.evaluate(&store, "2026-12-07").await;
+        assert_eq!(r.counts.resolved, 1, "{backend}");
+        assert_eq!(
+            store
+                .alert_rows(None, Some("resolved"))
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{backend}"
+        );
+        // Evaluating the old date again raises nothing: the same facts never
+        // alert twice.
+        let r = b.evaluate(&store, "2026-11-08").await;
+        assert_eq!(r.counts.raised, 0, "{backend}: {r:?}");
+        assert_eq!(r.counts.already_alerted, 1, "{backend}");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unrouted_alert_goes_to_admin_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("alerts_unrouted", dir.path()).await {
+        let b = Borough::new(dir.path(), backend);
+        b.drop_file(
+            FeedKind::PoliceDa,
+            "police.csv",
+            &["N5,2026-11-19 21:00,child,Ivy,Far,06/06/2019,3 Far Road,LS1 1AA,high".to_string()],
+        );
+        b.ingest_and_link(&store, "2026-11-20").await;
+        let r = b.evaluate(&store, "2026-11-20").await;
+        assert_eq!((r.counts.raised, r.counts.unrouted), (1, 1), "{backend}");
+        let a = store.alert_rows(None, None).await.unwrap();
+        assert_eq!(a[0].recipients, vec!["admin@example.gov.uk"], "{backend}");
+        assert!(a[0].locality.is_none(), "{backend}");
+        let why = a[0].unrouted.clone().unwrap();
+        assert!(why.contains("postcode"), "{backend}: {why}");
+        let trail = store
+            .audit_for_recipient("admin@example.gov.uk", None)
+            .await
+            .unwrap();
+        assert_eq!(trail.len(), 1);
+        assert_eq!(trail[0].role, "admin");
+        assert!(trail[0].reason.contains("unrouted"), "{}", trail[0].reason);
+        store.close().await;
+    }
+}
