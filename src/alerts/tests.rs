@@ -69,8 +69,8 @@ fn directory() -> Directory {
 
 /// Applies a plan to an in-memory alert table, as the store does.
 fn apply(existing: &mut Vec<ExistingAlert>, plan: &Plan) {
-    let mut next = existing.iter().map(|a| a.id).max().unwrap_or(0) + 1;
-    for r in &plan.raise {
+    let first = existing.iter().map(|a| a.id).max().unwrap_or(0) + 1;
+    for (next, r) in (first..).zip(&plan.raise) {
         existing.push(ExistingAlert {
             id: next,
             rule: r.finding.rule,
@@ -86,7 +86,6 @@ fn apply(existing: &mut Vec<ExistingAlert>, plan: &Plan) {
                 .collect(),
             cleared_since: None,
         });
-        next += 1;
     }
     for e in &plan.escalate {
         let a = existing.iter_mut().find(|a| a.id == e.alert_id).unwrap();
@@ -130,7 +129,7 @@ fn the_same_facts_never_alert_twice_and_new_facts_escalate() {
         vec![fact("police_da:p/N1", "")],
     );
 
-    let p = plan(&[f1.clone()], &table, &dir, &c, d("2026-11-02"));
+    let p = plan(std::slice::from_ref(&f1), &table, &dir, &c, d("2026-11-02"));
     assert_eq!(p.raise.len(), 1);
     assert_eq!(
         p.raise[0].routing.recipients,
@@ -143,7 +142,7 @@ fn the_same_facts_never_alert_twice_and_new_facts_escalate() {
     apply(&mut table, &p);
 
     // Again: nothing.
-    let p = plan(&[f1.clone()], &table, &dir, &c, d("2026-11-02"));
+    let p = plan(std::slice::from_ref(&f1), &table, &dir, &c, d("2026-11-02"));
     assert_eq!(p.counts().raised + p.counts().escalated, 0);
     assert_eq!(p.unchanged, 1);
 
@@ -154,7 +153,7 @@ fn the_same_facts_never_alert_twice_and_new_facts_escalate() {
         vec![fact("police_da:p/N1", ""), fact("police_da:p/N2", "")],
     );
     f2.severity = Severity::Urgent;
-    let p = plan(&[f2.clone()], &table, &dir, &c, d("2026-11-03"));
+    let p = plan(std::slice::from_ref(&f2), &table, &dir, &c, d("2026-11-03"));
     assert!(p.raise.is_empty());
     assert_eq!(p.escalate.len(), 1);
     assert_eq!(p.escalate[0].new_facts.len(), 1);
@@ -200,7 +199,7 @@ fn a_finding_that_comes_back_before_resolution_uncleared() {
         vec![fact("housing:h/H1", "")],
     );
     {
-        let p = plan(&[f.clone()], &table, &dir, &c, d("2026-11-01"));
+        let p = plan(std::slice::from_ref(&f), &table, &dir, &c, d("2026-11-01"));
         apply(&mut table, &p);
     }
     {
@@ -225,7 +224,7 @@ fn an_episode_of_a_condition_is_new_after_the_last_one_resolved() {
     );
     f.school_urn = Some(100001);
     {
-        let p = plan(&[f.clone()], &table, &dir, &c, d("2026-10-01"));
+        let p = plan(std::slice::from_ref(&f), &table, &dir, &c, d("2026-10-01"));
         apply(&mut table, &p);
     }
     // The window moves on while the alert is open: not news.

@@ -76,6 +76,7 @@ impl World {
         self
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn notice(
         &mut self,
         id: &str,
