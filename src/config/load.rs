@@ -2479,6 +2479,33 @@ lookback_days = 2.5
     }
 
     #[test]
+    fn rules_are_typed_with_defaults_for_what_is_left_out() {
+        let fx = Fixture::new();
+        let s = fx
+            .load(&format!(
+                "{MINIMAL}[rules.eviction_risk]\nenabled = false\nlookback_days = 30\nbailiff_within_days = 7\n\
+                 [rules.attendance_drop]\nbelow = 0.85\ndrop = 1\nresolve_after_days = 10\nunauthorised_sessions = 6\n"
+            ))
+            .unwrap();
+        let c = s.rules_config();
+        let d = crate::domain::rules::RulesConfig::default();
+        assert!(!c.eviction_risk.common.enabled);
+        assert_eq!(c.eviction_risk.common.lookback_days, 30);
+        assert_eq!(c.eviction_risk.bailiff_within_days, 7);
+        assert_eq!(c.attendance_drop.below, 0.85);
+        assert_eq!(c.attendance_drop.drop, 1.0, "an integer is a number too");
+        assert_eq!(c.attendance_drop.common.resolve_after_days, 10);
+        assert_eq!(c.attendance_drop.unauthorised_sessions, 6);
+        assert_eq!(
+            c.attendance_drop.window_school_days,
+            d.attendance_drop.window_school_days
+        );
+        assert_eq!(c.da_notification, d.da_notification);
+        assert_eq!(c.closed_too_early, d.closed_too_early);
+        assert_eq!(c.emerging_risk, d.emerging_risk);
+    }
+
+    #[test]
     fn format_specific_source_keys() {
         let fx = Fixture::new();
         let text = r#"
