@@ -386,3 +386,132 @@ async fn an_http_source_is_ingested_through_the_binary_and_not_refetched_when_un
     })
     .await;
 }
+
+/// `alerts list --format json` has exactly the shape of feeds.md; `alerts ack` and
+/// `audit` work through the binary, and bad arguments exit 2 with the fix.
+#[test]
+fn alerts_list_json_ack_and_audit_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = Command::new(KINLINK)
+        .args([
+            "--as-of",
+            "2026-11-20",
+            "demo",
+            "--families",
+            "400",
+            "--dir",
+        ])
+        .arg(&demo)
+        .env_remove("KINLINK_CONFIG")
+        .output()
+        .expect("run the demo");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Evaluating the rules for 2026-11-20"));
+    let config = demo.join("kinlink.toml");
+
+    let out = kinlink(&config, &["alerts", "list", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let alerts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert!(!alerts.is_empty(), "the demo borough raises alerts");
+    let keys = [
+        "family_id",
+        "id",
+        "locality",
+        "raised_at",
+        "recipients",
+        "records",
+        "rule",
+        "school_urn",
+        "severity",
+        "status",
+    ];
+    for a in alerts {
+        let mut got: Vec<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, keys, "{a}");
+        assert!(["info", "priority", "urgent"].contains(&a["severity"].as_str().unwrap()));
+        assert_eq!(a["status"], "new");
+        assert!(a["id"].is_i64());
+        let records = a["records"].as_array().unwrap();
+        assert!(!records.is_empty(), "{a}");
+        for r in records {
+            assert!(["attendance", "police_da", "housing", "assessment"]
+                .contains(&r["kind"].as_str().unwrap()));
+            assert!(r["id"].is_string());
+        }
+        if a["rule"] == "attendance_drop" {
+            assert_eq!(a["school_urn"].as_str().unwrap().len(), 6, "{a}");
+        }
+        chrono::DateTime::parse_from_rfc3339(a["raised_at"].as_str().unwrap()).unwrap();
+    }
+    let first = &alerts[0];
+    let id = first["id"].as_i64().unwrap().to_string();
+
+    let out = kinlink(
+        &config,
+        &[
+            "alerts",
+            "ack",
+            &format!("A{id}"),
+            "--by",
+            "worker@example.gov.uk",
+            "--note",
+            "on it",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = kinlink(
+        &config,
+        &[
+            "alerts",
+            "list",
+            "--status",
+            "acknowledged",
+            "--format",
+            "json",
+        ],
+    );
+    let acked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(acked.as_array().unwrap().len(), 1);
+    assert_eq!(acked[0]["id"], first["id"]);
+
+    let out = kinlink(
+        &config,
+        &["alerts", "ack", &id, "--by", "not-an-email", "--note", "x"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not an email address"));
+    let out = kinlink(&config, &["alerts", "list", "--rule", "da_notificaton"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("da_notification"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let recipient = first["recipients"][0].as_str().unwrap();
+    let out = kinlink(
+        &config,
+        &["audit", "--recipient", recipient, "--format", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["alert_id"] == first["id"] && r["recipient"] == recipient));
+    if let Some(f) = first["family_id"].as_i64() {
+        let out = kinlink(&config, &["audit", "--family", &format!("F{f}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(recipient));
+    }
+    let out = kinlink(&config, &["audit"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--family or --recipient is required"
+    );
+}
