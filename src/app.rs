@@ -237,8 +237,10 @@ pub fn print_report(report: &IngestReport) {
 async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure> {
     let store = open_store(settings).await?;
     let stats = store.source_stats().await;
+    let alerts = store.alert_summary().await;
     store.close().await;
     let stats = stats?;
+    let alerts = alerts?;
     let sources: Vec<_> = settings
         .sources
         .iter()
@@ -269,7 +271,12 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
         })
         .collect();
     // The outbox arrives with the mail stage; until then nothing can be queued.
-    let doc = json!({ "sources": sources, "jobs": jobs, "outbox": { "queued": 0, "failed": 0 } });
+    let doc = json!({
+        "sources": sources,
+        "jobs": jobs,
+        "outbox": { "queued": 0, "failed": 0 },
+        "alerts": alerts,
+    });
     match format {
         OutputFormat::Json => println!(
             "{}",
@@ -297,6 +304,15 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
                 let steps: Vec<_> = j.steps.iter().map(|s| s.as_str()).collect();
                 println!("  {:<20} {:<18} {}", j.name, j.schedule, steps.join(" → "));
             }
+            println!(
+                "\nalerts: {} new, {} sent, {} acknowledged, {} resolved; {} open unrouted; {} deliveries waiting for mail",
+                alerts.new,
+                alerts.sent,
+                alerts.acknowledged,
+                alerts.resolved,
+                alerts.unrouted_open,
+                alerts.pending_deliveries
+            );
         }
     }
     Ok(0)

@@ -798,3 +798,40 @@ async fn insert_deliveries(
     }
     Ok(written)
 }
+
+/// Alert figures for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AlertSummary {
+    pub new: i64,
+    pub sent: i64,
+    pub acknowledged: i64,
+    pub resolved: i64,
+    /// Open alerts no locality or school routes (they went to the admin list).
+    pub unrouted_open: i64,
+    /// Deliveries not yet in a digest.
+    pub pending_deliveries: i64,
+}
+
+impl Store {
+    /// Alerts by status, unrouted open ones and deliveries waiting for the mail stage.
+    pub async fn alert_summary(&self) -> Result<AlertSummary, StoreError> {
+        let by: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT status, COUNT(*) FROM alerts GROUP BY status").fetch_all(p).await)?;
+        let mut s = AlertSummary::default();
+        for (status, n) in by {
+            match status.as_str() {
+                "new" => s.new = n,
+                "sent" => s.sent = n,
+                "acknowledged" => s.acknowledged = n,
+                "resolved" => s.resolved = n,
+                _ => {}
+            }
+        }
+        s.unrouted_open = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alerts WHERE unrouted IS NOT NULL AND status <> 'resolved'")
+            .fetch_one(p).await)?;
+        s.pending_deliveries = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").fetch_one(p).await)?;
+        Ok(s)
+    }
+}

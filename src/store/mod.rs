@@ -114,7 +114,7 @@ mod alerts;
 mod identity;
 mod ingest;
 
-pub use alerts::{AckOutcome, AlertRow, AuditRow};
+pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
 
 pub use identity::{
     ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,

@@ -476,6 +476,11 @@ fn alerts_list_json_ack_and_audit_through_the_binary() {
     let acked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(acked.as_array().unwrap().len(), 1);
     assert_eq!(acked[0]["id"], first["id"]);
+    let out = kinlink(&config, &["status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["alerts"]["acknowledged"], 1);
+    assert_eq!(status["alerts"]["new"], alerts.len() as i64 - 1);
+    assert!(status["alerts"]["pending_deliveries"].as_i64().unwrap() >= alerts.len() as i64 - 1);
 
     let out = kinlink(
         &config,
