@@ -8,7 +8,7 @@
 //! `repeat_within_days` before it (MARAC's 12 months, domain.md 4.3) — raises it
 //! one level.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{family_subject, recent, Fact, Finding, Index, RecordRef, RuleInput};
 use crate::domain::rules::{DaNotification, RuleId, Severity};
@@ -72,15 +72,32 @@ pub(crate) fn da_notification(
     config: &DaNotification,
 ) -> Vec<Finding> {
     let all = notifications(input);
+    // Address keys and families of every notification, computed once, and the
+    // notifications per key and per family, for the repeat check.
+    let keys_of: Vec<Vec<String>> = all.iter().map(Notification::keys).collect();
+    let families_of: Vec<Vec<i64>> = all
+        .iter()
+        .map(|n| super::distinct(n.rows.iter().filter_map(|r| index.family_of(r.mention))))
+        .collect();
+    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_family: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, (keys, families)) in keys_of.iter().zip(&families_of).enumerate() {
+        for k in keys {
+            by_key.entry(k.as_str()).or_default().push(i);
+        }
+        for f in families {
+            by_family.entry(*f).or_default().push(i);
+        }
+    }
     let mut out = Vec::new();
-    for n in &all {
+    for (i, n) in all.iter().enumerate() {
         if !recent(n.incident_on, input.as_of, config.common.lookback_days) {
             continue;
         }
-        let keys = n.keys();
+        let keys = &keys_of[i];
         let children: Vec<&&super::DaRow> =
             n.rows.iter().filter(|r| r.role == DaRole::Child).collect();
-        let live_there = index.children_live_at(&keys);
+        let live_there = index.children_live_at(keys);
         if children.is_empty() && !live_there {
             // Adults only, and no child known at the address: not for Encompass.
             continue;
@@ -91,7 +108,7 @@ pub(crate) fn da_notification(
             .iter()
             .filter_map(|r| index.family_of(r.mention))
             .collect();
-        families.extend(index.child_families_at(&keys));
+        families.extend(index.child_families_at(keys));
         families.sort_unstable();
         families.dedup();
 
@@ -120,19 +137,30 @@ pub(crate) fn da_notification(
             );
         }
         // A repeat: an earlier notification at the same address or in one of the
-        // same families within the repeat window.
-        let repeat = all.iter().find(|o| {
-            o.id != n.id
-                && o.incident_on <= n.incident_on
-                && (n.incident_on - o.incident_on).num_days()
-                    <= i64::from(config.repeat_within_days)
-                && (o.keys().iter().any(|k| keys.contains(k))
-                    || o.rows.iter().any(|r| {
-                        index
-                            .family_of(r.mention)
-                            .is_some_and(|f| families.contains(&f))
-                    }))
-        });
+        // same families within the repeat window (the earliest such, for a
+        // stable explanation).
+        let related = keys
+            .iter()
+            .filter_map(|k| by_key.get(k.as_str()))
+            .chain(
+                families
+                    .iter()
+                    .chain(&families_of[i])
+                    .filter_map(|f| by_family.get(f)),
+            )
+            .flatten()
+            .copied();
+        let repeat = related
+            .filter(|&j| {
+                let o = &all[j];
+                // Earlier (or the same day, listed first): two notifications of
+                // one day do not make each other repeats.
+                (o.incident_on, j) < (n.incident_on, i)
+                    && (n.incident_on - o.incident_on).num_days()
+                        <= i64::from(config.repeat_within_days)
+            })
+            .min_by_key(|&j| (all[j].incident_on, j))
+            .map(|j| &all[j]);
         if let Some(o) = repeat {
             severity = severity.raised();
             lines.push(format!(
