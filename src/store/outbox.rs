@@ -10,9 +10,10 @@
 //! (`INSERT … ON CONFLICT DO NOTHING`), so re-running a night is harmless.
 //! Invariant: a recipient marked `sent` is never sent the message again, whatever
 //! happens to the other recipients.
-//! Invariant: a row found in `sending` after its lease ran out is re-queued once;
-//! the second time it is parked as `failed`. So a crash after the server accepted a
-//! message but before it was marked sent repeats it at most once.
+//! Invariant: an attempt whose outcome is unknown (a row found in `sending` after its
+//! lease ran out, or a reply lost after the whole message was sent) re-queues the
+//! message once; the second such attempt parks it as `failed`. So a crash after the
+//! server accepted a message but before it was marked sent repeats it at most once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -128,6 +129,10 @@ pub struct ClaimedMessage {
     pub recipients: Vec<String>,
     /// Attempts so far, this one included.
     pub attempts: i64,
+    /// Earlier attempts whose outcome is unknown (see the module invariant).
+    pub unknown_outcomes: i64,
+    /// Recipients already sent by earlier attempts.
+    pub already_sent: i64,
 }
 
 /// What one attempt settled, written in one transaction.
@@ -140,6 +145,9 @@ pub struct AttemptOutcome {
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub server_reply: Option<String>,
+    /// This attempt's outcome is unknown for some recipient (counted, see the
+    /// module invariant).
+    pub unknown: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -163,7 +171,7 @@ pub struct OutboxEntry {
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub claimed_at: Option<DateTime<Utc>>,
-    pub lease_expiries: i64,
+    pub unknown_outcomes: i64,
     pub last_error: Option<String>,
     pub server_reply: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -218,13 +226,14 @@ type EntryTuple = (
 );
 
 const ENTRY_COLUMNS: &str = "id, idempotency_key, message_id, sender, subject, status, attempts, \
-     next_attempt_at, claimed_at, lease_expiries, last_error, server_reply, created_at, sent_at, \
+     next_attempt_at, claimed_at, unknown_outcomes, last_error, server_reply, created_at, sent_at, \
      CAST(LENGTH(raw) AS BIGINT)";
 
 const INTERRUPTED: &str = "interrupted while sending (the process stopped); \
      re-queued once: if the server had already taken it, it goes out a second time";
-const INTERRUPTED_TWICE: &str = "interrupted while sending a second time; parked so it cannot \
-     go out a third time: check whether it arrived, then `kinlink outbox retry ID`";
+const INTERRUPTED_TWICE: &str = "interrupted while sending after an earlier attempt whose \
+     outcome was unknown; parked so it cannot go out a third time: check whether it arrived, \
+     then `kinlink outbox retry ID`";
 
 impl Store {
     /// Stores a composed message with its recipients, unless its idempotency key
@@ -278,8 +287,8 @@ impl Store {
     ) -> Result<LeaseRecovery, StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
         let park = "UPDATE outbox SET status = 'failed', claimed_at = NULL, \
-                    lease_expiries = lease_expiries + 1, last_error = $2 \
-                    WHERE status = 'sending' AND claimed_at <= $1 AND lease_expiries >= 1 \
+                    unknown_outcomes = unknown_outcomes + 1, last_error = $2 \
+                    WHERE status = 'sending' AND claimed_at <= $1 AND unknown_outcomes >= 1 \
                     RETURNING id";
         let mut parked: Vec<i64> = on_tx!(tx, t => sqlx::query_scalar(park)
             .bind(cutoff)
@@ -287,7 +296,7 @@ impl Store {
             .fetch_all(&mut **t)
             .await)?;
         let requeue = "UPDATE outbox SET status = 'queued', claimed_at = NULL, \
-                       lease_expiries = lease_expiries + 1, next_attempt_at = $2, last_error = $3 \
+                       unknown_outcomes = unknown_outcomes + 1, next_attempt_at = $2, last_error = $3 \
                        WHERE status = 'sending' AND claimed_at <= $1 RETURNING id";
         let mut requeued: Vec<i64> = on_tx!(tx, t => sqlx::query_scalar(requeue)
             .bind(cutoff)
@@ -320,17 +329,20 @@ impl Store {
              WHERE id = (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
                          ORDER BY next_attempt_at, id LIMIT 1{pick}) \
              AND status = 'queued' \
-             RETURNING id, message_id, sender, raw, attempts"
+             RETURNING id, message_id, sender, raw, attempts, unknown_outcomes"
         );
-        let row: Option<(i64, String, String, Vec<u8>, i64)> =
+        let row: Option<(i64, String, String, Vec<u8>, i64, i64)> =
             on_pool!(self, p => sqlx::query_as(&sql).bind(now).fetch_optional(p).await)?;
-        let Some((id, message_id, sender, raw, attempts)) = row else {
+        let Some((id, message_id, sender, raw, attempts, unknown_outcomes)) = row else {
             return Ok(None);
         };
         let rcpt = "SELECT address FROM outbox_recipients WHERE outbox_id = $1 AND status = 'pending' \
                     ORDER BY position";
         let recipients: Vec<String> =
             on_pool!(self, p => sqlx::query_scalar(rcpt).bind(id).fetch_all(p).await)?;
+        let sent = "SELECT COUNT(*) FROM outbox_recipients WHERE outbox_id = $1 AND status = 'sent'";
+        let already_sent: i64 =
+            on_pool!(self, p => sqlx::query_scalar(sent).bind(id).fetch_one(p).await)?;
         Ok(Some(ClaimedMessage {
             id,
             message_id,
@@ -338,7 +350,17 @@ impl Store {
             raw,
             recipients,
             attempts,
+            unknown_outcomes,
+            already_sent,
         }))
+    }
+
+    /// Whether any message is due at `now` (a run connects only if one is).
+    pub async fn outbox_has_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sql = "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 LIMIT 1";
+        let id: Option<i64> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(now).fetch_optional(p).await)?;
+        Ok(id.is_some())
     }
 
     /// Writes what an attempt settled: the recipients' states and the message's,
@@ -365,7 +387,7 @@ impl Store {
         let sent_at = (outcome.status == OutboxStatus::Sent).then_some(outcome.at);
         let row = "UPDATE outbox SET status = $2, next_attempt_at = $3, claimed_at = NULL, \
                    last_error = $4, server_reply = COALESCE($5, server_reply), \
-                   sent_at = COALESCE($6, sent_at) \
+                   sent_at = COALESCE($6, sent_at), unknown_outcomes = unknown_outcomes + $7 \
                    WHERE id = $1 AND status = 'sending'";
         on_tx!(tx, t => sqlx::query(row)
             .bind(id)
@@ -374,6 +396,7 @@ impl Store {
             .bind(&outcome.last_error)
             .bind(&outcome.server_reply)
             .bind(sent_at)
+            .bind(i64::from(outcome.unknown))
             .execute(&mut **t)
             .await
             .map(|_| ()))?;
@@ -505,7 +528,7 @@ impl Store {
                 attempts: r.6,
                 next_attempt_at: r.7,
                 claimed_at: r.8,
-                lease_expiries: r.9,
+                unknown_outcomes: r.9,
                 last_error: r.10,
                 server_reply: r.11,
                 created_at: r.12,

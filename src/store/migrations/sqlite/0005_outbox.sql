@@ -18,9 +18,11 @@ CREATE TABLE outbox (
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   TEXT    NOT NULL,
     claimed_at        TEXT,
-    -- How often a lease ran out on this row: the second time it is parked as failed
-    -- instead of re-queued, so a crash after the server took it repeats it at most once.
-    lease_expiries    INTEGER NOT NULL DEFAULT 0,
+    -- Attempts whose outcome is unknown: the process was killed while the row was
+    -- `sending` (found when its lease runs out), or the server's reply to the end of
+    -- the message never came. The first is re-queued; the second parks the row as
+    -- failed, so a message the server may already have taken goes out at most twice.
+    unknown_outcomes    INTEGER NOT NULL DEFAULT 0,
     last_error        TEXT,
     server_reply      TEXT,
     created_at        TEXT    NOT NULL,
