@@ -840,7 +840,11 @@ fn smtp_ca_file(cx: &mut Cx<'_>, sec: &Section<'_>, tls: Option<SmtpTls>) -> Opt
     }
     let path = cx.path(&text);
     match std::fs::read(&path) {
-        Ok(bytes) if bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+        Ok(bytes)
+            if bytes
+                .windows(27)
+                .any(|w| w == b"-----BEGIN CERTIFICATE-----") =>
+        {
             Some(path)
         }
         Ok(_) => {
@@ -2413,7 +2417,11 @@ transport = { type = "http", url = "https://me:hunter2@feeds.example.gov.uk/a" }
         )
         .unwrap();
         assert_eq!(
-            find(&fx.problems(&mail("none", "ca.pem")), "uses no certificates").line,
+            find(
+                &fx.problems(&mail("none", "ca.pem")),
+                "uses no certificates"
+            )
+            .line,
             5
         );
         let s = fx.load(&mail("starttls", "ca.pem")).unwrap();

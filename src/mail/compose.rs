@@ -157,8 +157,14 @@ mod tests {
     fn text_only_message_has_the_headers() {
         let c = compose(&from(), &message(), at()).unwrap();
         let t = text(&c);
-        assert!(t.contains(&format!("Message-ID: {}\r\n", c.message_id)), "{t}");
-        assert!(t.contains("Date: Tue, 04 Mar 2025 06:30:00 +0000\r\n"), "{t}");
+        assert!(
+            t.contains(&format!("Message-ID: {}\r\n", c.message_id)),
+            "{t}"
+        );
+        assert!(
+            t.contains("Date: Tue, 04 Mar 2025 06:30:00 +0000\r\n"),
+            "{t}"
+        );
         assert!(t.contains("Auto-Submitted: auto-generated\r\n"));
         assert!(t.contains("To: eh.north@example.gov.uk\r\n"));
         assert!(t.contains("Content-Type: text/plain; charset=utf-8"));
@@ -181,7 +187,10 @@ mod tests {
         let related = t.find("multipart/related").expect("related");
         let html = t.find("text/html").expect("html");
         let png = t.find("image/png").expect("png");
-        assert!(alt < plain && plain < related && related < html && html < png, "{t}");
+        assert!(
+            alt < plain && plain < related && related < html && html < png,
+            "{t}"
+        );
         assert!(t.contains("Content-ID: <chart1>"), "{t}");
         assert!(t.contains("Content-Disposition: inline"), "{t}");
     }
@@ -191,7 +200,10 @@ mod tests {
         let mut m = message();
         m.to = vec!["not an address".into()];
         let e = compose(&from(), &m, at()).unwrap_err().to_string();
-        assert!(e.contains("recipient #1") && !e.contains("not an address"), "{e}");
+        assert!(
+            e.contains("recipient #1") && !e.contains("not an address"),
+            "{e}"
+        );
         let mut m = message();
         m.inline_images = vec![InlineImage {
             content_id: "x".into(),

@@ -138,12 +138,7 @@ pub(super) async fn drain(
                 recipients: claimed
                     .recipients
                     .iter()
-                    .map(|a| {
-                        (
-                            a.clone(),
-                            RcptOutcome::Transient("no connection".into()),
-                        )
-                    })
+                    .map(|a| (a.clone(), RcptOutcome::Transient("no connection".into())))
                     .collect(),
                 broken: true,
             },
@@ -293,14 +288,36 @@ fn record(
     }
     let refused = of(|o| matches!(o, RcptOutcome::Permanent(_)));
     let pending = of(|o| matches!(o, RcptOutcome::Transient(_) | RcptOutcome::Unknown(_)));
+    // A refused recipient is reported in the run that learnt of it, whatever
+    // becomes of the message's other recipients.
+    let refusal = || -> String {
+        attempt
+            .recipients
+            .iter()
+            .find_map(|(_, o)| match o {
+                RcptOutcome::Permanent(r) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
     match outcome.status {
-        OutboxStatus::Queued => report.retrying.push(RetryLater {
-            id: claimed.id,
-            message_id: claimed.message_id.clone(),
-            recipients: pending,
-            reason: outcome.last_error.clone().unwrap_or_default(),
-            next_attempt_at: outcome.next_attempt_at,
-        }),
+        OutboxStatus::Queued => {
+            if !refused.is_empty() {
+                report.failed.push(PermanentFailure {
+                    id: claimed.id,
+                    message_id: claimed.message_id.clone(),
+                    recipients: refused,
+                    reason: refusal(),
+                });
+            }
+            report.retrying.push(RetryLater {
+                id: claimed.id,
+                message_id: claimed.message_id.clone(),
+                recipients: pending,
+                reason: outcome.last_error.clone().unwrap_or_default(),
+                next_attempt_at: outcome.next_attempt_at,
+            })
+        }
         OutboxStatus::Failed => {
             let mut recipients = refused;
             recipients.extend(pending);
@@ -317,7 +334,7 @@ fn record(
                     id: claimed.id,
                     message_id: claimed.message_id.clone(),
                     recipients: refused,
-                    reason: outcome.last_error.clone().unwrap_or_default(),
+                    reason: refusal(),
                 });
             }
         }
@@ -374,7 +391,10 @@ mod tests {
         let c = claimed(1, 0, &["a@x.example", "b@x.example"]);
         let a = attempt(&[
             ("a@x.example", RcptOutcome::Sent("250 ok".into())),
-            ("b@x.example", RcptOutcome::Permanent("550 no such user".into())),
+            (
+                "b@x.example",
+                RcptOutcome::Permanent("550 no such user".into()),
+            ),
         ]);
         let o = settle(&c, &a, &RetryPolicy::default(), now());
         assert_eq!(o.status, OutboxStatus::Sent);
@@ -395,7 +415,10 @@ mod tests {
         assert_eq!(o.next_attempt_at, now() + chrono::Duration::seconds(600));
         let o = settle(&claimed(p.max_attempts, 0, &["a@x.example"]), &a, &p, now());
         assert_eq!(o.status, OutboxStatus::Failed);
-        assert!(o.last_error.unwrap().starts_with("gave up after 12 attempts"));
+        assert!(o
+            .last_error
+            .unwrap()
+            .starts_with("gave up after 12 attempts"));
     }
 
     #[test]

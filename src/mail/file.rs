@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 /// The file name for a Message-ID: its text without the angle brackets, anything
 /// outside `[A-Za-z0-9._@-]` replaced by `_`, plus `.eml`.
 pub(super) fn file_name(message_id: &str) -> String {
-    let inner = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+    let inner = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let mut name: String = inner
         .chars()
         .map(|c| {

@@ -76,7 +76,10 @@ fn negative(e: &SmtpError) -> Option<(bool, String)> {
         // "permanent error (550): 5.1.1 no such user" → "550 5.1.1 no such user".
         let code = e.status().map(u16::from).unwrap_or_default();
         let detail = text.split_once("): ").map_or("", |(_, d)| d);
-        Some((e.is_permanent(), format!("{code} {detail}").trim_end().to_string()))
+        Some((
+            e.is_permanent(),
+            format!("{code} {detail}").trim_end().to_string(),
+        ))
     } else {
         None
     }
@@ -125,24 +128,23 @@ impl Session {
         );
         // The connect timeout covers TCP; the greeting, EHLO and an implicit TLS
         // handshake get a command's time on top.
-        let mut conn = match tokio::time::timeout(timeouts.connect + timeouts.command, connect)
-            .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) if e.is_tls() => return Err(tls_err(e.to_string())),
-            Ok(Err(e)) => {
-                return Err(ConnectError::Unreachable {
-                    target,
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(ConnectError::Unreachable {
-                    target,
-                    reason: "no greeting in time".into(),
-                })
-            }
-        };
+        let mut conn =
+            match tokio::time::timeout(timeouts.connect + timeouts.command, connect).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) if e.is_tls() => return Err(tls_err(e.to_string())),
+                Ok(Err(e)) => {
+                    return Err(ConnectError::Unreachable {
+                        target,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(ConnectError::Unreachable {
+                        target,
+                        reason: "no greeting in time".into(),
+                    })
+                }
+            };
         if relay.tls == SmtpTls::Starttls {
             // Never fall back to plain text: the messages carry personal data.
             if !conn.can_starttls() {
@@ -150,13 +152,9 @@ impl Session {
                 return Err(tls_err("the server does not offer STARTTLS".into()));
             }
             let params = tls_parameters(relay).map_err(tls_err)?;
-            timed(
-                timeouts.command,
-                "STARTTLS",
-                conn.starttls(params, &hello),
-            )
-            .await
-            .map_err(tls_err)?;
+            timed(timeouts.command, "STARTTLS", conn.starttls(params, &hello))
+                .await
+                .map_err(tls_err)?;
         }
         if let Some((user, password)) = &relay.credentials {
             let credentials = Credentials::new(
@@ -164,8 +162,12 @@ impl Session {
                 password.resolve()?.expose().to_string(),
             );
             let mechanisms = [Mechanism::Plain, Mechanism::Login];
-            if let Err(reason) =
-                timed(timeouts.command, "AUTH", conn.auth(&mechanisms, &credentials)).await
+            if let Err(reason) = timed(
+                timeouts.command,
+                "AUTH",
+                conn.auth(&mechanisms, &credentials),
+            )
+            .await
             {
                 conn.abort().await;
                 return Err(ConnectError::Auth { target, reason });

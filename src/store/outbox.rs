@@ -240,7 +240,8 @@ impl Store {
     /// is already there (then nothing changes and the existing id is returned).
     pub async fn enqueue_outbox(&self, m: &NewOutboxMessage<'_>) -> Result<Enqueued, StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
-        let insert = "INSERT INTO outbox (idempotency_key, message_id, sender, subject, raw, status, \
+        let insert =
+            "INSERT INTO outbox (idempotency_key, message_id, sender, subject, raw, status, \
                       attempts, next_attempt_at, created_at) \
                       VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6) \
                       ON CONFLICT DO NOTHING RETURNING id";
@@ -336,11 +337,13 @@ impl Store {
         let Some((id, message_id, sender, raw, attempts, unknown_outcomes)) = row else {
             return Ok(None);
         };
-        let rcpt = "SELECT address FROM outbox_recipients WHERE outbox_id = $1 AND status = 'pending' \
+        let rcpt =
+            "SELECT address FROM outbox_recipients WHERE outbox_id = $1 AND status = 'pending' \
                     ORDER BY position";
         let recipients: Vec<String> =
             on_pool!(self, p => sqlx::query_scalar(rcpt).bind(id).fetch_all(p).await)?;
-        let sent = "SELECT COUNT(*) FROM outbox_recipients WHERE outbox_id = $1 AND status = 'sent'";
+        let sent =
+            "SELECT COUNT(*) FROM outbox_recipients WHERE outbox_id = $1 AND status = 'sent'";
         let already_sent: i64 =
             on_pool!(self, p => sqlx::query_scalar(sent).bind(id).fetch_one(p).await)?;
         Ok(Some(ClaimedMessage {
@@ -477,7 +480,9 @@ impl Store {
                    claimed_at = NULL, last_error = NULL WHERE id = $1";
         on_tx!(tx, t => sqlx::query(row).bind(id).bind(now).execute(&mut **t).await.map(|_| ()))?;
         tx.commit().await?;
-        Ok(RetryOutcome::Requeued(usize::try_from(pending).unwrap_or(0)))
+        Ok(RetryOutcome::Requeued(
+            usize::try_from(pending).unwrap_or(0),
+        ))
     }
 
     /// Messages per status.
@@ -499,8 +504,10 @@ impl Store {
     }
 
     async fn with_recipients(&self, rows: Vec<EntryTuple>) -> Result<Vec<OutboxEntry>, StoreError> {
-        let (Some(lo), Some(hi)) = (rows.iter().map(|r| r.0).min(), rows.iter().map(|r| r.0).max())
-        else {
+        let (Some(lo), Some(hi)) = (
+            rows.iter().map(|r| r.0).min(),
+            rows.iter().map(|r| r.0).max(),
+        ) else {
             return Ok(Vec::new());
         };
         // One query for the id range rather than one per message.
