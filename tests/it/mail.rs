@@ -911,3 +911,70 @@ async fn postgres_claims_skip_locked_rows() {
     })
     .await;
 }
+
+/// `send --dry-run`, `send`, `outbox list|show|retry` through the built binary.
+#[tokio::test]
+async fn the_send_and_outbox_commands_through_the_binary() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        let config = dir.path().join("kinlink.toml");
+        std::fs::write(
+            &config,
+            "state_dir = \"state\"\n[mail]\ntransport = \"file\"\nfile_dir = \"mail\"\nfrom = \"Early Help <eh@example.gov.uk>\"\n",
+        )
+        .unwrap();
+        let settings = kinlink::config::load(&config).unwrap();
+        let store = Store::connect(&settings.database, &settings.state_dir)
+            .await
+            .unwrap();
+        let m = Mailer::new(&settings.mail).unwrap();
+        let id = m
+            .enqueue(&store, at(0), &message("digest:nightly:1:north", &["dv.north@example.gov.uk"]))
+            .await
+            .unwrap()
+            .id;
+        store.close().await;
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env_remove("KINLINK_CONFIG")
+                .output()
+                .unwrap()
+        };
+        let out_dir = dir.path().join("state/mail");
+
+        let dry = run(&["send", "--dry-run"]);
+        let stdout = String::from_utf8_lossy(&dry.stdout);
+        assert!(dry.status.success(), "{stdout}");
+        assert!(stdout.contains(&format!("would send #{id}")), "{stdout}");
+        assert!(stdout.contains("dv.north@example.gov.uk"), "{stdout}");
+        assert!(!out_dir.exists(), "a dry run writes nothing");
+
+        let sent = run(&["send", "--format", "json"]);
+        assert!(sent.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+        assert_eq!(report["sent"][0]["id"], id);
+        assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+
+        let list = run(&["outbox", "list", "--format", "json"]);
+        let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(list[0]["status"], "sent");
+        assert_eq!(list[0]["recipients"][0]["status"], "sent");
+
+        let show = run(&["outbox", "show", &id.to_string()]);
+        let stdout = String::from_utf8_lossy(&show.stdout);
+        assert!(show.status.success());
+        assert!(stdout.contains("outbox #1  sent") && stdout.contains("Message-ID: <kinlink."), "{stdout}");
+
+        // Nothing failed: retry refuses, with exit 2.
+        let retry = run(&["outbox", "retry", &id.to_string()]);
+        assert_eq!(retry.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&retry.stderr).contains("nothing to retry"));
+        let missing = run(&["outbox", "show", "99"]);
+        assert_eq!(missing.status.code(), Some(2));
+    })
+    .await;
+}
