@@ -268,7 +268,15 @@ impl Session {
         }
         // From here on the server may have the whole message: a lost reply is an
         // unknown outcome, not a plain failure.
-        let result = tokio::time::timeout(self.timeouts.data_end, self.conn.message(raw)).await;
+        let result = match dot_stuffed(raw) {
+            // One write for the whole body and its terminator: lettre's `message`
+            // writes the terminator separately, and that second small write waits
+            // for the server's delayed ACK (Nagle), about 40 ms per message.
+            Some(body) => {
+                tokio::time::timeout(self.timeouts.data_end, self.conn.command(body)).await
+            }
+            None => tokio::time::timeout(self.timeouts.data_end, self.conn.message(raw)).await,
+        };
         match result {
             Ok(Ok(reply)) => Attempt {
                 recipients: settle_rest(to, outcomes, RcptOutcome::Sent(reply_text(&reply))),
@@ -336,6 +344,23 @@ impl Session {
     }
 }
 
+/// The DATA payload of an ASCII message (lettre encodes every body and header, so
+/// composed messages are): lines starting with `.` get a second one (RFC 5321
+/// 4.5.2), then the `.` line that ends it. `None` for anything else.
+fn dot_stuffed(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok().filter(|t| t.is_ascii())?;
+    let mut out = String::with_capacity(text.len() + 64);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    out.push_str(&text.replace("\r\n.", "\r\n.."));
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
+    Some(out)
+}
+
 enum Step {
     /// A 4xx (`false`) or 5xx (`true`) reply.
     Refused(bool, String),
@@ -358,4 +383,22 @@ fn settle_rest(
         out.push((address.clone(), rest.clone()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated_once() {
+        assert_eq!(
+            dot_stuffed(b".top\r\nmid\r\n.dot\r\n").as_deref(),
+            Some("..top\r\nmid\r\n..dot\r\n.\r\n")
+        );
+        assert_eq!(
+            dot_stuffed(b"no newline").as_deref(),
+            Some("no newline\r\n.\r\n")
+        );
+        assert_eq!(dot_stuffed("caf\u{e9}".as_bytes()), None);
+    }
 }
