@@ -16,6 +16,7 @@ use tracing::info;
 
 mod alerts;
 mod identity;
+mod mail;
 
 pub use identity::{describe_evidence, export_csv, print_link_report, EXPORT_HEADER};
 
@@ -105,6 +106,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Audit(args) => {
             let settings = load_settings(&config_path(&cli))?;
             alerts::audit(&settings, args).await
+        }
+        Command::Send(args) => {
+            let settings = load_settings(&config_path(&cli))?;
+            mail::send(&settings, clock, args).await
+        }
+        Command::Outbox { what } => {
+            let settings = load_settings(&config_path(&cli))?;
+            mail::outbox(&settings, clock, what).await
         }
         Command::Demo(args) => demo(args, cli.as_of, clock).await,
         Command::Bench { what } => crate::bench::run(what).await.map_err(Failure::Step),
@@ -238,9 +247,11 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
     let store = open_store(settings).await?;
     let stats = store.source_stats().await;
     let alerts = store.alert_summary().await;
+    let outbox = store.outbox_counts().await;
     store.close().await;
     let stats = stats?;
     let alerts = alerts?;
+    let outbox = outbox?;
     let sources: Vec<_> = settings
         .sources
         .iter()
@@ -270,11 +281,10 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
             })
         })
         .collect();
-    // The outbox arrives with the mail stage; until then nothing can be queued.
     let doc = json!({
         "sources": sources,
         "jobs": jobs,
-        "outbox": { "queued": 0, "failed": 0 },
+        "outbox": outbox,
         "alerts": alerts,
     });
     match format {
@@ -312,6 +322,10 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
                 alerts.resolved,
                 alerts.unrouted_open,
                 alerts.pending_deliveries
+            );
+            println!(
+                "outbox: {} queued, {} sending, {} sent, {} failed",
+                outbox.queued, outbox.sending, outbox.sent, outbox.failed
             );
         }
     }

@@ -91,6 +91,13 @@ pub enum Command {
         #[command(subcommand)]
         what: PersonsCommand,
     },
+    /// Send what the outbox holds that is due (SMTP, or .eml files with the file transport).
+    Send(SendArgs),
+    /// The mail outbox: what is queued, sent or failed.
+    Outbox {
+        #[command(subcommand)]
+        what: OutboxCommand,
+    },
     /// Measure throughput (see README "Performance").
     Bench {
         #[command(subcommand)]
@@ -109,6 +116,29 @@ pub struct IngestArgs {
     /// Print the report as JSON.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// List what would go and change nothing (no connection, no file, no status).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Every message with its status, attempts and recipients.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// One message: its state, each recipient's and the full message as stored.
+    Show { id: i64 },
+    /// Queue a failed message (or its refused recipients) again, due now.
+    Retry { id: i64 },
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 //!
 //! Modules in pipeline order (README "Architecture"):
 //! `domain` (plain data) → `config`, `jobs` → `feeds` (fetch) → `ingest` (parse) →
-//! `store` (SQL) → `pipeline` (one run) → `demo` (a fictional borough) → `cli`.
+//! `store` (SQL) → `pipeline` (one run) → `mail` (outbox, SMTP) → `demo` (a fictional borough) → `cli`.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -18,6 +18,7 @@ pub mod feeds;
 pub mod ingest;
 pub mod jobs;
 pub mod link;
+pub mod mail;
 pub mod pipeline;
 pub mod rules;
 pub mod store;

@@ -94,6 +94,7 @@ const MAIL_KEYS: &[&str] = &[
     "smtp_user_file",
     "smtp_password_env",
     "smtp_password_file",
+    "smtp_ca_file",
     "detail",
     "admin",
 ];
@@ -813,13 +814,62 @@ fn smtp(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<SmtpSettings> {
             "give both smtp_user_env/smtp_user_file and smtp_password_env/smtp_password_file, or neither",
         );
     }
+    let ca_file = smtp_ca_file(cx, sec, tls);
     Some(SmtpSettings {
         host: host?,
         port: port?,
         tls: tls?,
         user,
         password,
+        ca_file,
     })
+}
+
+/// `smtp_ca_file`: a PEM file of certificates to trust besides the public roots
+/// (a council's own CA, or a test server's self-signed certificate). Checked now so
+/// that a wrong path fails at startup rather than at the first night's send.
+fn smtp_ca_file(cx: &mut Cx<'_>, sec: &Section<'_>, tls: Option<SmtpTls>) -> Option<PathBuf> {
+    let (text, line) = non_empty_string(cx, sec, "smtp_ca_file")?;
+    if tls == Some(SmtpTls::None) {
+        cx.sink.push(
+            line,
+            "`smtp_ca_file` in [mail] is set but smtp_tls = \"none\" uses no certificates",
+            "remove smtp_ca_file, or set smtp_tls = \"starttls\" or \"tls\"",
+        );
+        return None;
+    }
+    let path = cx.path(&text);
+    match std::fs::read(&path) {
+        Ok(bytes)
+            if bytes
+                .windows(27)
+                .any(|w| w == b"-----BEGIN CERTIFICATE-----") =>
+        {
+            Some(path)
+        }
+        Ok(_) => {
+            cx.sink.push(
+                line,
+                format!(
+                    "`smtp_ca_file` in [mail] names {}, which holds no PEM certificate",
+                    path.display()
+                ),
+                "point it at a PEM file with one or more -----BEGIN CERTIFICATE----- blocks",
+            );
+            None
+        }
+        Err(e) => {
+            cx.sink.push(
+                line,
+                format!(
+                    "`smtp_ca_file` in [mail] names {}, which cannot be read: {e}",
+                    path.display()
+                ),
+                "give the path of a readable PEM file (relative paths are beside the config file), or remove the key to trust only the public roots",
+            );
+            None
+        }
+    }
 }
 
 fn http(cx: &mut Cx<'_>, root: &Section<'_>) -> Option<HttpListen> {
@@ -2344,6 +2394,45 @@ transport = { type = "http", url = "https://me:hunter2@feeds.example.gov.uk/a" }
         assert_eq!(smtp.port, 465);
         assert_eq!(smtp.user, Some(SecretRef::Env("U".into())));
         assert_eq!(smtp.password, Some(SecretRef::Env("P".into())));
+    }
+
+    #[test]
+    fn smtp_ca_file_is_checked() {
+        let fx = Fixture::new();
+        let mail = |tls: &str, ca: &str| {
+            format!("[mail]\ntransport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\nsmtp_tls = \"{tls}\"\nsmtp_ca_file = \"{ca}\"\n{MINIMAL}")
+        };
+        let p = fx.problems(&mail("starttls", "missing.pem"));
+        let p = find(&p, "cannot be read");
+        assert_eq!(p.line, 5);
+        assert!(p.fix.contains("PEM"));
+        std::fs::write(fx.dir.path().join("not.pem"), "hello").unwrap();
+        assert_eq!(
+            find(&fx.problems(&mail("tls", "not.pem")), "no PEM certificate").line,
+            5
+        );
+        std::fs::write(
+            fx.dir.path().join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert_eq!(
+            find(
+                &fx.problems(&mail("none", "ca.pem")),
+                "uses no certificates"
+            )
+            .line,
+            5
+        );
+        let s = fx.load(&mail("starttls", "ca.pem")).unwrap();
+        let MailTransport::Smtp(smtp) = s.mail.transport else {
+            panic!("not smtp")
+        };
+        assert_eq!(smtp.ca_file, Some(fx.dir.path().join("ca.pem")));
+        let problems = fx.problems(&format!(
+            "[mail]\ntransport = \"file\"\nsmtp_ca_file = \"ca.pem\"\n{MINIMAL}"
+        ));
+        assert_eq!(find(&problems, "`smtp_ca_file`").line, 3);
     }
 
     #[test]

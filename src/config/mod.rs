@@ -166,6 +166,8 @@ pub struct SmtpSettings {
     pub tls: SmtpTls,
     pub user: Option<SecretRef>,
     pub password: Option<SecretRef>,
+    /// `smtp_ca_file`: extra certificates (PEM) to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// SMTP transport security.

@@ -113,6 +113,7 @@ impl Tx {
 mod alerts;
 mod identity;
 mod ingest;
+mod outbox;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
 
@@ -121,6 +122,10 @@ pub use identity::{
     LinkState, LinkWrite, NewHousehold, PersonExplain, ReviewRow, RunCounts,
 };
 pub use ingest::{FileCounts, FileTx};
+pub use outbox::{
+    AttemptOutcome, ClaimedMessage, Enqueued, LeaseRecovery, NewOutboxMessage, OutboxCounts,
+    OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus, RetryOutcome,
+};
 
 /// The store handle: cheap to clone, shared by every stage.
 #[derive(Clone)]

@@ -1,0 +1,247 @@
+//! The mail commands: `send [--dry-run]` and `outbox list|show|retry`. Addresses
+//! and subjects appear on stdout (the operator's terminal) only, never in logs.
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::{open_store, Failure, EXIT_FAILED};
+use crate::cli::{OutboxCommand, OutputFormat, SendArgs};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::mail::{DrainOptions, DrainReport, Mailer};
+use crate::store::{OutboxEntry, RetryOutcome};
+
+fn mailer(settings: &Settings) -> Result<Mailer, Failure> {
+    Mailer::new(&settings.mail).map_err(|e| Failure::Config(format!("[mail]: {e}")))
+}
+
+/// `kinlink send [--dry-run]`: exit 1 when the relay could not be reached (the
+/// step failed; everything stays queued). Refused messages are listed and exit 0:
+/// the run itself worked, and the refusals are for the admin to act on.
+pub(super) async fn send(
+    settings: &Settings,
+    clock: Clock,
+    args: &SendArgs,
+) -> Result<u8, Failure> {
+    let mailer = mailer(settings)?;
+    let store = open_store(settings).await?;
+    if args.dry_run {
+        let due = store.outbox_due(clock.now()).await;
+        store.close().await;
+        let due = due?;
+        match args.format {
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "dry_run": true, "would_send": due }))
+                    .context("writing the report")?
+            ),
+            OutputFormat::Table => {
+                for e in &due {
+                    let to: Vec<&str> = e
+                        .recipients
+                        .iter()
+                        .filter(|r| r.status == crate::store::RecipientStatus::Pending)
+                        .map(|r| r.address.as_str())
+                        .collect();
+                    println!(
+                        "would send #{} {} to {} ({} bytes): {}",
+                        e.id,
+                        e.message_id,
+                        to.join(", "),
+                        e.size,
+                        e.subject
+                    );
+                }
+                println!(
+                    "dry run: {} message(s) due, via {}; nothing was sent or changed",
+                    due.len(),
+                    mailer.describe()
+                );
+            }
+        }
+        return Ok(0);
+    }
+    let report = mailer.drain(&store, clock, &DrainOptions::default()).await;
+    store.close().await;
+    let report = report.context("draining the outbox")?;
+    match args.format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing the report")?
+        ),
+        OutputFormat::Table => print_drain(&report),
+    }
+    Ok(if report.connection_error.is_some() {
+        EXIT_FAILED
+    } else {
+        0
+    })
+}
+
+/// What a drain run did, one line per message, failures first.
+pub fn print_drain(r: &DrainReport) {
+    if let Some(e) = &r.connection_error {
+        println!("NOT SENT  {e}; every due message stays queued");
+    }
+    for f in &r.failed {
+        println!(
+            "FAILED    #{} to {}: {}",
+            f.id,
+            f.recipients.join(", "),
+            f.reason
+        );
+    }
+    for s in &r.sent {
+        println!(
+            "sent      #{} to {}: {}",
+            s.id,
+            s.recipients.join(", "),
+            s.reply
+        );
+    }
+    for q in &r.retrying {
+        println!(
+            "retrying  #{} to {} at {}: {}",
+            q.id,
+            q.recipients.join(", "),
+            q.next_attempt_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            q.reason
+        );
+    }
+    if !r.requeued_after_interruption.is_empty() {
+        println!(
+            "{} message(s) left in sending by an interrupted run were queued again (each may reach its recipients a second time)",
+            r.requeued_after_interruption.len()
+        );
+    }
+    println!(
+        "{} sent, {} to retry, {} failed",
+        r.sent.len(),
+        r.retrying.len(),
+        r.failed.len()
+    );
+    if !r.failed.is_empty() {
+        println!("failed messages are not retried by themselves: `kinlink outbox retry ID` after fixing the cause");
+    }
+}
+
+/// `kinlink outbox list|show|retry`.
+pub(super) async fn outbox(
+    settings: &Settings,
+    clock: Clock,
+    what: &OutboxCommand,
+) -> Result<u8, Failure> {
+    let store = open_store(settings).await?;
+    let result = outbox_command(&store, clock, what).await;
+    store.close().await;
+    result
+}
+
+async fn outbox_command(
+    store: &crate::store::Store,
+    clock: Clock,
+    what: &OutboxCommand,
+) -> Result<u8, Failure> {
+    match what {
+        OutboxCommand::List { format } => {
+            let entries = store.outbox_entries().await?;
+            match format {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&entries).context("writing the list")?
+                ),
+                OutputFormat::Table => print_list(&entries),
+            }
+            Ok(0)
+        }
+        OutboxCommand::Show { id } => {
+            let (entry, raw) = match store.outbox_message(*id).await {
+                Ok(found) => found,
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    return Err(Failure::Config(format!("no outbox message #{id}")))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            print_entry(&entry);
+            println!("\n{}", String::from_utf8_lossy(&raw));
+            Ok(0)
+        }
+        OutboxCommand::Retry { id } => match store.retry_outbox(*id, clock.now()).await {
+            Ok(RetryOutcome::Requeued(n)) => {
+                println!(
+                    "#{id} queued again for {n} recipient(s); the next `kinlink send` tries it"
+                );
+                Ok(0)
+            }
+            Ok(RetryOutcome::NothingToRetry(status)) => Err(Failure::Config(format!(
+                "#{id} is {status} with nothing failed on it: nothing to retry"
+            ))),
+            Err(crate::store::StoreError::NotFound(_)) => {
+                Err(Failure::Config(format!("no outbox message #{id}")))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+fn print_list(entries: &[OutboxEntry]) {
+    println!(
+        "{:>6}  {:<8} {:>8}  {:<20}  {:<30}  subject",
+        "id", "status", "attempts", "when (UTC)", "recipients"
+    );
+    for e in entries {
+        let when = match e.status {
+            crate::store::OutboxStatus::Sent => e.sent_at.unwrap_or(e.created_at),
+            _ => e.next_attempt_at,
+        };
+        let sent = e
+            .recipients
+            .iter()
+            .filter(|r| r.status == crate::store::RecipientStatus::Sent)
+            .count();
+        println!(
+            "{:>6}  {:<8} {:>8}  {:<20}  {:<30}  {}",
+            e.id,
+            e.status.as_str(),
+            e.attempts,
+            when.format("%Y-%m-%d %H:%M:%S"),
+            format!("{sent}/{} sent", e.recipients.len()),
+            e.subject
+        );
+    }
+    println!("{} message(s)", entries.len());
+}
+
+fn print_entry(e: &OutboxEntry) {
+    println!("outbox #{}  {}", e.id, e.status);
+    println!("  key:          {}", e.idempotency_key);
+    println!("  message-id:   {}", e.message_id);
+    println!("  subject:      {}", e.subject);
+    println!("  attempts:     {}", e.attempts);
+    println!("  created:      {}", e.created_at.to_rfc3339());
+    match e.status {
+        crate::store::OutboxStatus::Sent => {
+            if let Some(at) = e.sent_at {
+                println!("  sent:         {}", at.to_rfc3339());
+            }
+        }
+        crate::store::OutboxStatus::Queued => {
+            println!("  next attempt: {}", e.next_attempt_at.to_rfc3339())
+        }
+        _ => {}
+    }
+    if let Some(r) = &e.server_reply {
+        println!("  server reply: {r}");
+    }
+    if let Some(err) = &e.last_error {
+        println!("  last error:   {err}");
+    }
+    for r in &e.recipients {
+        println!(
+            "  to {:<40} {:<8} {}",
+            r.address,
+            r.status.as_str(),
+            r.reply.as_deref().unwrap_or("")
+        );
+    }
+}
