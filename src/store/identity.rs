@@ -309,8 +309,9 @@ impl Store {
                 }
             }
         };
+        // Kept at ingest (migration 0008), so the marks themselves are not read.
         let marks: Vec<(i64, Option<NaiveDate>)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT mention_id, MAX(date) FROM attendance_marks GROUP BY mention_id")
+            "SELECT id, last_mark_on FROM mentions WHERE last_mark_on IS NOT NULL")
             .fetch_all(p).await)?;
         for (id, d) in marks {
             later(id, d);

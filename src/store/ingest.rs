@@ -67,6 +67,8 @@ pub struct FileTx {
     /// (URN, date) of every attendance mark in the file: the school days the
     /// attendance rule counts, written at commit.
     school_days: HashSet<(i64, NaiveDate)>,
+    /// Each pupil mention's latest mark date in the file, written at commit.
+    last_marks: HashMap<i64, NaiveDate>,
 }
 
 impl FileTx {
@@ -91,6 +93,7 @@ impl FileTx {
             marks: Mark::all().collect(),
             conflicted: Vec::new(),
             school_days: HashSet::new(),
+            last_marks: HashMap::new(),
         })
     }
 
@@ -107,13 +110,21 @@ impl FileTx {
         let ids = self.upsert_mentions(records).await?;
         let rows: Vec<(&Record, i64)> = records.iter().map(Borrow::borrow).zip(ids).collect();
         let mut last_day = None;
-        for (r, _) in &rows {
+        let mut last_mark = None;
+        for (r, id) in &rows {
             if let Record::Attendance(a) = r {
                 let day = (i64::from(a.school_urn.get()), a.date);
                 // Rows come grouped by pupil and date: skip the hash for repeats.
                 if last_day != Some(day) {
                     self.school_days.insert(day);
                     last_day = Some(day);
+                }
+                if last_mark != Some((*id, a.date)) {
+                    let e = self.last_marks.entry(*id).or_insert(a.date);
+                    if a.date > *e {
+                        *e = a.date;
+                    }
+                    last_mark = Some((*id, a.date));
                 }
             }
         }
@@ -166,6 +177,21 @@ impl FileTx {
                     b.push_bind(*urn).push_bind(*date);
                 });
                 qb.push(" ON CONFLICT (school_urn, date) DO NOTHING");
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        let mut marks: Vec<(i64, NaiveDate)> = self.last_marks.drain().collect();
+        marks.sort_unstable();
+        for chunk in marks.chunks(RECORD_CHUNK) {
+            on_tx!(self.tx, t => {
+                let mut qb = QueryBuilder::new("WITH v (id, d) AS (");
+                qb.push_values(chunk, |mut b, (id, date)| {
+                    b.push_bind(*id).push_bind(*date);
+                });
+                qb.push(
+                    ") UPDATE mentions SET last_mark_on = v.d FROM v WHERE mentions.id = v.id \
+                     AND (mentions.last_mark_on IS NULL OR mentions.last_mark_on < v.d)",
+                );
                 qb.build().execute(&mut **t).await.map(|_| ())
             })?;
         }

@@ -481,3 +481,37 @@ async fn a_key_that_names_two_people_is_flagged_not_merged() {
         store.close().await;
     }
 }
+
+/// Each pupil's latest mark date is kept at ingest (linking reads it instead of
+/// scanning every mark) and a late file with older marks never moves it back.
+#[tokio::test]
+async fn the_latest_mark_date_is_kept_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("latest_mark_date", dir.path()).await {
+        let inbox = dir.path().join(format!("marks-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), vec![source("schools", &inbox)]);
+        for (name, day) in [("a.csv", 1), ("b.csv", 3), ("c.csv", 2)] {
+            std::fs::write(inbox.join(name), marks(100001, &[0, 1], day)).unwrap();
+            ingest(&settings, &store).await;
+        }
+        let dates = store
+            .column_text("SELECT CAST(last_mark_on AS TEXT) FROM mentions ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(
+            dates,
+            vec![
+                Some("2025-10-03".to_string()),
+                Some("2025-10-03".to_string())
+            ],
+            "{backend}"
+        );
+        let days = store
+            .scalar_i64("SELECT COUNT(*) FROM school_days")
+            .await
+            .unwrap();
+        assert_eq!(days, 3, "{backend}: one row per school and date");
+        store.close().await;
+    }
+}
