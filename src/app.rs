@@ -103,6 +103,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let settings = load_settings(&config_path(&cli))?;
             alerts::alerts(&settings, clock, what).await
         }
+        Command::Purge { dry_run, format } => {
+            let settings = load_settings(&config_path(&cli))?;
+            purge(&settings, clock, *dry_run, *format).await
+        }
         Command::Audit(args) => {
             let settings = load_settings(&config_path(&cli))?;
             alerts::audit(&settings, args).await
@@ -329,6 +333,61 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
             );
         }
     }
+    Ok(0)
+}
+
+async fn purge(
+    settings: &Settings,
+    clock: Clock,
+    dry_run: bool,
+    format: OutputFormat,
+) -> Result<u8, Failure> {
+    let store = open_store(settings).await?;
+    let report = pipeline::purge(settings, &store, clock, dry_run).await;
+    store.close().await;
+    let r = report?;
+    if format == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).context("writing the report")?
+        );
+        return Ok(0);
+    }
+    let c = &r.counts;
+    let verb = if dry_run { "would purge" } else { "purged" };
+    let ret = &settings.retention;
+    println!("{verb}:");
+    println!(
+        "  {:>9} raw feed copies and {} quarantined rows (kept {} days)",
+        c.raw_files, c.quarantined_rows, ret.raw_files_days
+    );
+    println!(
+        "  {:>9} attendance marks, {} school days (kept {} days)",
+        c.attendance_marks, c.school_days, ret.attendance_days
+    );
+    println!(
+        "  {:>9} people in police notifications (kept {} days)",
+        c.police_rows, ret.police_da_days
+    );
+    println!(
+        "  {:>9} housing notices (kept {} days)",
+        c.housing_notices, ret.housing_days
+    );
+    println!(
+        "  {:>9} rows of closed cases (kept {} days after closing)",
+        c.case_rows, ret.cases_days
+    );
+    println!(
+        "  {:>9} person mentions with no record left (their details go with them)",
+        c.mentions
+    );
+    if !dry_run {
+        println!(
+            "  files deleted: {} ({} already gone)",
+            r.files_deleted, r.files_missing
+        );
+    }
+    println!("alerts, deliveries and the audit trail are kept (they hold ids only)");
     Ok(0)
 }
 

@@ -76,6 +76,15 @@ pub enum Command {
     /// The audit trail: who was told about a family and why, or what a recipient
     /// has been sent.
     Audit(AuditArgs),
+    /// Delete raw data past its retention period (`[retention]`); alerts and the
+    /// audit trail stay.
+    Purge {
+        /// Count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
     /// Show why: every mention and link of a person or family, in plain words.
     Explain {
         #[command(subcommand)]

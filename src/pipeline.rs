@@ -13,9 +13,11 @@
 
 mod evaluating;
 mod linking;
+mod purging;
 
 pub use evaluating::{directory, evaluate, rule_input, EvaluateReport};
 pub use linking::{compute as compute_link, link, link_options, LinkReport};
+pub use purging::{cutoffs as purge_cutoffs, purge, PurgeReport};
 
 use std::path::{Path, PathBuf};
 

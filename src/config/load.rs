@@ -13,8 +13,8 @@ use toml_edit::{Item, Value};
 
 use super::{
     redact_url, DatabaseUrl, DetailLevel, HttpAuth, HttpListen, HttpTransport, LinkageSettings,
-    Locality, MailSettings, MailTransport, School, SecretError, SecretRef, Settings, SmtpSettings,
-    SmtpTls, SourceSettings, TextEncoding, Transport,
+    Locality, MailSettings, MailTransport, RetentionSettings, School, SecretError, SecretRef,
+    Settings, SmtpSettings, SmtpTls, SourceSettings, TextEncoding, Transport,
 };
 pub use crate::domain::Problem;
 use crate::domain::{FeedKind, Format, Urn};
@@ -81,6 +81,15 @@ const TOP_KEYS: &[&str] = &[
     "school",
     "rules",
     "linkage",
+    "retention",
+];
+
+const RETENTION_KEYS: &[&str] = &[
+    "raw_files_days",
+    "attendance_days",
+    "police_da_days",
+    "housing_days",
+    "cases_days",
 ];
 
 const MAIL_KEYS: &[&str] = &[
@@ -371,6 +380,7 @@ fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Prob
     let schools = schools(&mut cx, &root, &localities);
     let rules = rules(&mut cx, &root);
     let linkage = linkage(&mut cx, &root);
+    let retention = retention(&mut cx, &root, &rules);
 
     let mut problems = cx.sink.problems;
     let mut job_specs = Vec::new();
@@ -417,6 +427,7 @@ fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Prob
         schools,
         rules,
         linkage,
+        retention,
         jobs: job_specs,
     })
 }
@@ -1608,6 +1619,81 @@ fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> BTreeMap<String, toml_edit::Tab
     out
 }
 
+/// `[retention]`, checked against what the rules need: data a rule still reads
+/// must not be purged (a notification kept less than the repeat window could not
+/// make the next one a repeat).
+fn retention(
+    cx: &mut Cx<'_>,
+    root: &Section<'_>,
+    rules: &BTreeMap<String, toml_edit::Table>,
+) -> RetentionSettings {
+    let mut settings = RetentionSettings::default();
+    let Some(sec) = root.table(
+        &mut cx.sink,
+        "retention",
+        "[retention]",
+        "{ raw_files_days = 30, attendance_days = 730 }",
+    ) else {
+        return settings;
+    };
+    sec.check_keys(&mut cx.sink, RETENTION_KEYS);
+    let rc = super::rules_config_from(rules);
+    let attendance_need = {
+        // The windows are school days: allow for holidays (7 days a week, plus the
+        // summer break).
+        let a = &rc.attendance_drop;
+        (a.window_school_days + a.baseline_school_days) * 7 / 5 + 60
+    };
+    let needs: [(&str, u32, String); 5] = [
+        ("raw_files_days", 1, "a day".into()),
+        (
+            "attendance_days",
+            attendance_need,
+            "the attendance windows with holidays".into(),
+        ),
+        (
+            "police_da_days",
+            rc.da_notification.repeat_within_days + rc.da_notification.common.lookback_days,
+            "[rules.da_notification] repeat_within_days + lookback_days".into(),
+        ),
+        (
+            "housing_days",
+            rc.eviction_risk
+                .common
+                .lookback_days
+                .max(rc.emerging_risk.window_days),
+            "[rules.eviction_risk] lookback_days and [rules.emerging_risk] window_days".into(),
+        ),
+        (
+            "cases_days",
+            rc.closed_too_early.within_days + rc.closed_too_early.common.lookback_days,
+            "[rules.closed_too_early] within_days + lookback_days".into(),
+        ),
+    ];
+    for (key, min, why) in needs {
+        let Some((n, line)) = sec.integer_in(&mut cx.sink, key, 1, 36_600) else {
+            continue;
+        };
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        if n < min {
+            cx.sink.push(
+                line,
+                format!("`{key}` in [retention] is {n} days, shorter than the rules read back ({min} days: {why})"),
+                format!("keep at least {min} days, or shorten the rule's window"),
+            );
+            continue;
+        }
+        match key {
+            "raw_files_days" => settings.raw_files_days = n,
+            "attendance_days" => settings.attendance_days = n,
+            "police_da_days" => settings.police_da_days = n,
+            "housing_days" => settings.housing_days = n,
+            _ => settings.cases_days = n,
+        }
+    }
+    settings
+}
+
 fn linkage(cx: &mut Cx<'_>, root: &Section<'_>) -> LinkageSettings {
     let mut settings = LinkageSettings::default();
     let Some(sec) = root.table(
@@ -2565,6 +2651,38 @@ lookback_days = 2.5
             Some(30)
         );
         assert!(summary(&s).contains("eviction_risk (off)"));
+    }
+
+    #[test]
+    fn retention_is_read_and_checked_against_what_the_rules_read() {
+        let fx = Fixture::new();
+        let s = fx
+            .load(&format!(
+                "{MINIMAL}[retention]\nraw_files_days = 7\ncases_days = 400\n"
+            ))
+            .unwrap();
+        assert_eq!(s.retention.raw_files_days, 7);
+        assert_eq!(s.retention.cases_days, 400);
+        assert_eq!(s.retention.attendance_days, 730, "default");
+        let p = fx
+            .load(&format!(
+                "{MINIMAL}[retention]\npolice_da_days = 100\nkeep_forever = true\n\n\
+                 [rules.closed_too_early]\nwithin_days = 500\n"
+            ))
+            .unwrap_err();
+        let text = p.to_string();
+        assert!(
+            text.contains("`police_da_days` in [retention] is 100 days"),
+            "{text}"
+        );
+        assert!(text.contains("keep at least 379 days"), "{text}");
+        assert!(text.contains("keep_forever"), "{text}");
+        // The default cases_days (730) still covers within_days 500 + lookback 30.
+        assert!(!text.contains("`cases_days` in [retention]"), "{text}");
+        let p = fx
+            .load(&format!("{MINIMAL}[retention]\ncases_days = 500\n\n[rules.closed_too_early]\nwithin_days = 500\n"))
+            .unwrap_err();
+        assert!(p.to_string().contains("keep at least 530 days"), "{p}");
     }
 
     #[test]

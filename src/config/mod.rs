@@ -37,7 +37,37 @@ pub struct Settings {
     /// `[rules.*]` tables, kept as parsed TOML until the rules stage types them.
     pub rules: BTreeMap<String, toml_edit::Table>,
     pub linkage: LinkageSettings,
+    pub retention: RetentionSettings,
     pub jobs: Vec<JobSpec>,
+}
+
+/// `[retention]`: how long each kind of raw data is kept, in days. The purge job
+/// deletes what is older; alerts and the audit trail keep their ids and record
+/// references, so "who was told what" stays answerable after the data is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Raw feed files in the state dir, and the quarantined rows read from them.
+    pub raw_files_days: u32,
+    /// Attendance marks, by school day.
+    pub attendance_days: u32,
+    /// Police notifications, by incident date.
+    pub police_da_days: u32,
+    /// Housing notices, by the later of the date served and the possession date.
+    pub housing_days: u32,
+    /// Case rows of closed cases, by closing date (open cases are never purged).
+    pub cases_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            raw_files_days: 30,
+            attendance_days: 730,
+            police_da_days: 730,
+            housing_days: 730,
+            cases_days: 730,
+        }
+    }
 }
 
 /// Where the store lives.
@@ -336,10 +366,19 @@ impl Settings {
     /// The `[rules.*]` tables typed, with the defaults of domain.md §9 for every
     /// key left out. The loader has already checked each value's type and range.
     pub fn rules_config(&self) -> crate::domain::rules::RulesConfig {
+        rules_config_from(&self.rules)
+    }
+}
+
+/// [`Settings::rules_config`] from the parsed tables.
+pub(crate) fn rules_config_from(
+    rules: &BTreeMap<String, toml_edit::Table>,
+) -> crate::domain::rules::RulesConfig {
+    {
         use crate::domain::rules::{Common, RuleId, RulesConfig};
         let mut c = RulesConfig::default();
         let int = |rule: RuleId, key: &str, default: u32| -> u32 {
-            self.rules
+            rules
                 .get(rule.as_str())
                 .and_then(|t| t.get(key))
                 .and_then(|i| i.as_integer())
@@ -347,7 +386,7 @@ impl Settings {
                 .unwrap_or(default)
         };
         let float = |rule: RuleId, key: &str, default: f64| -> f64 {
-            self.rules
+            rules
                 .get(rule.as_str())
                 .and_then(|t| t.get(key))
                 .and_then(|i| i.as_float().or_else(|| i.as_integer().map(|n| n as f64)))
@@ -355,8 +394,7 @@ impl Settings {
         };
         let common = |rule: RuleId, d: Common| -> Common {
             Common {
-                enabled: self
-                    .rules
+                enabled: rules
                     .get(rule.as_str())
                     .and_then(|t| t.get("enabled"))
                     .and_then(|i| i.as_bool())

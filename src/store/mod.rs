@@ -114,8 +114,10 @@ mod alerts;
 mod identity;
 mod ingest;
 mod outbox;
+mod retention;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
+pub use retention::{PurgeCounts, PurgeCutoffs};
 
 pub use identity::{
     ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,

@@ -620,3 +620,119 @@ async fn an_unrouted_alert_goes_to_admin_with_the_reason() {
         store.close().await;
     }
 }
+
+/// Retention: a dry run counts and changes nothing; the purge deletes old records,
+/// the mentions left with no record (with their links), and the raw copies once
+/// past their period — and keeps alerts, deliveries and the audit trail whole.
+#[tokio::test]
+async fn purge_deletes_old_data_and_keeps_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("alerts_purge", dir.path()).await {
+        let b = Borough::new(dir.path(), backend);
+        let mut marks = attendance_rows();
+        // A pupil seen only in 2024: all their marks are past the 730 days.
+        marks.push(format!(
+            "100001,{},Old,Pupil,05/05/2012,9 Old Road,M7 9ZZ,10/01/2024,AM,/",
+            upn(9)
+        ));
+        b.drop_file(FeedKind::Attendance, "marks.csv", &marks);
+        b.drop_file(
+            FeedKind::PoliceDa,
+            "police.csv",
+            &[
+                format!("N1,2026-11-18 23:30,child,Amy,Mill,01/09/2016,{HOME},medium"),
+                format!("N0,2024-01-10 10:00,child,Amy,Mill,01/09/2016,{HOME},standard"),
+            ],
+        );
+        b.ingest_and_link(&store, "2026-11-20").await;
+        b.evaluate(&store, "2026-11-20").await;
+        let kept = (
+            count(&store, "alerts").await,
+            count(&store, "deliveries").await,
+            count(&store, "audit_log").await,
+            count(&store, "alert_facts").await,
+        );
+        assert!(kept.0 >= 2, "{backend}: {kept:?}");
+        let totals = |store: &Store| {
+            let store = store.clone();
+            async move {
+                let mut v = Vec::new();
+                for sql in [
+                    "SELECT COUNT(*) FROM attendance_marks",
+                    "SELECT COUNT(*) FROM da_persons",
+                    "SELECT COUNT(*) FROM mentions",
+                    "SELECT COUNT(*) FROM feed_files WHERE purged_at IS NULL",
+                ] {
+                    v.push(store.scalar_i64(sql).await.unwrap());
+                }
+                v
+            }
+        };
+        let before = totals(&store).await;
+
+        let dry = pipeline::purge(&b.settings, &store, clock("2026-11-20"), true)
+            .await
+            .unwrap();
+        assert_eq!(dry.counts.attendance_marks, 1, "{backend}: {dry:?}");
+        assert_eq!(dry.counts.police_rows, 1, "{backend}");
+        assert_eq!(
+            dry.counts.mentions, 2,
+            "{backend}: the old pupil and N0's row"
+        );
+        assert_eq!(dry.counts.raw_files, 0, "{backend}: copies are days old");
+        assert_eq!(
+            totals(&store).await,
+            before,
+            "{backend}: a dry run changes nothing"
+        );
+
+        let done = pipeline::purge(&b.settings, &store, clock("2026-11-20"), false)
+            .await
+            .unwrap();
+        assert_eq!(done.counts, dry.counts, "{backend}");
+        let after = totals(&store).await;
+        assert_eq!(after[0], before[0] - 1, "{backend}");
+        assert_eq!(after[1], before[1] - 1, "{backend}");
+        assert_eq!(after[2], before[2] - 2, "{backend}");
+        let gone = store
+            .column_text("SELECT mention_key FROM mentions WHERE mention_key LIKE 'N0/%'")
+            .await
+            .unwrap();
+        assert!(gone.is_empty(), "{backend}: {gone:?}");
+        let kept_after = (
+            count(&store, "alerts").await,
+            count(&store, "deliveries").await,
+            count(&store, "audit_log").await,
+            count(&store, "alert_facts").await,
+        );
+        assert_eq!(kept, kept_after, "{backend}: the audit trail is whole");
+        // The next stages run on what is left, and nothing is alerted again.
+        pipeline::link(&b.settings, &store, clock("2026-11-20"), false)
+            .await
+            .expect("link after purge");
+        let again = b.evaluate(&store, "2026-11-20").await;
+        assert_eq!(again.counts.raised, 0, "{backend}: {again:?}");
+
+        // Six weeks on, the raw copies are past their 30 days.
+        let raw = store
+            .column_text("SELECT raw_path FROM feed_files ORDER BY id")
+            .await
+            .unwrap();
+        assert!(raw.iter().flatten().all(|p| Path::new(p).exists()));
+        let later = pipeline::purge(&b.settings, &store, clock("2027-01-01"), false)
+            .await
+            .unwrap();
+        assert_eq!(later.counts.raw_files, raw.len() as i64, "{backend}");
+        assert_eq!(later.files_deleted, raw.len(), "{backend}");
+        assert!(raw.iter().flatten().all(|p| !Path::new(p).exists()));
+        assert_eq!(
+            store
+                .scalar_i64("SELECT COUNT(*) FROM feed_files WHERE purged_at IS NOT NULL")
+                .await
+                .unwrap(),
+            raw.len() as i64,
+            "{backend}: the ledger rows stay"
+        );
+        store.close().await;
+    }
+}

@@ -374,6 +374,7 @@ pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
         schools: vec![],
         rules: BTreeMap::new(),
         linkage: LinkageSettings::default(),
+        retention: Default::default(),
         jobs: vec![],
     }
 }
