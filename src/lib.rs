@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod feeds;
+pub mod health;
 pub mod ingest;
 pub mod jobs;
 pub mod link;

@@ -113,6 +113,7 @@ impl Tx {
 mod alerts;
 mod identity;
 mod ingest;
+pub mod metrics;
 mod outbox;
 mod retention;
 

@@ -5,6 +5,7 @@ mod alerts;
 mod backends;
 mod binary;
 mod feeds;
+mod health;
 mod helpers;
 mod identity;
 mod link_quality;
