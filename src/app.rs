@@ -77,7 +77,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Status { format } => {
             let settings = load_settings(&config_path(&cli))?;
-            status(&settings, *format).await
+            status(&settings, clock, *format).await
         }
         Command::Link(args) => {
             let settings = load_settings(&config_path(&cli))?;
@@ -247,7 +247,7 @@ pub fn print_report(report: &IngestReport) {
     );
 }
 
-async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure> {
+async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Result<u8, Failure> {
     let store = open_store(settings).await?;
     let stats = store.source_stats().await;
     let alerts = store.alert_summary().await;
@@ -270,6 +270,14 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
                 "rows": st.map_or(0, |x| x.rows),
                 "quarantined": st.map_or(0, |x| x.quarantined),
                 "last_success_at": st.and_then(|x| x.last_success_at),
+                "stale_after_hours": s.stale_after_hours,
+                // A silent feed is the most dangerous failure: no file for longer
+                // than the source's `stale_after_hours` (never a file counts too).
+                "stale": s.stale_after_hours.is_some_and(|h| {
+                    st.and_then(|x| x.last_success_at).is_none_or(|at| {
+                        clock.now() - at > chrono::Duration::hours(i64::from(h))
+                    })
+                }),
             })
         })
         .collect();
@@ -312,6 +320,12 @@ async fn status(settings: &Settings, format: OutputFormat) -> Result<u8, Failure
                     s["quarantined"],
                     s["last_success_at"].as_str().unwrap_or("never"),
                 );
+                if s["stale"] == true {
+                    println!(
+                        "{:<24} STALE: nothing for more than {} hours",
+                        "", s["stale_after_hours"]
+                    );
+                }
             }
             println!("\njobs:");
             for j in &settings.jobs {

@@ -476,9 +476,28 @@ fn alerts_list_json_ack_and_audit_through_the_binary() {
     let acked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(acked.as_array().unwrap().len(), 1);
     assert_eq!(acked[0]["id"], first["id"]);
-    let out = kinlink(&config, &["status", "--format", "json"]);
+    let out = kinlink(
+        &config,
+        &["--as-of", "2026-11-20", "status", "--format", "json"],
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["alerts"]["acknowledged"], 1);
+    // Fed today: fresh; three days on with nothing new, every source is stale.
+    assert!(status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["stale"] == false && s["stale_after_hours"] == 36));
+    let out = kinlink(
+        &config,
+        &["--as-of", "2026-11-23", "status", "--format", "json"],
+    );
+    let later: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(later["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["stale"] == true));
     assert_eq!(status["alerts"]["new"], alerts.len() as i64 - 1);
     assert!(status["alerts"]["pending_deliveries"].as_i64().unwrap() >= alerts.len() as i64 - 1);
 
