@@ -109,6 +109,21 @@ pub(crate) fn fact_key(m: &super::MentionInfo, urn: u32) -> String {
     format!("attendance:{}/{}@{urn}", m.source, m.mention_key)
 }
 
+/// The fact of a pupil's attendance over the window: the pupil's mention key is
+/// the record, the window's first school day the episode.
+pub(crate) fn fact(m: &super::MentionInfo, p: &PupilAttendance) -> Fact {
+    Fact {
+        key: fact_key(m, p.school_urn),
+        episode: p.window_from.to_string(),
+        record: RecordRef {
+            kind: FeedKind::Attendance,
+            id: m.mention_key.clone(),
+        },
+        person: m.person,
+        date: p.window_to,
+    }
+}
+
 pub(crate) fn attendance_drop(
     input: &RuleInput,
     index: &Index<'_>,
@@ -170,16 +185,7 @@ pub(crate) fn attendance_drop(
             pct(c.severe_below),
             c.min_possible_sessions
         ));
-        let mut facts = vec![Fact {
-            key: fact_key(m, p.school_urn),
-            episode: p.window_from.to_string(),
-            record: RecordRef {
-                kind: FeedKind::Attendance,
-                id: m.mention_key.clone(),
-            },
-            person: m.person,
-            date: p.window_to,
-        }];
+        let mut facts = vec![fact(m, p)];
         if p.window.unauthorised >= c.unauthorised_sessions {
             severity = Severity::Priority;
             lines.push(format!(

@@ -76,16 +76,7 @@ fn signals(
             continue;
         };
         let Some(f) = m.family else { continue };
-        let fact = Fact {
-            key: attendance::fact_key(m, p.school_urn),
-            episode: p.window_from.to_string(),
-            record: RecordRef {
-                kind: FeedKind::Attendance,
-                id: m.mention_key.clone(),
-            },
-            person: m.person,
-            date: p.window_to,
-        };
+        let fact = attendance::fact(m, p);
         push(
             f,
             Signal {

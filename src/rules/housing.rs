@@ -11,7 +11,7 @@
 
 use chrono::NaiveDate;
 
-use super::{family_subject, recent, Fact, Finding, Index, RecordRef, RuleInput};
+use super::{per_family, recent, Fact, Finding, Index, RecordRef, RuleInput};
 use crate::domain::rules::{EvictionRisk, RuleId, Severity};
 use crate::domain::{FeedKind, NoticeType};
 
@@ -114,37 +114,16 @@ pub(crate) fn eviction_risk(
             person: index.person_of(n.mention),
             date: n.served_on,
         };
-        let subjects: Vec<(String, Option<i64>)> = if families.is_empty() {
-            vec![(format!("notice:{}/{}", n.source, n.notice_id), None)]
-        } else {
-            families
-                .iter()
-                .map(|&f| (family_subject(f), Some(f)))
-                .collect()
-        };
-        for (subject, family) in subjects {
-            let mut postcodes = vec![n.postcode.clone()];
-            if let Some(f) = family {
-                for p in index.family_postcodes(f) {
-                    if !postcodes.contains(&p) {
-                        postcodes.push(p);
-                    }
-                }
-            }
-            out.push(Finding {
-                rule: RuleId::EvictionRisk,
-                subject,
-                family,
-                school_urn: None,
-                severity,
-                facts: vec![fact.clone()],
-                case_locality: family
-                    .and_then(|f| index.open_case.get(&f))
-                    .and_then(|(_, l)| l.map(str::to_string)),
-                postcodes,
-                explanation: lines.clone(),
-            });
-        }
+        out.extend(per_family(
+            index,
+            RuleId::EvictionRisk,
+            &families,
+            format!("notice:{}/{}", n.source, n.notice_id),
+            Some(&n.postcode),
+            severity,
+            &fact,
+            &lines,
+        ));
     }
     out
 }

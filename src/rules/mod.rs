@@ -333,6 +333,57 @@ pub(crate) fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Ve
     set.into_iter().collect()
 }
 
+/// One finding per family told of a record (or, with no family, one about the
+/// record itself): the record's postcode first for routing, then the family's
+/// homes; the open case's locality where there is one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn per_family(
+    index: &Index<'_>,
+    rule: RuleId,
+    families: &[i64],
+    record_subject: String,
+    record_postcode: Option<&str>,
+    severity: Severity,
+    fact: &Fact,
+    lines: &[String],
+) -> Vec<Finding> {
+    let subjects: Vec<(String, Option<i64>)> = if families.is_empty() {
+        vec![(record_subject, None)]
+    } else {
+        families
+            .iter()
+            .map(|&f| (family_subject(f), Some(f)))
+            .collect()
+    };
+    subjects
+        .into_iter()
+        .map(|(subject, family)| {
+            let mut postcodes: Vec<String> =
+                record_postcode.map(str::to_string).into_iter().collect();
+            if let Some(f) = family {
+                for p in index.family_postcodes(f) {
+                    if !postcodes.contains(&p) {
+                        postcodes.push(p);
+                    }
+                }
+            }
+            Finding {
+                rule,
+                subject,
+                family,
+                school_urn: None,
+                severity,
+                facts: vec![fact.clone()],
+                case_locality: family
+                    .and_then(|f| index.open_case.get(&f))
+                    .and_then(|(_, l)| l.map(str::to_string)),
+                postcodes,
+                explanation: lines.to_vec(),
+            }
+        })
+        .collect()
+}
+
 /// `family:ID`.
 pub(crate) fn family_subject(f: i64) -> String {
     format!("family:{f}")

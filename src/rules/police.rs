@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{family_subject, recent, Fact, Finding, Index, RecordRef, RuleInput};
+use super::{per_family, recent, Fact, Finding, Index, RecordRef, RuleInput};
 use crate::domain::rules::{DaNotification, RuleId, Severity};
 use crate::domain::{DaRole, DashRisk, FeedKind};
 
@@ -183,38 +183,16 @@ pub(crate) fn da_notification(
             person,
             date: n.incident_on,
         };
-        let postcode = n.rows.first().map(|r| r.postcode.clone());
-        let subjects: Vec<(String, Option<i64>)> = if families.is_empty() {
-            vec![(format!("notification:{}/{}", n.source, n.id), None)]
-        } else {
-            families
-                .iter()
-                .map(|&f| (family_subject(f), Some(f)))
-                .collect()
-        };
-        for (subject, family) in subjects {
-            let mut postcodes: Vec<String> = postcode.iter().cloned().collect();
-            if let Some(f) = family {
-                for p in index.family_postcodes(f) {
-                    if !postcodes.contains(&p) {
-                        postcodes.push(p);
-                    }
-                }
-            }
-            out.push(Finding {
-                rule: RuleId::DaNotification,
-                subject,
-                family,
-                school_urn: None,
-                severity,
-                facts: vec![fact.clone()],
-                case_locality: family
-                    .and_then(|f| index.open_case.get(&f))
-                    .and_then(|(_, l)| l.map(str::to_string)),
-                postcodes,
-                explanation: lines.clone(),
-            });
-        }
+        out.extend(per_family(
+            index,
+            RuleId::DaNotification,
+            &families,
+            format!("notification:{}/{}", n.source, n.id),
+            n.rows.first().map(|r| r.postcode.as_str()),
+            severity,
+            &fact,
+            &lines,
+        ));
     }
     out
 }
