@@ -9,13 +9,13 @@ use std::path::Path;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Weekday};
 use kinlink::clock::Clock;
-use kinlink::config::{Locality, School, Settings, SourceSettings, TextEncoding, Transport};
-use kinlink::domain::{FeedKind, Format, Urn};
+use kinlink::config::{Locality, School, Settings, SourceSettings};
+use kinlink::domain::{FeedKind, Urn};
 use kinlink::pipeline::{self, EvaluateReport, IngestRequest, NoProgress};
 use kinlink::store::{AckOutcome, AlertRow, Store};
 
 use crate::backends::stores;
-use crate::helpers::{settings, upn};
+use crate::helpers::{csv_source, settings, upn};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -56,26 +56,8 @@ fn header(kind: FeedKind) -> &'static str {
 }
 
 fn source(kind: FeedKind, inbox: &Path) -> SourceSettings {
-    let columns: BTreeMap<String, String> = header(kind)
-        .split(',')
-        .map(|c| (c.to_string(), c.to_string()))
-        .collect();
-    SourceSettings {
-        name: kind.as_str().replace('_', "-"),
-        kind,
-        format: Format::Csv,
-        transport: Transport::Dir {
-            path: inbox.to_path_buf(),
-        },
-        max_bad_rows: 0.05,
-        sheet: None,
-        delimiter: b',',
-        encoding: TextEncoding::Utf8,
-        records_path: None,
-        next_path: None,
-        stale_after_hours: None,
-        columns,
-    }
+    let columns: Vec<(&str, &str)> = header(kind).split(',').map(|c| (c, c)).collect();
+    csv_source(&kind.as_str().replace('_', "-"), kind, inbox, &columns)
 }
 
 /// A borough of two localities and one school, with an inbox per feed kind.

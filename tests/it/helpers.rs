@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use kinlink::config::{
     DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
-    SourceSettings,
+    SourceSettings, TextEncoding, Transport,
 };
+use kinlink::domain::{FeedKind, Format};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -376,6 +377,35 @@ pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
         linkage: LinkageSettings::default(),
         retention: Default::default(),
         jobs: vec![],
+    }
+}
+
+/// A CSV `dir` source with `columns` as (canonical, header) pairs and the
+/// defaults of config.md elsewhere.
+pub fn csv_source(
+    name: &str,
+    kind: FeedKind,
+    inbox: &Path,
+    columns: &[(&str, &str)],
+) -> SourceSettings {
+    SourceSettings {
+        name: name.into(),
+        kind,
+        format: Format::Csv,
+        transport: Transport::Dir {
+            path: inbox.to_path_buf(),
+        },
+        max_bad_rows: 0.05,
+        sheet: None,
+        delimiter: b',',
+        encoding: TextEncoding::Utf8,
+        records_path: None,
+        next_path: None,
+        stale_after_hours: None,
+        columns: columns
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
     }
 }
 

@@ -6,52 +6,38 @@
 //! Links here come from valid UPNs, so the tests assert on structure (ids, rows,
 //! decisions); matching quality is `link_quality.rs` and the engine's own tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use kinlink::clock::Clock;
-use kinlink::config::{Settings, SourceSettings, TextEncoding, Transport};
-use kinlink::domain::{FeedKind, Format};
+use kinlink::config::{Settings, SourceSettings};
+use kinlink::domain::FeedKind;
 use kinlink::pipeline::{self, IngestRequest, LinkReport, NoProgress};
 use kinlink::store::Store;
 
 use crate::backends::stores;
-use crate::helpers::{settings, upn};
+use crate::helpers::{csv_source, settings, upn};
 
 const HEADER: &str = "URN,Pupil UPN,First name,Last name,DOB,Address,Post code,Date,Session,Mark\n";
 
 fn source(name: &str, inbox: &Path) -> SourceSettings {
-    let columns: BTreeMap<String, String> = [
-        ("school_urn", "URN"),
-        ("upn", "Pupil UPN"),
-        ("forename", "First name"),
-        ("surname", "Last name"),
-        ("dob", "DOB"),
-        ("address_line1", "Address"),
-        ("postcode", "Post code"),
-        ("date", "Date"),
-        ("session", "Session"),
-        ("mark", "Mark"),
-    ]
-    .into_iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    SourceSettings {
-        name: name.into(),
-        kind: FeedKind::Attendance,
-        format: Format::Csv,
-        transport: Transport::Dir {
-            path: inbox.to_path_buf(),
-        },
-        max_bad_rows: 0.05,
-        sheet: None,
-        delimiter: b',',
-        encoding: TextEncoding::Utf8,
-        records_path: None,
-        next_path: None,
-        stale_after_hours: None,
-        columns,
-    }
+    csv_source(
+        name,
+        FeedKind::Attendance,
+        inbox,
+        &[
+            ("school_urn", "URN"),
+            ("upn", "Pupil UPN"),
+            ("forename", "First name"),
+            ("surname", "Last name"),
+            ("dob", "DOB"),
+            ("address_line1", "Address"),
+            ("postcode", "Post code"),
+            ("date", "Date"),
+            ("session", "Session"),
+            ("mark", "Mark"),
+        ],
+    )
 }
 
 /// Two marks for each pupil serial, at school `urn`; pupil `n` lives at `n Oak Road`.
