@@ -263,63 +263,77 @@ impl Store {
                 Some((urn, bfrom, from, to, wn as u32, bn as u32))
             })
             .collect();
-        let mut out = Vec::new();
-        // Schools per statement: 4 parameters each.
-        for chunk in windows.chunks(2000) {
-            let rows: Vec<CountsTuple> = on_pool!(self, p => {
-            let mut qb = QueryBuilder::new("WITH w (urn, bfrom, wfrom, wto) AS (");
-            qb.push_values(chunk, |mut q, (urn, bfrom, from, to, _, _)| {
-                q.push_bind(*urn).push_bind(*bfrom).push_bind(*from).push_bind(*to);
-            });
-            qb.push(
-                ") SELECT a.mention_id, a.school_urn, \
-                 SUM(CASE WHEN a.date >= w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('N', 'O') THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('C2', 'E') THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date < w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date < w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
-                 SUM(CASE WHEN a.date < w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END) \
-                 FROM attendance_marks a JOIN w ON w.urn = a.school_urn \
-                 WHERE a.date >= w.bfrom AND a.date <= w.wto \
-                 GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn",
-            );
-            qb.build_query_as().fetch_all(p).await
-            })?;
-            let by_urn: HashMap<i64, &SchoolWindow> = chunk.iter().map(|w| (w.0, w)).collect();
-            let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
-            for t in rows {
-                let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&t.1) else {
-                    continue;
-                };
-                let Ok(urn) = u32::try_from(t.1) else {
-                    continue;
-                };
-                out.push(PupilAttendance {
-                    mention: t.0,
-                    school_urn: urn,
-                    window: AttendanceCounts {
-                        attended: n(t.2),
-                        authorised: n(t.3),
-                        unauthorised: n(t.4),
-                        unexplained: n(t.5),
-                        part_time_or_excluded: n(t.6),
-                    },
-                    baseline: AttendanceCounts {
-                        attended: n(t.7),
-                        authorised: n(t.8),
-                        unauthorised: n(t.9),
-                        unexplained: 0,
-                        part_time_or_excluded: 0,
-                    },
-                    window_from: from,
-                    window_to: to,
-                    window_days: wn,
-                    baseline_days: bn,
-                    longest_unexplained_run: None,
-                });
+        // The windows go into a temporary table keyed by URN, so that the scan of
+        // the marks finds its school's window with one key lookup per mark (joined
+        // to a VALUES list instead, SQLite compared every mark with every school).
+        // The transaction is only rolled back: the table goes with it.
+        let mut tx = Tx::begin(&self.pool).await?;
+        let ddl = match self.backend() {
+            super::Backend::Sqlite => {
+                "CREATE TEMP TABLE rule_windows (urn INTEGER PRIMARY KEY, bfrom TEXT NOT NULL, \
+                 wfrom TEXT NOT NULL, wto TEXT NOT NULL)"
             }
+            super::Backend::Postgres => {
+                "CREATE TEMP TABLE rule_windows (urn BIGINT PRIMARY KEY, bfrom DATE NOT NULL, \
+                 wfrom DATE NOT NULL, wto DATE NOT NULL) ON COMMIT DROP"
+            }
+        };
+        on_tx!(tx, t => sqlx::query(ddl).execute(&mut **t).await.map(|_| ()))?;
+        for chunk in windows.chunks(1000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_windows (urn, bfrom, wfrom, wto) ");
+                qb.push_values(chunk, |mut q, (urn, bfrom, from, to, _, _)| {
+                    q.push_bind(*urn).push_bind(*bfrom).push_bind(*from).push_bind(*to);
+                });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        let sql = "SELECT a.mention_id, a.school_urn, \
+             SUM(CASE WHEN a.date >= w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('N', 'O') THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('C2', 'E') THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date < w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date < w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN a.date < w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END) \
+             FROM attendance_marks a JOIN rule_windows w ON w.urn = a.school_urn \
+             WHERE a.date >= w.bfrom AND a.date <= w.wto \
+             GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn";
+        let rows: Vec<CountsTuple> =
+            on_tx!(tx, t => sqlx::query_as(sql).fetch_all(&mut **t).await)?;
+        drop(tx);
+        let by_urn: HashMap<i64, &SchoolWindow> = windows.iter().map(|w| (w.0, w)).collect();
+        let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(rows.len());
+        for t in rows {
+            let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&t.1) else {
+                continue;
+            };
+            let Ok(urn) = u32::try_from(t.1) else { continue };
+            out.push(PupilAttendance {
+                mention: t.0,
+                school_urn: urn,
+                window: AttendanceCounts {
+                    attended: n(t.2),
+                    authorised: n(t.3),
+                    unauthorised: n(t.4),
+                    unexplained: n(t.5),
+                    part_time_or_excluded: n(t.6),
+                },
+                baseline: AttendanceCounts {
+                    attended: n(t.7),
+                    authorised: n(t.8),
+                    unauthorised: n(t.9),
+                    unexplained: 0,
+                    part_time_or_excluded: 0,
+                },
+                window_from: from,
+                window_to: to,
+                window_days: wn,
+                baseline_days: bn,
+                longest_unexplained_run: None,
+            });
         }
         Ok(out)
     }
