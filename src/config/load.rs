@@ -178,8 +178,9 @@ const RULES: &[(&str, &[(&str, RuleValue)])] = &[
     (
         "attendance_drop",
         &[
-            ("window_school_days", RuleValue::Days),
-            ("baseline_school_days", RuleValue::Days),
+            // The store packs a window's session counts in 12 bits (≤ 4095).
+            ("window_school_days", RuleValue::Count(1, 2000)),
+            ("baseline_school_days", RuleValue::Count(1, 2000)),
             ("below", RuleValue::Fraction),
             ("drop", RuleValue::Fraction),
             ("severe_below", RuleValue::Fraction),

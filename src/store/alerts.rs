@@ -126,7 +126,7 @@ type CaseTuple = (
     Option<String>,
     Option<String>,
 );
-type CountsTuple = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+type CountsTuple = (i64, i64, i64, i64);
 
 impl Store {
     /// Mentions with their person, family and (for children) address keys.
@@ -288,43 +288,48 @@ impl Store {
                 qb.build().execute(&mut **t).await.map(|_| ())
             })?;
         }
-        let sql = "SELECT a.mention_id, a.school_urn, \
-             SUM(CASE WHEN a.date >= w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date >= w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('N', 'O') THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date >= w.wfrom AND a.mark IN ('C2', 'E') THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date < w.wfrom AND a.category IN ('P', 'AEA') THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date < w.wfrom AND a.category = 'AA' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN a.date < w.wfrom AND a.category = 'UA' THEN 1 ELSE 0 END) \
+        // Two sums per pupil instead of eight: each packs its counts in 12-bit
+        // fields (a window holds at most 2 × 2000 sessions, the config's limit),
+        // which halves the time SQLite spends on expressions per mark.
+        let category = "(CASE a.category WHEN 'P' THEN 1 WHEN 'AEA' THEN 1 \
+             WHEN 'AA' THEN 4096 WHEN 'UA' THEN 16777216 ELSE 0 END)";
+        let marks = "(CASE a.mark WHEN 'N' THEN 68719476736 WHEN 'O' THEN 68719476736 \
+             WHEN 'C2' THEN 281474976710656 WHEN 'E' THEN 281474976710656 ELSE 0 END)";
+        let sql = format!(
+            "SELECT a.mention_id, a.school_urn, \
+             CAST(SUM(CASE WHEN a.date >= w.wfrom THEN {category} + {marks} ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN a.date < w.wfrom THEN {category} ELSE 0 END) AS BIGINT) \
              FROM attendance_marks a JOIN rule_windows w ON w.urn = a.school_urn \
              WHERE a.date >= w.bfrom AND a.date <= w.wto \
-             GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn";
+             GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn"
+        );
         let rows: Vec<CountsTuple> =
-            on_tx!(tx, t => sqlx::query_as(sql).fetch_all(&mut **t).await)?;
+            on_tx!(tx, t => sqlx::query_as(&sql).fetch_all(&mut **t).await)?;
         drop(tx);
         let by_urn: HashMap<i64, &SchoolWindow> = windows.iter().map(|w| (w.0, w)).collect();
-        let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        let field = |v: i64, i: u32| ((v >> (12 * i)) & 4095) as u32;
         let mut out = Vec::with_capacity(rows.len());
         for t in rows {
             let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&t.1) else {
                 continue;
             };
-            let Ok(urn) = u32::try_from(t.1) else { continue };
+            let Ok(urn) = u32::try_from(t.1) else {
+                continue;
+            };
             out.push(PupilAttendance {
                 mention: t.0,
                 school_urn: urn,
                 window: AttendanceCounts {
-                    attended: n(t.2),
-                    authorised: n(t.3),
-                    unauthorised: n(t.4),
-                    unexplained: n(t.5),
-                    part_time_or_excluded: n(t.6),
+                    attended: field(t.2, 0),
+                    authorised: field(t.2, 1),
+                    unauthorised: field(t.2, 2),
+                    unexplained: field(t.2, 3),
+                    part_time_or_excluded: field(t.2, 4),
                 },
                 baseline: AttendanceCounts {
-                    attended: n(t.7),
-                    authorised: n(t.8),
-                    unauthorised: n(t.9),
+                    attended: field(t.3, 0),
+                    authorised: field(t.3, 1),
+                    unauthorised: field(t.3, 2),
                     unexplained: 0,
                     part_time_or_excluded: 0,
                 },
