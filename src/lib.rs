@@ -20,5 +20,7 @@ pub mod jobs;
 pub mod link;
 pub mod pipeline;
 pub mod rules;
+pub mod scheduler;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;

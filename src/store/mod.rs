@@ -113,6 +113,7 @@ impl Tx {
 mod alerts;
 mod identity;
 mod ingest;
+mod runs;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
 
@@ -121,6 +122,7 @@ pub use identity::{
     LinkState, LinkWrite, NewHousehold, PersonExplain, ReviewRow, RunCounts,
 };
 pub use ingest::{FileCounts, FileTx};
+pub use runs::{whole_second, Claim, ClaimRequest, RunOutcome, RunRow};
 
 /// The store handle: cheap to clone, shared by every stage.
 #[derive(Clone)]

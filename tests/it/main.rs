@@ -4,8 +4,10 @@
 mod alerts;
 mod backends;
 mod binary;
+mod daemon;
 mod feeds;
 mod helpers;
 mod identity;
 mod link_quality;
 mod pipeline;
+mod scheduler;
