@@ -48,7 +48,10 @@ pub fn on_terminate() -> Result<CancellationToken, SignalError> {
             _ = int.recv() => "SIGINT",
             _ = cancel.cancelled() => return,
         };
-        info!(signal = which, "Stopping: no new runs; running steps may finish");
+        info!(
+            signal = which,
+            "Stopping: no new runs; running steps may finish"
+        );
         cancel.cancel();
     });
     Ok(token)

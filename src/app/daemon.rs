@@ -34,7 +34,10 @@ pub struct LogFailures;
 
 impl FailureNotifier for LogFailures {
     fn on_failure(&self, job: &str, run_id: i64, error: &str) {
-        error!(job, run_id, error, "Job run failed; the admin is to be told");
+        error!(
+            job,
+            run_id, error, "Job run failed; the admin is to be told"
+        );
     }
 }
 
@@ -102,10 +105,7 @@ impl App {
         self.notifier.ready();
         self.notifier.status(&self.scheduler.status_line());
         info!(status = %self.scheduler.status_line(), "kinlink daemon running");
-        let drained = self
-            .scheduler
-            .run(shutdown, reload_rx, self.notifier)
-            .await;
+        let drained = self.scheduler.run(shutdown, reload_rx, self.notifier).await;
         self.store.close().await;
         match drained {
             Drained::Finished => info!("kinlink daemon stopped"),
@@ -134,7 +134,10 @@ async fn reload_on_hangup(
         notifier.reloading();
         match config::load(&path) {
             Ok(settings) => {
-                info!(jobs = settings.jobs.len(), "SIGHUP: config and jobs are valid; reloading");
+                info!(
+                    jobs = settings.jobs.len(),
+                    "SIGHUP: config and jobs are valid; reloading"
+                );
                 if to_scheduler.send(Arc::new(settings)).await.is_err() {
                     return;
                 }

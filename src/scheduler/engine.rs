@@ -131,9 +131,14 @@ struct Progress {
 /// How the steps ended.
 enum StepsEnd {
     Done,
-    Failed { step: Step, error: StepError },
+    Failed {
+        step: Step,
+        error: StepError,
+    },
     /// Shutdown began; the steps after `after` were not started.
-    Stopped { after: Step },
+    Stopped {
+        after: Step,
+    },
 }
 
 /// The scheduler of one daemon.
@@ -322,13 +327,7 @@ impl<R: StepRunner> Scheduler<R> {
         Ok(())
     }
 
-    fn spawn_run(
-        &mut self,
-        i: usize,
-        run_id: i64,
-        scheduled_for: DateTime<Utc>,
-        trigger: Trigger,
-    ) {
+    fn spawn_run(&mut self, i: usize, run_id: i64, scheduled_for: DateTime<Utc>, trigger: Trigger) {
         let spec = self.jobs[i].spec.clone();
         let name = spec.name.clone();
         let ctx = StepContext {

@@ -2,6 +2,9 @@
 //! RELOADING, STOPPING, STATUS and WATCHDOG messages over `$NOTIFY_SOCKET`.
 //! Everything is a no-op when the variable is unset (a terminal, the tests).
 //!
+//! Sends are blocking datagrams, as in libsystemd: systemd reads its socket at
+//! once, and a systemd that stopped reading would also stop honouring the watchdog.
+//!
 //! STATUS lines carry job names, run ids and counts only, never personal data:
 //! they show in `systemctl status`.
 

@@ -174,13 +174,28 @@ mod tests {
 
         // Forward: 01:30 does not exist; the run is at the end of the gap,
         // 02:00 BST = 01:00 UTC.
-        assert_eq!(by_date[&date("2026-03-29")], vec![utc(2026, 3, 29, 1, 0, 0)]);
+        assert_eq!(
+            by_date[&date("2026-03-29")],
+            vec![utc(2026, 3, 29, 1, 0, 0)]
+        );
         // The day before and after are ordinary: 01:30 GMT, then 01:30 BST.
-        assert_eq!(by_date[&date("2026-03-28")], vec![utc(2026, 3, 28, 1, 30, 0)]);
-        assert_eq!(by_date[&date("2026-03-30")], vec![utc(2026, 3, 30, 0, 30, 0)]);
+        assert_eq!(
+            by_date[&date("2026-03-28")],
+            vec![utc(2026, 3, 28, 1, 30, 0)]
+        );
+        assert_eq!(
+            by_date[&date("2026-03-30")],
+            vec![utc(2026, 3, 30, 0, 30, 0)]
+        );
         // Back: 01:30 happens at 00:30 UTC (BST) and 01:30 UTC (GMT); only the first.
-        assert_eq!(by_date[&date("2026-10-25")], vec![utc(2026, 10, 25, 0, 30, 0)]);
-        assert_eq!(by_date[&date("2026-10-26")], vec![utc(2026, 10, 26, 1, 30, 0)]);
+        assert_eq!(
+            by_date[&date("2026-10-25")],
+            vec![utc(2026, 10, 25, 0, 30, 0)]
+        );
+        assert_eq!(
+            by_date[&date("2026-10-26")],
+            vec![utc(2026, 10, 26, 1, 30, 0)]
+        );
     }
 
     #[test]

@@ -80,37 +80,38 @@ impl StepRunner for PipelineSteps {
         let store = &self.store;
         let clock = ctx.clock;
         // The one place a step name becomes an action.
-        let summary = match step {
-            Step::Ingest => {
-                let report = pipeline::ingest(
-                    settings,
-                    store,
-                    clock,
-                    &IngestRequest::default(),
-                    &NoProgress,
-                )
-                .await
-                .map_err(failed)?;
-                ingest_summary(&report)?
-            }
-            Step::Link => {
-                let r = pipeline::link(settings, store, clock, false)
+        let summary =
+            match step {
+                Step::Ingest => {
+                    let report = pipeline::ingest(
+                        settings,
+                        store,
+                        clock,
+                        &IngestRequest::default(),
+                        &NoProgress,
+                    )
                     .await
                     .map_err(failed)?;
-                format!(
+                    ingest_summary(&report)?
+                }
+                Step::Link => {
+                    let r = pipeline::link(settings, store, clock, false)
+                        .await
+                        .map_err(failed)?;
+                    format!(
                     "{} changed mention(s); {} person(s), {} famil(y/ies), {} pair(s) for review",
                     r.changed_mentions, r.counts.persons, r.counts.families, r.counts.review_pending
                 )
-            }
-            Step::Evaluate => {
-                let r = pipeline::evaluate(settings, store, clock)
-                    .await
-                    .map_err(failed)?;
-                format!("{} finding(s) for {}", r.findings, r.as_of)
-            }
-            Step::Send => return Err(StepError::Unavailable(Step::Send)),
-            Step::Purge => return Err(StepError::Unavailable(Step::Purge)),
-        };
+                }
+                Step::Evaluate => {
+                    let r = pipeline::evaluate(settings, store, clock)
+                        .await
+                        .map_err(failed)?;
+                    format!("{} finding(s) for {}", r.findings, r.as_of)
+                }
+                Step::Send => return Err(StepError::Unavailable(Step::Send)),
+                Step::Purge => return Err(StepError::Unavailable(Step::Purge)),
+            };
         Ok(StepReport { summary })
     }
 }

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, Tx};
+use super::{Pool, Store, StoreError, Tx};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,7 +120,11 @@ type RunTuple = (
     String,
 );
 
-const RUN_COLUMNS: &str = "id, job, scheduled_for, instance, claimed_at, claimed_until, takeovers, \
+/// (id, finished_at, claimed_until, outcome) of a run row being claimed.
+type ExistingClaim = (i64, Option<DateTime<Utc>>, DateTime<Utc>, Option<String>);
+
+const RUN_COLUMNS: &str =
+    "id, job, scheduled_for, instance, claimed_at, claimed_until, takeovers, \
                            started_at, finished_at, outcome, error, steps";
 
 fn run_from_tuple(t: RunTuple) -> RunRow {
@@ -153,16 +157,23 @@ impl Store {
         let scheduled_for = whole_second(req.scheduled_for);
         let now = whole_second(req.now);
         let until = whole_second(req.until);
-        let mut tx = Tx::begin(&self.pool).await?;
-        #[cfg(feature = "postgres")]
-        if let Tx::Postgres(t) = &mut tx {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("kinlink.job_runs:{}", req.job))
-                .execute(&mut **t)
-                .await?;
-        }
+        let mut tx = match &self.pool {
+            // IMMEDIATE takes the write lock up front (waiting on the busy
+            // timeout): a deferred transaction that read first would fail with
+            // SQLITE_BUSY_SNAPSHOT when a run's finish commits in between.
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => {
+                let mut t = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("kinlink.job_runs:{}", req.job))
+                    .execute(&mut *t)
+                    .await?;
+                Tx::Postgres(t)
+            }
+        };
 
-        let existing: Option<(i64, Option<DateTime<Utc>>, DateTime<Utc>, Option<String>)> = on_tx!(tx, t => sqlx::query_as(
+        let existing: Option<ExistingClaim> = on_tx!(tx, t => sqlx::query_as(
             "SELECT id, finished_at, claimed_until, outcome FROM job_runs WHERE job = $1 AND scheduled_for = $2")
             .bind(req.job).bind(scheduled_for).fetch_optional(&mut **t).await)?;
         if let Some((id, finished_at, claimed_until, outcome)) = existing {
@@ -253,7 +264,8 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM job_runs WHERE finished_at IS NULL AND claimed_until < $1 ORDER BY scheduled_for, id"
         );
-        let rows: Vec<RunTuple> = on_pool!(self, p => sqlx::query_as(&sql).bind(whole_second(now)).fetch_all(p).await)?;
+        let rows: Vec<RunTuple> =
+            on_pool!(self, p => sqlx::query_as(&sql).bind(whole_second(now)).fetch_all(p).await)?;
         Ok(rows.into_iter().map(run_from_tuple).collect())
     }
 
@@ -307,9 +319,8 @@ impl Store {
 
     /// Every run of a job, in scheduled order (status, tests).
     pub async fn runs_of(&self, job: &str) -> Result<Vec<RunRow>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM job_runs WHERE job = $1 ORDER BY scheduled_for, id"
-        );
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM job_runs WHERE job = $1 ORDER BY scheduled_for, id");
         let rows: Vec<RunTuple> =
             on_pool!(self, p => sqlx::query_as(&sql).bind(job).fetch_all(p).await)?;
         Ok(rows.into_iter().map(run_from_tuple).collect())

@@ -6,6 +6,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kinlink::store::{RunOutcome, Store};
@@ -31,7 +32,9 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
 fn write_job(dir: &Path, name: &str, schedule: &str, steps: &str) {
     std::fs::write(
         dir.join("jobs").join(format!("{name}.toml")),
-        format!("name = \"{name}\"\nschedule = \"{schedule}\"\nsteps = {steps}\ncatch_up = false\n"),
+        format!(
+            "name = \"{name}\"\nschedule = \"{schedule}\"\nsteps = {steps}\ncatch_up = false\n"
+        ),
     )
     .unwrap();
 }
@@ -61,12 +64,35 @@ fn log_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Every datagram waiting on the socket.
-fn drain_socket(socket: &UnixDatagram, into: &mut Vec<String>) {
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = socket.recv(&mut buf) {
-        into.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+/// Reads the notify socket as systemd does, promptly (the daemon's sends block
+/// once a few unread datagrams queue up), into a shared list.
+fn listen_notify(socket: UnixDatagram) -> Arc<Mutex<Vec<String>>> {
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let sink = messages.clone();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Ends when the test (and its temp dir) is gone.
+        for _ in 0..3000 {
+            if let Ok(n) = socket.recv(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    });
+    messages
+}
+
+fn notify_lines(messages: &Mutex<Vec<String>>) -> Vec<String> {
+    messages
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,8 +107,7 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
         "[\"ingest\", \"link\", \"evaluate\"]",
     );
     let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_nonblocking(true).unwrap();
+    let messages = listen_notify(UnixDatagram::bind(&socket_path).unwrap());
     let log_path = dir.path().join("daemon.log");
     let mut child = Command::new(KINLINK)
         .arg("--config")
@@ -96,12 +121,10 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("start kinlink run");
-    let mut messages = Vec::new();
 
     // READY=1 once config, jobs and migrations are done; then runs that finish.
     wait_for(60, "READY=1", || {
-        drain_socket(&socket, &mut messages);
-        messages.iter().any(|m| m.lines().any(|l| l == "READY=1"))
+        notify_lines(&messages).iter().any(|l| l == "READY=1")
     });
     wait_for(60, "a finished run in the log", || {
         log_text(&log_path).contains("Job run finished")
@@ -145,7 +168,10 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
         }
         if t0.elapsed() > Duration::from_secs(20) {
             let _ = child.kill();
-            panic!("kinlink run did not stop within 20 s of SIGTERM:\n{}", log_text(&log_path));
+            panic!(
+                "kinlink run did not stop within 20 s of SIGTERM:\n{}",
+                log_text(&log_path)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -159,24 +185,32 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
         "{rows:#?}"
     );
     assert!(
-        rows.iter().all(|r| r.outcome.is_some() && r.finished_at.is_some()),
+        rows.iter()
+            .all(|r| r.outcome.is_some() && r.finished_at.is_some()),
         "a run row was left open: {rows:#?}"
     );
     let steps: serde_json::Value = serde_json::from_str(&rows[0].steps).unwrap();
     assert_eq!(steps.as_array().unwrap().len(), 3, "{steps}");
 
     // What systemd heard: ready, reloading and ready again, a status line, stopping.
-    drain_socket(&socket, &mut messages);
-    let lines: Vec<&str> = messages.iter().flat_map(|m| m.lines()).collect();
+    wait_for(10, "STOPPING=1", || {
+        notify_lines(&messages).iter().any(|l| l == "STOPPING=1")
+    });
+    let lines = notify_lines(&messages);
     for expected in ["READY=1", "RELOADING=1", "STOPPING=1"] {
-        assert!(lines.contains(&expected), "{expected} not in {lines:?}");
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected} not in {lines:?}"
+        );
     }
     assert!(
-        lines.iter().filter(|l| **l == "READY=1").count() >= 3,
+        lines.iter().filter(|l| *l == "READY=1").count() >= 3,
         "READY=1 after start and after each reload: {lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("STATUS=") && l.contains("every-second")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=") && l.contains("every-second")),
         "{lines:?}"
     );
 
@@ -202,6 +236,8 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
 }
 
 /// Runs a store query to completion from the synchronous polling loop.
-fn futures_ready<T>(fut: impl std::future::Future<Output = Result<T, kinlink::store::StoreError>>) -> Option<T> {
+fn futures_ready<T>(
+    fut: impl std::future::Future<Output = Result<T, kinlink::store::StoreError>>,
+) -> Option<T> {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut)).ok()
 }

@@ -90,7 +90,9 @@ impl StepRunner for Scripted {
         self.calls.lock().unwrap().push((ctx.job.clone(), step));
         self.total.fetch_add(1, Ordering::SeqCst);
         match self.acts.get(&(ctx.job.clone(), step)).cloned() {
-            Some(Act::Fail) => Err(StepError::Failed("source police could not be fetched".into())),
+            Some(Act::Fail) => Err(StepError::Failed(
+                "source police could not be fetched".into(),
+            )),
             Some(Act::Panic) => panic!("a bug in the step"),
             Some(Act::Block(gate)) => {
                 let _permit = gate.acquire().await.unwrap();
@@ -162,7 +164,7 @@ async fn a_0130_job_runs_once_on_each_dst_night_through_the_scheduler() {
     let runner = Arc::new(Scripted::default());
     let s = settings_with(
         dir.path(),
-        vec![job("nightly", "0 30 1 * * *", &[Step::Link], true)],
+        vec![job("nightly", "0 30 1 * * *", &[Step::Link], false)],
     );
     // Each night from 22:00 to 04:00 UTC, a tick every 5 minutes (and one on
     // each exact instant a run is due).
@@ -237,7 +239,9 @@ async fn a_missed_run_is_caught_up_once_on_start_and_only_where_asked() {
 
     // A job with no history at all (a new install, a new job file) is not caught up.
     let fresh = tempfile::tempdir().unwrap();
-    let fresh_store = Store::open_sqlite(&fresh.path().join("k.db")).await.unwrap();
+    let fresh_store = Store::open_sqlite(&fresh.path().join("k.db"))
+        .await
+        .unwrap();
     let mut d = daemon(&fresh_store, s, runner.clone(), "a");
     d.scheduler.start(utc(2026, 6, 3, 8, 0, 0)).await.unwrap();
     within(30, d.scheduler.wait_idle()).await;
@@ -285,7 +289,11 @@ async fn a_job_still_running_at_its_next_time_is_not_started_twice() {
             Some(RunOutcome::Ok),
         ]
     );
-    assert!(rows[1].error.as_deref().unwrap().contains(&rows[0].id.to_string()));
+    assert!(rows[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains(&rows[0].id.to_string()));
     assert_eq!(
         runner.calls_of("every-minute"),
         vec![Step::Ingest, Step::Link, Step::Ingest, Step::Link]
@@ -328,8 +336,15 @@ async fn a_failed_or_panicking_step_ends_its_job_and_the_others_carry_on() {
     let fails = store.runs_of("fails").await.unwrap();
     assert_eq!(fails[0].outcome, Some(RunOutcome::Failed));
     let error = fails[0].error.as_deref().unwrap();
-    assert!(error.contains("step `ingest` failed") && error.contains("could not be fetched"), "{error}");
-    assert_eq!(runner.calls_of("fails"), vec![Step::Ingest], "the failed step stops its job");
+    assert!(
+        error.contains("step `ingest` failed") && error.contains("could not be fetched"),
+        "{error}"
+    );
+    assert_eq!(
+        runner.calls_of("fails"),
+        vec![Step::Ingest],
+        "the failed step stops its job"
+    );
 
     let panics = store.runs_of("panics").await.unwrap();
     assert_eq!(panics[0].outcome, Some(RunOutcome::Failed));
@@ -354,7 +369,10 @@ async fn a_failed_or_panicking_step_ends_its_job_and_the_others_carry_on() {
     told.sort();
     assert_eq!(
         told,
-        vec![("fails".to_string(), fails[0].id), ("panics".to_string(), panics[0].id)]
+        vec![
+            ("fails".to_string(), fails[0].id),
+            ("panics".to_string(), panics[0].id)
+        ]
     );
 
     // The daemon lives on: the next hour every job runs again.
@@ -386,7 +404,12 @@ async fn two_daemons_on_one_postgres_database_run_each_scheduled_run_once() {
     let s = settings_with(
         dir.path(),
         vec![
-            job("every-minute", "0 * * * * *", &[Step::Ingest, Step::Link], true),
+            job(
+                "every-minute",
+                "0 * * * * *",
+                &[Step::Ingest, Step::Link],
+                true,
+            ),
             job("hourly", "0 0 * * * *", &[Step::Evaluate], false),
         ],
     );
@@ -416,13 +439,31 @@ async fn two_daemons_on_one_postgres_database_run_each_scheduled_run_once() {
     assert_eq!(runner.calls_of("every-minute").len(), 120);
     let instances: std::collections::BTreeSet<&str> =
         every.iter().map(|r| r.instance.as_str()).collect();
-    assert!(instances.iter().all(|i| *i == "daemon-a" || *i == "daemon-b"));
+    assert!(instances
+        .iter()
+        .all(|i| *i == "daemon-a" || *i == "daemon-b"));
 
     // Both restart at once after a missed minute: one catch-up between them.
     drop(a);
     drop(b);
-    let mut a = daemon(&store_a, settings_with(dir.path(), vec![job("every-minute", "0 * * * * *", &[Step::Link], true)]), runner.clone(), "daemon-a");
-    let mut b = daemon(&store_b, settings_with(dir.path(), vec![job("every-minute", "0 * * * * *", &[Step::Link], true)]), runner.clone(), "daemon-b");
+    let mut a = daemon(
+        &store_a,
+        settings_with(
+            dir.path(),
+            vec![job("every-minute", "0 * * * * *", &[Step::Link], true)],
+        ),
+        runner.clone(),
+        "daemon-a",
+    );
+    let mut b = daemon(
+        &store_b,
+        settings_with(
+            dir.path(),
+            vec![job("every-minute", "0 * * * * *", &[Step::Link], true)],
+        ),
+        runner.clone(),
+        "daemon-b",
+    );
     let later = t0 + Duration::minutes(62);
     let (ra, rb) = tokio::join!(a.scheduler.start(later), b.scheduler.start(later));
     ra.unwrap();
@@ -442,7 +483,12 @@ async fn claim_expiry(store_a: Store, store_b: Store, backend: &str) {
     let runner_b = Arc::new(Scripted::default());
     let s = settings_with(
         dir.path(),
-        vec![job("hourly", "0 0 * * * *", &[Step::Ingest, Step::Link], false)],
+        vec![job(
+            "hourly",
+            "0 0 * * * *",
+            &[Step::Ingest, Step::Link],
+            false,
+        )],
     );
     let mut a = daemon(&store_a, s.clone(), blocking.clone(), "daemon-a");
     let mut b = daemon(&store_b, s, runner_b.clone(), "daemon-b");
@@ -472,26 +518,54 @@ async fn claim_expiry(store_a: Store, store_b: Store, backend: &str) {
     assert_eq!(rows[0].outcome, Some(RunOutcome::Ok), "{backend}");
     assert_eq!(rows[0].instance, "daemon-b", "{backend}");
     assert_eq!(rows[0].takeovers, 1, "{backend}");
-    assert_eq!(runner_b.calls_of("hourly"), vec![Step::Ingest, Step::Link], "{backend}");
+    assert_eq!(
+        runner_b.calls_of("hourly"),
+        vec![Step::Ingest, Step::Link],
+        "{backend}"
+    );
     assert_eq!(blocking.calls_of("hourly"), vec![Step::Ingest], "{backend}");
 
     // An expired run whose time a later run has superseded is closed, not run.
-    let mut c = daemon(&store_a, settings_with(dir.path(), vec![job("hourly", "0 0 * * * *", &[Step::Ingest], false)]), Arc::new(Scripted::default().with("hourly", Step::Ingest, Act::Block(Arc::new(Semaphore::new(0))))), "daemon-c");
+    let mut c = daemon(
+        &store_a,
+        settings_with(
+            dir.path(),
+            vec![job("hourly", "0 0 * * * *", &[Step::Ingest], false)],
+        ),
+        Arc::new(Scripted::default().with(
+            "hourly",
+            Step::Ingest,
+            Act::Block(Arc::new(Semaphore::new(0))),
+        )),
+        "daemon-c",
+    );
     c.scheduler.start(t0 + Duration::minutes(59)).await.unwrap();
     c.scheduler.tick(t0 + Duration::hours(1)).await.unwrap();
     drop(c);
     // B was not ticking in between; it wakes at 12:00:30, after 11:00's claim
     // expired and when 12:00 is due.
     let before = runner_b.total.load(Ordering::SeqCst);
-    tick_and_settle(&mut b.scheduler, t0 + Duration::minutes(120) + Duration::seconds(30)).await;
+    tick_and_settle(
+        &mut b.scheduler,
+        t0 + Duration::minutes(120) + Duration::seconds(30),
+    )
+    .await;
     let rows = store_b.runs_of("hourly").await.unwrap();
     assert_eq!(
         outcomes(&rows),
-        vec![Some(RunOutcome::Ok), Some(RunOutcome::Abandoned), Some(RunOutcome::Ok)],
+        vec![
+            Some(RunOutcome::Ok),
+            Some(RunOutcome::Abandoned),
+            Some(RunOutcome::Ok)
+        ],
         "{backend}"
     );
     assert_eq!(rows[2].scheduled_for, t0 + Duration::hours(2), "{backend}");
-    assert_eq!(runner_b.total.load(Ordering::SeqCst), before + 2, "{backend}");
+    assert_eq!(
+        runner_b.total.load(Ordering::SeqCst),
+        before + 2,
+        "{backend}"
+    );
 }
 
 #[tokio::test]
