@@ -241,3 +241,64 @@ fn futures_ready<T>(
 ) -> Option<T> {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut)).ok()
 }
+
+#[test]
+fn run_once_runs_every_stage_in_order_and_a_rejected_file_does_not_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let columns = kinlink::demo::write_attendance(
+        &dir.path().join("inbox/good.csv"),
+        kinlink::domain::Format::Csv,
+        200,
+        1,
+    )
+    .unwrap();
+    // A file without the source's columns is rejected whole.
+    std::fs::write(dir.path().join("inbox/wrong.csv"), "a,b\n1,2\n").unwrap();
+    let columns: String = columns
+        .iter()
+        .map(|(canonical, header)| format!("{canonical} = {header:?}\n"))
+        .collect();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
+             transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+        ),
+    );
+    let out = Command::new(KINLINK)
+        .arg("--config")
+        .arg(&config)
+        .args(["run-once", "--format", "json"])
+        .env_remove("KINLINK_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let stages: Vec<(&str, &str)> = doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("ingest", "ok"),
+            ("link", "ok"),
+            ("evaluate", "ok"),
+            ("send", "unavailable")
+        ]
+    );
+    let ingest = doc["stages"][0]["detail"].as_str().unwrap();
+    assert!(
+        ingest.contains("1 file(s) ingested") && ingest.contains("1 file(s) rejected"),
+        "{ingest}"
+    );
+}
