@@ -310,7 +310,9 @@ impl Store {
             let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&t.1) else {
                 continue;
             };
-            let Ok(urn) = u32::try_from(t.1) else { continue };
+            let Ok(urn) = u32::try_from(t.1) else {
+                continue;
+            };
             out.push(PupilAttendance {
                 mention: t.0,
                 school_urn: urn,
