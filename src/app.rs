@@ -15,9 +15,11 @@ use serde_json::json;
 use tracing::info;
 
 mod alerts;
+mod daemon;
 mod identity;
 mod mail;
 
+pub use daemon::{build, run_once, App, LogFailures, StageResult, RUN_ONCE_STEPS};
 pub use identity::{describe_evidence, export_csv, print_link_report, EXPORT_HEADER};
 
 use crate::cli::{Cli, Command, DemoArgs, IngestArgs, OutputFormat};
@@ -78,6 +80,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Status { format } => {
             let settings = load_settings(&config_path(&cli))?;
             status(&settings, clock, *format).await
+        }
+        Command::Run => {
+            let settings = load_settings(&config_path(&cli))?;
+            daemon_command(settings, clock).await
+        }
+        Command::RunOnce { format } => {
+            let settings = load_settings(&config_path(&cli))?;
+            run_once_command(settings, clock, *format).await
         }
         Command::Link(args) => {
             let settings = load_settings(&config_path(&cli))?;
@@ -247,15 +257,55 @@ pub fn print_report(report: &IngestReport) {
     );
 }
 
+/// `kinlink run`: signals first (so a SIGTERM during migrations is not lost), then
+/// the app, then run it until SIGTERM/SIGINT.
+async fn daemon_command(settings: Settings, clock: Clock) -> Result<u8, Failure> {
+    let shutdown = crate::shutdown::on_terminate().context("setting up signal handling")?;
+    let hangups = crate::shutdown::Hangups::listen().context("setting up signal handling")?;
+    let app = build(settings, clock).await?;
+    app.run_until_stopped(shutdown, Some(hangups)).await?;
+    Ok(0)
+}
+
+async fn run_once_command(
+    settings: Settings,
+    clock: Clock,
+    format: OutputFormat,
+) -> Result<u8, Failure> {
+    let store = open_store(&settings).await?;
+    let results = run_once(settings, &store, clock).await;
+    store.close().await;
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "stages": results }))
+                .context("writing the report")?
+        ),
+        OutputFormat::Table => {
+            for r in &results {
+                println!("{:<9} {:<12} {}", r.step, r.outcome, r.detail);
+            }
+        }
+    }
+    Ok(if results.iter().any(|r| r.outcome == "failed") {
+        EXIT_FAILED
+    } else {
+        0
+    })
+}
+
 async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Result<u8, Failure> {
     let store = open_store(settings).await?;
     let stats = store.source_stats().await;
     let alerts = store.alert_summary().await;
     let outbox = store.outbox_counts().await;
+    let last_runs = store.last_runs().await;
     store.close().await;
     let stats = stats?;
     let alerts = alerts?;
     let outbox = outbox?;
+    let last_runs = last_runs?;
+    let now = clock.now();
     let sources: Vec<_> = settings
         .sources
         .iter()
@@ -285,11 +335,23 @@ async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Resu
         .jobs
         .iter()
         .map(|j| {
+            let last = last_runs.iter().find(|r| r.job == j.name);
+            let next = crate::scheduler::Schedule::parse(&j.schedule)
+                .ok()
+                .and_then(|s| crate::scheduler::next_run(&s, settings.timezone, now));
             json!({
                 "name": j.name,
                 "schedule": j.schedule,
                 "steps": j.steps.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
                 "catch_up": j.catch_up,
+                "last_run": last.map(|r| json!({
+                    "run_id": r.id,
+                    "scheduled_for": r.scheduled_for,
+                    "finished_at": r.finished_at,
+                    "outcome": r.outcome.map_or("running", |o| o.as_str()),
+                    "error": r.error,
+                })),
+                "next_run": next,
             })
         })
         .collect();
@@ -328,9 +390,34 @@ async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Resu
                 }
             }
             println!("\njobs:");
-            for j in &settings.jobs {
-                let steps: Vec<_> = j.steps.iter().map(|s| s.as_str()).collect();
-                println!("  {:<20} {:<18} {}", j.name, j.schedule, steps.join(" → "));
+            let local = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| {
+                        t.with_timezone(&settings.timezone)
+                            .format("%Y-%m-%d %H:%M %Z")
+                            .to_string()
+                    })
+            };
+            for j in &jobs {
+                let steps: Vec<_> = j["steps"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+                    .unwrap_or_default();
+                let last = &j["last_run"];
+                let last = match local(&last["scheduled_for"]) {
+                    Some(at) => format!("{at} {}", last["outcome"].as_str().unwrap_or("?")),
+                    None => "never".to_string(),
+                };
+                let next = local(&j["next_run"]).unwrap_or_else(|| "never".to_string());
+                println!(
+                    "  {:<20} {:<18} last: {:<30} next: {:<22} {}",
+                    j["name"].as_str().unwrap_or_default(),
+                    j["schedule"].as_str().unwrap_or_default(),
+                    last,
+                    next,
+                    steps.join(" → ")
+                );
             }
             println!(
                 "\nalerts: {} new, {} sent, {} acknowledged, {} resolved; {} open unrouted; {} deliveries waiting for mail",

@@ -52,7 +52,16 @@ pub enum Command {
     CheckConfig,
     /// Fetch new files (or the given one) and ingest them.
     Ingest(IngestArgs),
-    /// Sources, jobs and the outbox at a glance.
+    /// The daemon: run the jobs of the jobs folder at their times until SIGTERM or
+    /// SIGINT (SIGHUP reloads the config and jobs).
+    Run,
+    /// Every stage once, in order (ingest, link, evaluate, send); a rejected file is
+    /// reported and the run goes on; exit 1 only if a stage itself failed.
+    RunOnce {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Sources, jobs (last and next run) and the outbox at a glance.
     Status {
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,

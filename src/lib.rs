@@ -22,5 +22,7 @@ pub mod link;
 pub mod mail;
 pub mod pipeline;
 pub mod rules;
+pub mod scheduler;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -116,6 +116,7 @@ mod ingest;
 pub mod metrics;
 mod outbox;
 mod retention;
+mod runs;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
 pub use retention::{PurgeCounts, PurgeCutoffs};
@@ -129,6 +130,7 @@ pub use outbox::{
     AttemptOutcome, ClaimedMessage, Enqueued, LeaseRecovery, NewOutboxMessage, OutboxCounts,
     OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus, RetryOutcome,
 };
+pub use runs::{whole_second, Claim, ClaimRequest, RunOutcome, RunRow};
 
 /// The store handle: cheap to clone, shared by every stage.
 #[derive(Clone)]

@@ -4,6 +4,7 @@
 mod alerts;
 mod backends;
 mod binary;
+mod daemon;
 mod feeds;
 mod health;
 mod helpers;
@@ -11,4 +12,5 @@ mod identity;
 mod link_quality;
 mod mail;
 mod pipeline;
+mod scheduler;
 mod smtp_server;

@@ -1,0 +1,304 @@
+//! The built `kinlink run` daemon, driven the way systemd drives it: a config on
+//! disk, `$NOTIFY_SOCKET` to read its sd-notify messages from, SIGHUP to reload,
+//! SIGTERM to stop. The waits poll with generous timeouts; nothing depends on a
+//! sleep being long enough.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kinlink::store::{RunOutcome, Store};
+
+const KINLINK: &str = env!("CARGO_BIN_EXE_kinlink");
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    let path = dir.join("kinlink.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = \"state\"\ndatabase_url = \"sqlite://kinlink.db\"\n{extra}\n\
+             [mail]\ntransport = \"file\"\nfrom = \"Early Help <eh@example.gov.uk>\"\n\
+             file_dir = \"outbox\"\nadmin = [\"admin@example.gov.uk\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn write_job(dir: &Path, name: &str, schedule: &str, steps: &str) {
+    std::fs::write(
+        dir.join("jobs").join(format!("{name}.toml")),
+        format!(
+            "name = \"{name}\"\nschedule = \"{schedule}\"\nsteps = {steps}\ncatch_up = false\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name}");
+}
+
+/// Polls `check` every 100 ms until it holds or `secs` pass.
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !check() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn log_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Reads the notify socket as systemd does, promptly (the daemon's sends block
+/// once a few unread datagrams queue up), into a shared list.
+fn listen_notify(socket: UnixDatagram) -> Arc<Mutex<Vec<String>>> {
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let sink = messages.clone();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Ends when the test (and its temp dir) is gone.
+        for _ in 0..3000 {
+            if let Ok(n) = socket.recv(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    });
+    messages
+}
+
+fn notify_lines(messages: &Mutex<Vec<String>>) -> Vec<String> {
+    messages
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops_cleanly_on_sigterm(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    write_job(
+        dir.path(),
+        "every-second",
+        "* * * * * *",
+        "[\"ingest\", \"link\", \"evaluate\"]",
+    );
+    let socket_path = dir.path().join("notify.sock");
+    let messages = listen_notify(UnixDatagram::bind(&socket_path).unwrap());
+    let log_path = dir.path().join("daemon.log");
+    let mut child = Command::new(KINLINK)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env_remove("KINLINK_CONFIG")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("KINLINK_LOG", "info,sqlx=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start kinlink run");
+
+    // READY=1 once config, jobs and migrations are done; then runs that finish.
+    wait_for(60, "READY=1", || {
+        notify_lines(&messages).iter().any(|l| l == "READY=1")
+    });
+    wait_for(60, "a finished run in the log", || {
+        log_text(&log_path).contains("Job run finished")
+    });
+
+    // SIGHUP with a broken config: reported, the old config kept, runs go on.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap() + "\nbogus_key = 1\n",
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    wait_for(30, "the bad reload to be reported", || {
+        log_text(&log_path).contains("keeping the running ones")
+    });
+    let finished_before = log_text(&log_path).matches("Job run finished").count();
+    wait_for(30, "runs to go on after the bad reload", || {
+        log_text(&log_path).matches("Job run finished").count() > finished_before
+    });
+
+    // SIGHUP with a sound config and a second job: reloaded.
+    write_config(dir.path(), "");
+    write_job(dir.path(), "second", "*/2 * * * * *", "[\"link\"]");
+    signal(&child, "HUP");
+    wait_for(30, "the reload", || {
+        log_text(&log_path).contains("Config and jobs reloaded")
+    });
+    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+        .await
+        .unwrap();
+    wait_for(30, "the second job to run", || {
+        futures_ready(store.runs_of("second")).is_some_and(|rows| !rows.is_empty())
+    });
+
+    // SIGTERM: exit 0 within a few seconds, every run row closed.
+    signal(&child, "TERM");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!(
+                "kinlink run did not stop within 20 s of SIGTERM:\n{}",
+                log_text(&log_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = log_text(&log_path);
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("kinlink daemon stopped"), "{log}");
+
+    let rows = store.runs_of("every-second").await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.outcome == Some(RunOutcome::Ok)),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.outcome.is_some() && r.finished_at.is_some()),
+        "a run row was left open: {rows:#?}"
+    );
+    let steps: serde_json::Value = serde_json::from_str(&rows[0].steps).unwrap();
+    assert_eq!(steps.as_array().unwrap().len(), 3, "{steps}");
+
+    // What systemd heard: ready, reloading and ready again, a status line, stopping.
+    wait_for(10, "STOPPING=1", || {
+        notify_lines(&messages).iter().any(|l| l == "STOPPING=1")
+    });
+    let lines = notify_lines(&messages);
+    for expected in ["READY=1", "RELOADING=1", "STOPPING=1"] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected} not in {lines:?}"
+        );
+    }
+    assert!(
+        lines.iter().filter(|l| *l == "READY=1").count() >= 3,
+        "READY=1 after start and after each reload: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=") && l.contains("every-second")),
+        "{lines:?}"
+    );
+
+    // `status` shows the job's last and next run.
+    let out = Command::new(KINLINK)
+        .arg("--config")
+        .arg(&config)
+        .args(["status", "--format", "json"])
+        .env_remove("KINLINK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "every-second")
+        .unwrap()
+        .clone();
+    assert!(job["last_run"]["outcome"].is_string(), "{job}");
+    assert!(job["next_run"].is_string(), "{job}");
+}
+
+/// Runs a store query to completion from the synchronous polling loop.
+fn futures_ready<T>(
+    fut: impl std::future::Future<Output = Result<T, kinlink::store::StoreError>>,
+) -> Option<T> {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut)).ok()
+}
+
+#[test]
+fn run_once_runs_every_stage_in_order_and_a_rejected_file_does_not_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let columns = kinlink::demo::write_attendance(
+        &dir.path().join("inbox/good.csv"),
+        kinlink::domain::Format::Csv,
+        200,
+        1,
+    )
+    .unwrap();
+    // A file without the source's columns is rejected whole.
+    std::fs::write(dir.path().join("inbox/wrong.csv"), "a,b\n1,2\n").unwrap();
+    let columns: String = columns
+        .iter()
+        .map(|(canonical, header)| format!("{canonical} = {header:?}\n"))
+        .collect();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
+             transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+        ),
+    );
+    let out = Command::new(KINLINK)
+        .arg("--config")
+        .arg(&config)
+        .args(["run-once", "--format", "json"])
+        .env_remove("KINLINK_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let stages: Vec<(&str, &str)> = doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("ingest", "ok"),
+            ("link", "ok"),
+            ("evaluate", "ok"),
+            ("send", "unavailable")
+        ]
+    );
+    let ingest = doc["stages"][0]["detail"].as_str().unwrap();
+    assert!(
+        ingest.contains("1 file(s) ingested") && ingest.contains("1 file(s) rejected"),
+        "{ingest}"
+    );
+}
