@@ -433,25 +433,25 @@ fn remap_urn(urn: u32, schools: usize) -> u32 {
 fn attending(rng: &mut ChaCha8Rng) -> Attending {
     let roll: f64 = rng.random();
     let recent_days = rng.random_range(12..=30);
-    let (profile, base, recent) = if roll < 0.78 {
+    let (profile, base, recent) = if roll < 0.84 {
         let p = rng.random_range(0.0..0.07);
         (Profile::Steady, p, p)
-    } else if roll < 0.90 {
+    } else if roll < 0.94 {
         let p = rng.random_range(0.10..0.20);
         (Profile::Low, p, p)
-    } else if roll < 0.955 {
+    } else if roll < 0.975 {
         (
             Profile::FallingAway,
             rng.random_range(0.0..0.06),
             rng.random_range(0.20..0.45),
         )
-    } else if roll < 0.975 {
+    } else if roll < 0.987 {
         (
             Profile::Severe,
             rng.random_range(0.02..0.12),
             rng.random_range(0.55..0.90),
         )
-    } else if roll < 0.99 {
+    } else if roll < 0.995 {
         (Profile::PartTime, 0.04, 0.04)
     } else {
         (Profile::Excluded, 0.05, 0.05)
