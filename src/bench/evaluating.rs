@@ -424,3 +424,75 @@ fn thousands(n: usize) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_small_borough_alerts_once_and_then_nightly() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = BoroughSize {
+            mentions: 6_000,
+            marks: 300_000,
+            notifications: 200,
+            notices: 60,
+            case_rows: 900,
+            schools: 12,
+            days: 100,
+            seed: 5,
+            as_of: NaiveDate::from_ymd_opt(2025, 3, 14).unwrap(),
+        };
+        let borough = borough::build(&size, dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("borough.json"),
+            serde_json::to_string(&borough).unwrap(),
+        )
+        .unwrap();
+        let mut steps = Vec::new();
+        for name in ["setup", "first", "second", "nightly"] {
+            steps.push(
+                step(&format!("{name}-sqlite"), dir.path(), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let setup = &steps[0];
+        assert_eq!(setup.linked_mentions, Some(6_000));
+        assert!(setup.ingested_rows.unwrap() > 300_000);
+        let first = &steps[1];
+        assert_eq!(first.as_of, Some(size.as_of));
+        assert!(first.raised > 0 && first.deliveries >= first.raised);
+        for rule in ["da_notification", "attendance_drop", "eviction_risk"] {
+            assert!(
+                first.raised_by_rule.get(rule).copied().unwrap_or(0) > 0,
+                "{rule}: {:?}",
+                first.raised_by_rule
+            );
+        }
+        // The same data on the same day: nothing new.
+        let second = &steps[2];
+        assert_eq!(
+            (second.raised, second.escalated, second.deliveries),
+            (0, 0, 0)
+        );
+        assert_eq!(second.findings, first.findings);
+        let nightly = &steps[3];
+        assert_eq!(nightly.as_of, Some(borough.next_day));
+        assert_eq!(
+            nightly.ingested_rows,
+            Some(
+                (borough.nightly_counts.marks
+                    + borough.nightly_counts.da_rows
+                    + borough.nightly_counts.notices
+                    + borough.nightly_counts.case_rows) as i64
+            )
+        );
+        assert!(nightly.changed_mentions.unwrap() < 6_000);
+        let table = markdown(&EvaluateBench { borough, steps });
+        assert!(
+            table.contains("| sqlite | second | 2025-03-14 |"),
+            "{table}"
+        );
+    }
+}
