@@ -277,6 +277,10 @@ pub struct BenchEvaluateArgs {
     /// on that server and dropped after.
     #[arg(long, env = "KINLINK_BENCH_POSTGRES")]
     pub postgres: Option<String>,
+    /// Which stores to measure, comma-separated (`sqlite`, `postgres`; PostgreSQL
+    /// only with a URL).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub stores: Vec<String>,
     /// Working folder (default: a temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -112,10 +112,21 @@ pub async fn run(args: &BenchEvaluateArgs) -> anyhow::Result<u8> {
             c.mentions, c.marks, c.notifications, c.notices, c.case_rows, borough.generate_s
         );
     }
-    let mut stores = vec!["sqlite"];
-    if args.postgres.is_some() {
+    if let Some(other) = args
+        .stores
+        .iter()
+        .find(|s| !matches!(s.as_str(), "sqlite" | "postgres"))
+    {
+        bail!("unknown store {other:?} in --stores: expected sqlite or postgres");
+    }
+    let wants = |s: &str| args.stores.iter().any(|x| x == s);
+    let mut stores = Vec::new();
+    if wants("sqlite") {
+        stores.push("sqlite");
+    }
+    if wants("postgres") && args.postgres.is_some() {
         stores.push("postgres");
-    } else if !args.json {
+    } else if wants("postgres") && !args.json {
         eprintln!("  (PostgreSQL skipped: pass --postgres URL or set KINLINK_BENCH_POSTGRES)");
     }
     let exe = std::env::current_exe().context("finding the kinlink binary")?;
