@@ -156,6 +156,10 @@ pub async fn run(args: &BenchEvaluateArgs) -> anyhow::Result<u8> {
             let line = text.lines().last().unwrap_or("");
             let figures: StepFigures = serde_json::from_str(line.trim())
                 .with_context(|| format!("reading the figures of phase {phase}"))?;
+            if !args.json {
+                // As each step ends, so that a long run's figures are never lost.
+                eprintln!("    {}", line.trim());
+            }
             steps.push(figures);
         }
     }
