@@ -2,6 +2,8 @@
 //! way the nightly job runs it; `kinlink bench link` (in `linking`): identity
 //! resolution at scale against ground truth. Each phase runs in a child process of
 //! its own so that its peak memory (VmHWM) is its own, not the sum of earlier phases.
+//! `kinlink bench evaluate` (in `evaluating`, with its borough in `borough`): the
+//! rules over a large borough, first run, re-run and nightly.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ use crate::domain::{FeedKind, Format};
 use crate::pipeline::{self, FileOutcome, NoProgress};
 use crate::store::{NewFile, Store};
 
+mod borough;
+mod evaluating;
 mod linking;
 
 /// One phase's figures.
@@ -34,6 +38,7 @@ pub async fn run(cmd: &BenchCommand) -> anyhow::Result<u8> {
     match cmd {
         BenchCommand::Ingest(args) => ingest(args).await,
         BenchCommand::Link(args) => linking::run(args).await,
+        BenchCommand::Evaluate(args) => evaluating::run(args).await,
     }
 }
 

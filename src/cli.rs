@@ -286,6 +286,58 @@ pub enum BenchCommand {
     /// Identity resolution on synthetic mentions with ground truth: speed, memory and
     /// quality per size, and an incremental run.
     Link(BenchLinkArgs),
+    /// The rules over a large synthetic borough, ingested and linked by the real
+    /// pipeline: a first evaluation, a re-run and a nightly one, on SQLite and PostgreSQL.
+    Evaluate(BenchEvaluateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEvaluateArgs {
+    /// Person mentions in the store (pupils make up what the other feeds leave).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub mentions: usize,
+    /// Attendance marks (a current pupil has two a school day).
+    #[arg(long, default_value_t = 20_000_000)]
+    pub marks: usize,
+    /// Police domestic-abuse notifications.
+    #[arg(long, default_value_t = 20_000)]
+    pub notifications: usize,
+    /// Housing notices.
+    #[arg(long, default_value_t = 5_000)]
+    pub notices: usize,
+    /// Case rows (one per person per case).
+    #[arg(long, default_value_t = 100_000)]
+    pub cases: usize,
+    /// Schools.
+    #[arg(long, default_value_t = 400)]
+    pub schools: usize,
+    /// School days of marks for the pupils on roll.
+    #[arg(long, default_value_t = 100)]
+    pub days: usize,
+    /// The last school day of the data: the first evaluation's date.
+    #[arg(long, default_value = "2025-03-14", value_name = "YYYY-MM-DD")]
+    pub last_day: NaiveDate,
+    /// Random seed of the synthetic borough.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// PostgreSQL URL for the PostgreSQL figures (default: $KINLINK_BENCH_POSTGRES;
+    /// skipped when neither is set). A database `kinlink_bench_evaluate` is created
+    /// on that server and dropped after.
+    #[arg(long, env = "KINLINK_BENCH_POSTGRES")]
+    pub postgres: Option<String>,
+    /// Which stores to measure, comma-separated (`sqlite`, `postgres`; PostgreSQL
+    /// only with a URL).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub stores: Vec<String>,
+    /// Working folder (default: a temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the figures as JSON instead of markdown tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run one step in this process and print its figures as JSON.
+    #[arg(long, hide = true)]
+    pub phase: Option<String>,
 }
 
 #[derive(Debug, Args)]

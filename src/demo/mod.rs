@@ -14,7 +14,7 @@
 //! quarantine, are *not* in it.
 
 mod attendance;
-mod calendar;
+pub(crate) mod calendar;
 mod cases;
 mod config_file;
 mod housing;
