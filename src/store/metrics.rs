@@ -158,6 +158,49 @@ impl Store {
             });
         }
         out.push(outbox);
+
+        // Jobs: the last run's duration and outcome, and the last success.
+        let mut duration = family(
+            "kinlink_job_last_duration_seconds",
+            "How long each job's latest finished run took.",
+            "gauge",
+        );
+        let mut outcome = family(
+            "kinlink_job_last_run_ok",
+            "1 when each job's latest run succeeded, 0 when it did not.",
+            "gauge",
+        );
+        let mut success = family(
+            "kinlink_job_last_success_timestamp_seconds",
+            "When each job last finished successfully (Unix time).",
+            "gauge",
+        );
+        for r in self.last_runs().await? {
+            if let (Some(start), Some(end)) = (r.started_at, r.finished_at) {
+                duration.samples.push(Sample {
+                    labels: vec![("job", r.job.clone())],
+                    value: (end - start).num_milliseconds() as f64 / 1000.0,
+                });
+            }
+            if let Some(o) = r.outcome {
+                outcome.samples.push(Sample {
+                    labels: vec![("job", r.job.clone())],
+                    value: f64::from(u8::from(o.as_str() == "ok")),
+                });
+            }
+        }
+        let last_ok: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT job, MAX(finished_at) FROM job_runs WHERE outcome = 'ok' GROUP BY job ORDER BY job")
+            .fetch_all(p).await)?;
+        for (job, at) in last_ok {
+            if let Some(at) = at {
+                success.samples.push(Sample {
+                    labels: vec![("job", job)],
+                    value: at.timestamp() as f64,
+                });
+            }
+        }
+        out.extend([duration, outcome, success]);
         Ok(out)
     }
 }

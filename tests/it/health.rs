@@ -69,6 +69,8 @@ async fn healthz_and_metrics_on_both_backends() {
                 "# TYPE kinlink_alerts gauge",
                 "kinlink_emails{status=\"queued\"} 0",
                 "# TYPE kinlink_feed_files gauge",
+                "# TYPE kinlink_job_last_success_timestamp_seconds gauge",
+                "# TYPE kinlink_job_last_duration_seconds gauge",
             ] {
                 assert!(
                     text.lines().any(|l| l == line),
