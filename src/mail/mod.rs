@@ -26,6 +26,7 @@ mod compose;
 mod drain;
 mod file;
 mod smtp;
+mod stale;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use lettre::message::Mailbox;
 
 pub use compose::message_id_for;
 pub use drain::{DrainReport, PermanentFailure, RetryLater, SentMessage};
+pub use stale::enqueue_stale_feed_notices;
 
 use crate::clock::Clock;
 use crate::config::{MailSettings, MailTransport, SecretError, SecretRef, SmtpTls};

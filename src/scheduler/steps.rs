@@ -114,6 +114,16 @@ impl StepRunner for PipelineSteps {
             Step::Send => {
                 let mailer = crate::mail::Mailer::new(&settings.mail)
                     .map_err(|e| StepError::Failed(e.to_string()))?;
+                let stale =
+                    crate::mail::enqueue_stale_feed_notices(&mailer, store, settings, clock)
+                        .await
+                        .map_err(|e| StepError::Failed(e.to_string()))?;
+                if !stale.is_empty() {
+                    warn!(
+                        sources = stale.len(),
+                        "Silent feeds: the admin list is told"
+                    );
+                }
                 let r = mailer
                     .drain(store, clock, &crate::mail::DrainOptions::default())
                     .await

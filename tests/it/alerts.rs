@@ -718,3 +718,77 @@ async fn purge_deletes_old_data_and_keeps_the_audit_trail() {
         store.close().await;
     }
 }
+
+/// A source silent for longer than its `stale_after_hours` is itself an admin
+/// alert: one email a day per source, none for a source that delivered.
+#[tokio::test]
+async fn a_silent_feed_is_an_admin_alert_once_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("alerts_stale_feed", dir.path()).await {
+        let mut b = Borough::new(dir.path(), backend);
+        for s in &mut b.settings.sources {
+            s.stale_after_hours = Some(36);
+        }
+        b.drop_file(
+            FeedKind::PoliceDa,
+            "police.csv",
+            &[format!(
+                "N1,2026-11-18 23:30,child,Amy,Mill,01/09/2016,{HOME},medium"
+            )],
+        );
+        b.ingest_and_link(&store, "2026-11-20").await;
+        let mailer = kinlink::mail::Mailer::new(&b.settings.mail).unwrap();
+        let stale = kinlink::mail::enqueue_stale_feed_notices(
+            &mailer,
+            &store,
+            &b.settings,
+            clock("2026-11-20"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            stale,
+            vec!["attendance", "housing", "assessment"],
+            "{backend}: never delivered (in config order); police is fresh"
+        );
+        // Again the same day: nothing new in the outbox.
+        kinlink::mail::enqueue_stale_feed_notices(
+            &mailer,
+            &store,
+            &b.settings,
+            clock("2026-11-20"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            store
+                .scalar_i64("SELECT COUNT(*) FROM outbox")
+                .await
+                .unwrap(),
+            3,
+            "{backend}"
+        );
+        // Two days on the police feed is silent too.
+        let later = kinlink::mail::enqueue_stale_feed_notices(
+            &mailer,
+            &store,
+            &b.settings,
+            clock("2026-11-22"),
+        )
+        .await
+        .unwrap();
+        assert!(
+            later.contains(&"police-da".to_string()),
+            "{backend}: {later:?}"
+        );
+        let subjects = store
+            .column_text("SELECT subject FROM outbox ORDER BY id")
+            .await
+            .unwrap();
+        assert!(subjects
+            .iter()
+            .flatten()
+            .all(|s| s.starts_with("kinlink: no data from ")));
+        store.close().await;
+    }
+}
