@@ -111,11 +111,16 @@ impl Tx {
 }
 
 mod alerts;
+mod digests;
 mod identity;
 mod ingest;
 mod outbox;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
+pub use digests::{
+    ClosedTooEarly, DigestFact, DigestStored, FileNotice, PendingDelivery, PersonDetails, RecordInfo,
+    Referral, SettleReport,
+};
 
 pub use identity::{
     ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,
