@@ -91,7 +91,8 @@ pub enum Command {
         #[command(subcommand)]
         what: PersonsCommand,
     },
-    /// Send what the outbox holds that is due (SMTP, or .eml files with the file transport).
+    /// Compose a digest per recipient from the pending deliveries, then send what the
+    /// outbox holds that is due (SMTP, or .eml files with the file transport).
     Send(SendArgs),
     /// The mail outbox: what is queued, sent or failed.
     Outbox {
@@ -123,6 +124,10 @@ pub struct SendArgs {
     /// List what would go and change nothing (no connection, no file, no status).
     #[arg(long)]
     pub dry_run: bool,
+    /// Also compose the managers' weekly digest (re-referral warnings and rate per
+    /// locality): the `weekly-managers` job's send.
+    #[arg(long)]
+    pub manager_digest: bool,
     /// Print the report as JSON.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,

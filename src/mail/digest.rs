@@ -632,11 +632,12 @@ fn digest(
         .iter()
         .map(|(_, rule, items)| format!("{} {}", items.len(), rule_title(*rule, items.len())))
         .collect();
+    let place_text = place.as_ref().map_or(String::new(), |p| format!(" for {p}"));
     let what = if groups.len() == 1 {
-        counts.join("")
+        format!("{}{place_text}", counts.join(""))
     } else {
         format!(
-            "{total} {}: {}",
+            "{total} {}{place_text}: {}",
             if total == 1 { "alert" } else { "alerts" },
             counts.join(", ")
         )
@@ -656,15 +657,10 @@ fn digest(
             if updates == 1 { "update" } else { "updates" }
         ));
     }
-    let subject = {
-        let mut s = what.clone();
-        if let Some(p) = &place {
-            s.push_str(&format!(" for {p}"));
-        }
-        if !tail.is_empty() {
-            s.push_str(&format!(" — {}", tail.join(", ")));
-        }
-        s
+    let subject = if tail.is_empty() {
+        what.clone()
+    } else {
+        format!("{what} — {}", tail.join(", "))
     };
     let title = match &place {
         Some(p) => format!("Early Help alerts for {p}, {}", human_date(options.today)),
@@ -789,4 +785,294 @@ pub async fn enqueue_digests(
         );
     }
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn delivery(id: i64, alert: i64, rule: &str, severity: &str, kind: &str) -> PendingDelivery {
+        PendingDelivery {
+            id,
+            alert_id: alert,
+            revision: if kind == "update" { 2 } else { 1 },
+            recipient: "dv.north@example.gov.uk".into(),
+            role: "dv_champion".into(),
+            kind: kind.into(),
+            rule: rule.into(),
+            severity: severity.into(),
+            family_id: Some(10 + alert),
+            school_urn: None,
+            locality: Some("North".into()),
+            unrouted: None,
+            raised_at: Utc.with_ymd_and_hms(2025, 3, 3, 2, 0, 0).unwrap(),
+            explanation: vec![format!(
+                "Explanation of alert {alert}: thresholds and counts, no names."
+            )],
+        }
+    }
+
+    fn fact(alert: i64, revision: i64, kind: &str, id: &str, person: i64) -> DigestFact {
+        DigestFact {
+            alert_id: alert,
+            revision,
+            record_kind: kind.into(),
+            record_id: id.into(),
+            person_id: Some(person),
+        }
+    }
+
+    fn person(id: i64, forename: &str, surname: &str, dob: &str, address: &str) -> PersonDetails {
+        PersonDetails {
+            person_id: id,
+            forename: Some(forename.into()),
+            surname: Some(surname.into()),
+            dob: Some(d(dob)),
+            address_line1: Some(address.into()),
+            postcode: Some("M7 1AA".into()),
+        }
+    }
+
+    /// Three alerts for one DV champion: an urgent update, a new info alert and an
+    /// eviction risk; persons with names, dates of birth and addresses.
+    fn input(child: &PersonDetails, adult: &PersonDetails) -> DigestInput {
+        let mut records = HashMap::new();
+        records.insert(
+            ("police_da".to_string(), "N100".to_string()),
+            RecordInfo {
+                date: d("2025-03-01"),
+                note: None,
+            },
+        );
+        records.insert(
+            ("police_da".to_string(), "N101".to_string()),
+            RecordInfo {
+                date: d("2025-03-02"),
+                note: None,
+            },
+        );
+        records.insert(
+            ("housing".to_string(), "H7".to_string()),
+            RecordInfo {
+                date: d("2025-02-20"),
+                note: Some("section 21 notice".into()),
+            },
+        );
+        let mut evict = delivery(3, 3, "eviction_risk", "priority", "new");
+        evict.explanation = vec!["Served 2025-02-20; possession date ahead.".into()];
+        DigestInput {
+            deliveries: vec![
+                delivery(1, 1, "da_notification", "info", "new"),
+                delivery(2, 2, "da_notification", "urgent", "update"),
+                evict,
+            ],
+            facts: vec![
+                fact(1, 1, "police_da", "N100", child.person_id),
+                fact(2, 1, "police_da", "N100", child.person_id),
+                fact(2, 2, "police_da", "N101", adult.person_id),
+                fact(3, 1, "housing", "H7", adult.person_id),
+                fact(3, 1, "attendance", "100001/SURNAME/FORENAME/2015-06-01", child.person_id),
+            ],
+            persons: [child.clone(), adult.clone()]
+                .into_iter()
+                .map(|p| (p.person_id, p))
+                .collect(),
+            records,
+        }
+    }
+
+    fn options(detail: DetailLevel) -> DigestOptions {
+        DigestOptions {
+            detail,
+            schools: [(100001, "St Example Primary".to_string())]
+                .into_iter()
+                .collect(),
+            today: d("2025-03-04"),
+            timezone: chrono_tz::Europe::London,
+        }
+    }
+
+    fn child() -> PersonDetails {
+        person(34, "Amelia", "Brown", "2015-06-01", "12 High Street")
+    }
+
+    fn adult() -> PersonDetails {
+        person(35, "Carla", "Brown", "1988-11-23", "12 High Street")
+    }
+
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/digests")
+            .join(name);
+        if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+        assert_eq!(
+            actual,
+            expected,
+            "{} differs (UPDATE_GOLDEN=1 rewrites it)",
+            path.display()
+        );
+    }
+
+    fn render_one(detail: DetailLevel, child: &PersonDetails, adult: &PersonDetails) -> Rendered {
+        let digests = build(&input(child, adult), &options(detail));
+        assert_eq!(digests.len(), 1);
+        Renderer::new().unwrap().digest(&digests[0]).unwrap()
+    }
+
+    #[test]
+    fn text_digest_at_each_detail_level_matches_its_snapshot() {
+        for (detail, name) in [
+            (DetailLevel::Minimal, "minimal.txt"),
+            (DetailLevel::Standard, "standard.txt"),
+            (DetailLevel::Full, "full.txt"),
+        ] {
+            let r = render_one(detail, &child(), &adult());
+            golden(name, &format!("Subject: {}\n\n{}", r.subject, r.text));
+        }
+    }
+
+    #[test]
+    fn the_digest_is_grouped_by_rule_most_severe_first_and_marks_updates() {
+        let digests = build(&input(&child(), &adult()), &options(DetailLevel::Minimal));
+        let d = &digests[0];
+        assert_eq!(d.deliveries, vec![1, 2, 3]);
+        let rules: Vec<&str> = d.groups.iter().map(|g| g.rule.as_str()).collect();
+        assert_eq!(rules, vec!["da_notification", "eviction_risk"]);
+        let da: Vec<(i64, bool)> = d.groups[0]
+            .items
+            .iter()
+            .map(|i| (i.alert_id, i.update))
+            .collect();
+        assert_eq!(da, vec![(2, true), (1, false)]);
+        // The update shows only what is new in its revision.
+        assert_eq!(d.groups[0].items[0].records.len(), 1);
+        assert!(d.groups[0].items[0].records[0].text.contains("N101"));
+        assert_eq!(
+            d.subject,
+            "3 alerts for North: 2 DA notifications, 1 eviction risk — 1 urgent, 1 update"
+        );
+        let r = Renderer::new().unwrap().digest(d).unwrap();
+        assert!(r.text.contains("[URGENT] [UPDATE] Family F12, North"), "{}", r.text);
+        assert!(r.html.contains(">UPDATE</span>"));
+        // An attendance record's key (built from a name) is never shown.
+        assert!(!r.text.contains("SURNAME") && !r.html.contains("SURNAME"));
+        assert!(r.text.contains("School: attendance register\n"), "{}", r.text);
+    }
+
+    #[test]
+    fn an_admin_digest_says_why_each_alert_was_not_routed() {
+        let mut i = input(&child(), &adult());
+        i.deliveries.truncate(1);
+        i.deliveries[0].recipient = "admin@example.gov.uk".into();
+        i.deliveries[0].role = "admin".into();
+        i.deliveries[0].locality = None;
+        i.deliveries[0].unrouted = Some("postcode ZZ9 matches no locality".into());
+        let digests = build(&i, &options(DetailLevel::Minimal));
+        let r = Renderer::new().unwrap().digest(&digests[0]).unwrap();
+        assert_eq!(r.subject, "Unrouted: 1 DA notification");
+        assert!(
+            r.text
+                .contains("Not routed:     postcode ZZ9 matches no locality"),
+            "{}",
+            r.text
+        );
+        assert!(r.html.contains("postcode ZZ9 matches no locality"));
+        assert!(r.text.contains("admin list"));
+    }
+
+    #[test]
+    fn the_idempotency_key_depends_on_the_set_of_deliveries_only() {
+        let a = idempotency_key("x@example.gov.uk", &[3, 1, 2]);
+        assert_eq!(a, idempotency_key("x@example.gov.uk", &[1, 2, 3]));
+        assert_ne!(a, idempotency_key("x@example.gov.uk", &[1, 2]));
+        assert_ne!(a, idempotency_key("y@example.gov.uk", &[1, 2, 3]));
+        assert!(a.starts_with("digest:x@example.gov.uk:"));
+    }
+
+    #[test]
+    fn standard_shows_age_not_date_of_birth_and_full_shows_both_and_the_address() {
+        let p = child();
+        let today = d("2025-03-04");
+        assert_eq!(
+            person_line(34, Some(&p), DetailLevel::Minimal, today),
+            "P34 (A.B., born 2015)"
+        );
+        assert_eq!(
+            person_line(34, Some(&p), DetailLevel::Standard, today),
+            "P34 Amelia Brown, age 9"
+        );
+        assert_eq!(
+            person_line(34, Some(&p), DetailLevel::Full, today),
+            "P34 Amelia Brown, born 1 Jun 2015, 12 High Street, M7 1AA"
+        );
+        assert_eq!(person_line(9, None, DetailLevel::Full, today), "P9");
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Z][a-z]{4,11}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn minimal_digests_and_every_subject_carry_no_name_date_of_birth_or_address(
+            forename in name(),
+            surname in name(),
+            adult_surname in name(),
+            house in 1u32..400,
+            street in name(),
+            year in 1950i32..2020,
+            day in 1u32..=28,
+            month in 1u32..=12,
+        ) {
+            let dob = format!("{year:04}-{month:02}-{day:02}");
+            let address = format!("{house} {street} Road");
+            let c = person(34, &forename, &surname, &dob, &address);
+            let a = person(35, "Dorothea", &adult_surname, "1980-02-03", &address);
+            // Template words cannot count as a leak: skip names the digest's own
+            // text contains with other people in it.
+            let baseline = render_one(DetailLevel::Minimal, &child(), &adult());
+            for n in [&forename, &surname, &adult_surname, &street] {
+                prop_assume!(!baseline.text.contains(n.as_str()) && !baseline.html.contains(n.as_str()));
+            }
+            let min = render_one(DetailLevel::Minimal, &c, &a);
+            let dob = d(&dob);
+            let secrets = [
+                format!("{forename} {surname}"),
+                surname.clone(),
+                adult_surname.clone(),
+                address.clone(),
+                street.clone(),
+                dob.format("%Y-%m-%d").to_string(),
+                dob.format("%d/%m/%Y").to_string(),
+                human_date(dob),
+            ];
+            for s in &secrets {
+                prop_assert!(!min.text.contains(s.as_str()), "text has {s:?}");
+                prop_assert!(!min.html.contains(s.as_str()), "HTML has {s:?}");
+                prop_assert!(!min.subject.contains(s.as_str()), "subject has {s:?}");
+            }
+            for detail in [DetailLevel::Standard, DetailLevel::Full] {
+                let r = render_one(detail, &c, &a);
+                for s in &secrets {
+                    prop_assert!(!r.subject.contains(s.as_str()), "{detail:?} subject has {s:?}");
+                }
+                // The other levels do show the name (the test would catch nothing otherwise).
+                let full_name = format!("{forename} {surname}");
+                prop_assert!(r.text.contains(&full_name));
+            }
+        }
+    }
 }
