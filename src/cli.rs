@@ -273,6 +273,24 @@ pub enum BenchCommand {
     /// Identity resolution on synthetic mentions with ground truth: speed, memory and
     /// quality per size, and an incremental run.
     Link(BenchLinkArgs),
+    /// Digests: compose, store and send N through the file transport and a loopback
+    /// SMTP server; messages/s and peak memory.
+    Mail(BenchMailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMailArgs {
+    /// How many digests (one recipient each, two alerts per digest).
+    #[arg(long, default_value_t = 5000)]
+    pub digests: usize,
+    /// Send to this SMTP relay (HOST:PORT, plain text, loopback) instead of starting
+    /// the tests' aiosmtpd fixture.
+    #[arg(long)]
+    pub relay: Option<String>,
+    /// Internal: run one transport (`file` or `smtp`) in this process and print its
+    /// figures as JSON.
+    #[arg(long, hide = true)]
+    pub phase: Option<String>,
 }
 
 #[derive(Debug, Args)]

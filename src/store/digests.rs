@@ -595,6 +595,71 @@ impl Store {
     }
 }
 
+impl Store {
+    /// For `kinlink bench mail`: `recipients` recipients with two alerts each (a DA
+    /// notification and an eviction risk, each with a fact naming a person with a
+    /// mention) and one pending delivery per alert, with their routed audit rows.
+    /// Fictional names; ids start after whatever is there.
+    pub async fn seed_bench_deliveries(
+        &self,
+        recipients: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = Tx::begin(&self.pool).await?;
+        let file: i64 = on_tx!(tx, t => sqlx::query_scalar(
+            "INSERT INTO feed_files (source, kind, original_name, raw_path, origin, sha256, size, fetched_at, status, finished_at, notified_at) \
+             VALUES ('bench', 'police_da', 'bench.csv', 'bench.csv', 'bench', 'bench', 0, $1, 'ingested', $1, $1) RETURNING id")
+            .bind(now).fetch_one(&mut **t).await)?;
+        let base: i64 = on_tx!(tx, t => sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM persons").fetch_one(&mut **t).await)?;
+        let today = now.date_naive();
+        for chunk_start in (0..recipients).step_by(200) {
+            let chunk: Vec<usize> = (chunk_start..recipients.min(chunk_start + 200)).collect();
+            for i in &chunk {
+                let i = *i as i64;
+                let person: i64 = on_tx!(tx, t => sqlx::query_scalar(
+                    "INSERT INTO persons (id, created_at) VALUES ($1, $2) RETURNING id")
+                    .bind(base + i + 1).bind(now).fetch_one(&mut **t).await)?;
+                let mention: i64 = on_tx!(tx, t => sqlx::query_scalar(
+                    "INSERT INTO mentions (source, kind, mention_key, role, forename, surname, dob, address_line1, postcode, first_file_id, last_file_id) \
+                     VALUES ('bench', 'police_da', $1, 'child', 'Alex', $2, $3, $4, 'M7 1AA', $5, $5) RETURNING id")
+                    .bind(format!("B{i}")).bind(format!("Bench{i}"))
+                    .bind(today - chrono::Duration::days(3000 + i % 2000))
+                    .bind(format!("{} Bench Street", i % 300 + 1)).bind(file)
+                    .fetch_one(&mut **t).await)?;
+                on_tx!(tx, t => sqlx::query("INSERT INTO mention_persons (mention_id, person_id) VALUES ($1, $2)")
+                    .bind(mention).bind(person).execute(&mut **t).await.map(|_| ()))?;
+                let recipient = format!("dv{i}@example.gov.uk");
+                for (rule, kind, record) in [("da_notification", "police_da", format!("N{i}")), ("eviction_risk", "housing", format!("H{i}"))] {
+                    let alert: i64 = on_tx!(tx, t => sqlx::query_scalar(
+                        "INSERT INTO alerts (rule, subject, fingerprint, family_id, locality, severity, status, revision, raised_at, raised_on, updated_at, explanation) \
+                         VALUES ($1, $2, $3, $4, 'North', 'priority', 'new', 1, $5, $6, $5, $7) RETURNING id")
+                        .bind(rule).bind(format!("family:{i}")).bind(format!("bench:{rule}:{i}")).bind(i)
+                        .bind(now).bind(today)
+                        .bind("[\"Bench alert: thresholds and counts, no personal details.\"]")
+                        .fetch_one(&mut **t).await)?;
+                    on_tx!(tx, t => sqlx::query(
+                        "INSERT INTO alert_facts (alert_id, fact, episode, record_kind, record_id, person_id, revision) VALUES ($1, $2, '', $3, $4, $5, 1)")
+                        .bind(alert).bind(format!("{kind}:bench/{record}")).bind(kind).bind(&record).bind(person)
+                        .execute(&mut **t).await.map(|_| ()))?;
+                    let delivery: i64 = on_tx!(tx, t => sqlx::query_scalar(
+                        "INSERT INTO deliveries (alert_id, revision, recipient, role, kind, status, created_at) \
+                         VALUES ($1, 1, $2, 'dv_champion', 'new', 'pending', $3) RETURNING id")
+                        .bind(alert).bind(&recipient).bind(now).fetch_one(&mut **t).await)?;
+                    on_tx!(tx, t => sqlx::query(
+                        "INSERT INTO audit_log (at, event, delivery_id, alert_id, revision, rule, recipient, role, family_id, person_ids, records, detail, reason) \
+                         VALUES ($1, 'routed', $2, $3, 1, $4, $5, 'dv_champion', $6, $7, '[]', 'minimal', 'bench')")
+                        .bind(now).bind(delivery).bind(alert).bind(rule).bind(&recipient).bind(i)
+                        .bind(format!("[{person}]"))
+                        .execute(&mut **t).await.map(|_| ()))?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 async fn person_alias_map(store: &Store) -> Result<HashMap<i64, i64>, StoreError> {
     let rows: Vec<(i64, i64)> = on_pool!(store, p => sqlx::query_as(
         "SELECT old_id, new_id FROM person_aliases").fetch_all(p).await)?;

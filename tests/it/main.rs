@@ -4,6 +4,7 @@
 mod alerts;
 mod backends;
 mod binary;
+mod digests;
 mod feeds;
 mod helpers;
 mod identity;
