@@ -565,9 +565,38 @@ async fn demo(
     print_link_report(&linked);
     println!("\nEvaluating the rules for {as_of} …");
     let evaluated = pipeline::evaluate(&settings, &store, clock).await;
-    store.close().await;
-    let evaluated = evaluated?;
+    let evaluated = match evaluated {
+        Ok(e) => e,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
     alerts::print_evaluate_report(&evaluated);
+    println!("\nSending the digests (and the managers' weekly digest) …");
+    let sent = match crate::mail::Mailer::new(&settings.mail) {
+        Ok(mailer) => {
+            let options = crate::mail::SendOptions {
+                manager_digest: true,
+                ..Default::default()
+            };
+            let report = crate::mail::send_step(&mailer, &store, clock, &settings, &options)
+                .await
+                .context("sending the digests");
+            report.map(|r| (r, mailer.describe()))
+        }
+        Err(e) => Err(anyhow::anyhow!("[mail]: {e}")),
+    };
+    store.close().await;
+    let (sent, via) = sent?;
+    let written = sent.drain.as_ref().map_or(0, |d| d.sent.len());
+    println!(
+        "  {} digest(s) for {} deliveries, {} managers' digest(s), {} admin notice(s); {written} email(s) written as {via}",
+        sent.digests.digests,
+        sent.digests.deliveries,
+        sent.manager_digests.digests,
+        usize::from(sent.admin_notices.stored),
+    );
     let counts = counts?;
     println!(
         "\nStore: {} person mentions, {} attendance marks, {} people in DA notifications, {} housing notices, {} case members, {} quarantined rows",
@@ -584,7 +613,8 @@ async fn demo(
     );
     println!(
         "\nNext: `kinlink --config {0} status` shows the sources; \
-         `kinlink --config {0} alerts list` the alerts and who is to be told; \
+         `kinlink --config {0} alerts list` the alerts and who was told; \
+         `kinlink --config {0} outbox list` the emails; \
          `kinlink --config {0} persons export --format csv` lists every person.",
         config_path.display()
     );

@@ -1,6 +1,7 @@
 //! `kinlink bench ingest`: throughput of the attendance ingest path, measured the
 //! way the nightly job runs it; `kinlink bench link` (in `linking`): identity
-//! resolution at scale against ground truth. Each phase runs in a child process of
+//! resolution at scale against ground truth; `kinlink bench mail` (in `mail`): digests
+//! composed and sent through the file transport and a loopback SMTP server. Each phase runs in a child process of
 //! its own so that its peak memory (VmHWM) is its own, not the sum of earlier phases.
 //! `kinlink bench evaluate` (in `evaluating`, with its borough in `borough`): the
 //! rules over a large borough, first run, re-run and nightly.
@@ -22,6 +23,7 @@ use crate::store::{NewFile, Store};
 mod borough;
 mod evaluating;
 mod linking;
+mod mail;
 
 /// One phase's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +41,7 @@ pub async fn run(cmd: &BenchCommand) -> anyhow::Result<u8> {
         BenchCommand::Ingest(args) => ingest(args).await,
         BenchCommand::Link(args) => linking::run(args).await,
         BenchCommand::Evaluate(args) => evaluating::run(args).await,
+        BenchCommand::Mail(args) => mail::run(args).await,
     }
 }
 

@@ -109,7 +109,8 @@ pub enum Command {
         #[command(subcommand)]
         what: PersonsCommand,
     },
-    /// Send what the outbox holds that is due (SMTP, or .eml files with the file transport).
+    /// Compose a digest per recipient from the pending deliveries, then send what the
+    /// outbox holds that is due (SMTP, or .eml files with the file transport).
     Send(SendArgs),
     /// The mail outbox: what is queued, sent or failed.
     Outbox {
@@ -141,6 +142,10 @@ pub struct SendArgs {
     /// List what would go and change nothing (no connection, no file, no status).
     #[arg(long)]
     pub dry_run: bool,
+    /// Also compose the managers' weekly digest (re-referral warnings and rate per
+    /// locality): the `weekly-managers` job's send.
+    #[arg(long)]
+    pub manager_digest: bool,
     /// Print the report as JSON.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
@@ -289,6 +294,9 @@ pub enum BenchCommand {
     /// The rules over a large synthetic borough, ingested and linked by the real
     /// pipeline: a first evaluation, a re-run and a nightly one, on SQLite and PostgreSQL.
     Evaluate(BenchEvaluateArgs),
+    /// Digests: compose, store and send N through the file transport and a loopback
+    /// SMTP server; messages/s and peak memory.
+    Mail(BenchMailArgs),
 }
 
 #[derive(Debug, Args)]
@@ -336,6 +344,21 @@ pub struct BenchEvaluateArgs {
     #[arg(long)]
     pub json: bool,
     /// Internal: run one step in this process and print its figures as JSON.
+    #[arg(long, hide = true)]
+    pub phase: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMailArgs {
+    /// How many digests (one recipient each, two alerts per digest).
+    #[arg(long, default_value_t = 5000)]
+    pub digests: usize,
+    /// Send to this SMTP relay (HOST:PORT, plain text, loopback) instead of starting
+    /// the tests' aiosmtpd fixture.
+    #[arg(long)]
+    pub relay: Option<String>,
+    /// Internal: run one transport (`file` or `smtp`) in this process and print its
+    /// figures as JSON.
     #[arg(long, hide = true)]
     pub phase: Option<String>,
 }

@@ -30,6 +30,8 @@ pub enum Step {
     Link,
     Evaluate,
     Send,
+    /// `send`, and the managers' weekly digest composed first.
+    ManagerDigest,
     Purge,
 }
 
@@ -40,6 +42,7 @@ impl Step {
         Step::Link,
         Step::Evaluate,
         Step::Send,
+        Step::ManagerDigest,
         Step::Purge,
     ];
 
@@ -50,6 +53,7 @@ impl Step {
             Step::Link => "link",
             Step::Evaluate => "evaluate",
             Step::Send => "send",
+            Step::ManagerDigest => "manager-digest",
             Step::Purge => "purge",
         }
     }

@@ -8,16 +8,18 @@ use super::{open_store, Failure, EXIT_FAILED};
 use crate::cli::{OutboxCommand, OutputFormat, SendArgs};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::mail::{DrainOptions, DrainReport, Mailer};
+use crate::mail::{send_step, DrainOptions, DrainReport, Mailer, SendOptions, SendReport};
 use crate::store::{OutboxEntry, RetryOutcome};
 
 fn mailer(settings: &Settings) -> Result<Mailer, Failure> {
     Mailer::new(&settings.mail).map_err(|e| Failure::Config(format!("[mail]: {e}")))
 }
 
-/// `kinlink send [--dry-run]`: exit 1 when the relay could not be reached (the
-/// step failed; everything stays queued). Refused messages are listed and exit 0:
-/// the run itself worked, and the refusals are for the admin to act on.
+/// `kinlink send [--dry-run] [--manager-digest]`: compose the digests (and the
+/// admin's notices, and the managers' weekly digest when asked), then drain the
+/// outbox. Exit 1 when the relay could not be reached (the step failed; everything
+/// stays queued). Refused messages are listed and exit 0: the run itself worked,
+/// and the refusals are for the admin to act on.
 pub(super) async fn send(
     settings: &Settings,
     clock: Clock,
@@ -25,17 +27,31 @@ pub(super) async fn send(
 ) -> Result<u8, Failure> {
     let mailer = mailer(settings)?;
     let store = open_store(settings).await?;
-    if args.dry_run {
-        let due = store.outbox_due(clock.now()).await;
-        store.close().await;
+    let options = SendOptions {
+        dry_run: args.dry_run,
+        manager_digest: args.manager_digest,
+        drain: DrainOptions::default(),
+    };
+    let report = send_step(&mailer, &store, clock, settings, &options).await;
+    let due = if args.dry_run {
+        Some(store.outbox_due(clock.now()).await)
+    } else {
+        None
+    };
+    store.close().await;
+    let report = report.context("sending")?;
+    if let Some(due) = due {
         let due = due?;
         match args.format {
             OutputFormat::Json => println!(
                 "{}",
-                serde_json::to_string_pretty(&json!({ "dry_run": true, "would_send": due }))
-                    .context("writing the report")?
+                serde_json::to_string_pretty(
+                    &json!({ "dry_run": true, "would_compose": report, "would_send": due })
+                )
+                .context("writing the report")?
             ),
             OutputFormat::Table => {
+                print_composed(&report);
                 for e in &due {
                     let to: Vec<&str> = e
                         .recipients
@@ -53,7 +69,8 @@ pub(super) async fn send(
                     );
                 }
                 println!(
-                    "dry run: {} message(s) due, via {}; nothing was sent or changed",
+                    "dry run: {} digest(s) to compose, {} message(s) already due, via {}; nothing was sent or changed",
+                    report.digests.digests,
                     due.len(),
                     mailer.describe()
                 );
@@ -61,21 +78,65 @@ pub(super) async fn send(
         }
         return Ok(0);
     }
-    let report = mailer.drain(&store, clock, &DrainOptions::default()).await;
-    store.close().await;
-    let report = report.context("draining the outbox")?;
     match args.format {
         OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).context("writing the report")?
         ),
-        OutputFormat::Table => print_drain(&report),
+        OutputFormat::Table => {
+            print_composed(&report);
+            if let Some(d) = &report.drain {
+                print_drain(d);
+            }
+            println!(
+                "{} deliveries sent, {} failed; {} alert(s) now sent",
+                report.settled.sent, report.settled.failed, report.settled.alerts_sent
+            );
+        }
     }
-    Ok(if report.connection_error.is_some() {
-        EXIT_FAILED
-    } else {
-        0
-    })
+    Ok(
+        if report
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.connection_error.is_some())
+        {
+            EXIT_FAILED
+        } else {
+            0
+        },
+    )
+}
+
+/// What composing did: one line per digest (recipient and subject: no personal
+/// details, by construction of the subject).
+pub fn print_composed(r: &SendReport) {
+    let verb = if r.dry_run { "would compose" } else { "digest" };
+    for (to, subject) in &r.digests.subjects {
+        println!("{verb:<9} to {to}: {subject}");
+    }
+    println!(
+        "{} digest(s) for {} deliveries{}",
+        r.digests.digests,
+        r.digests.deliveries,
+        if r.dry_run {
+            String::new()
+        } else {
+            format!(", {} newly queued", r.digests.stored)
+        }
+    );
+    let a = &r.admin_notices;
+    if a.rejected + a.quarantine > 0 {
+        println!(
+            "admin notice: {} rejected file(s), {} with many rows quarantined",
+            a.rejected, a.quarantine
+        );
+    }
+    if r.manager_digests.digests > 0 {
+        println!(
+            "managers' weekly digest: {} email(s), {} newly queued",
+            r.manager_digests.digests, r.manager_digests.stored
+        );
+    }
 }
 
 /// What a drain run did, one line per message, failures first.

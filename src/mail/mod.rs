@@ -22,9 +22,14 @@
 //! of the message never arrived. The second unknown outcome parks the message as
 //! failed, so it is never sent more than twice.
 
+pub mod admin;
+mod chart;
 mod compose;
+pub mod digest;
 mod drain;
 mod file;
+pub mod managers;
+mod send;
 mod smtp;
 mod stale;
 
@@ -35,6 +40,7 @@ use lettre::message::Mailbox;
 
 pub use compose::message_id_for;
 pub use drain::{DrainReport, PermanentFailure, RetryLater, SentMessage};
+pub use send::{send_step, SendOptions, SendReport};
 pub use stale::enqueue_stale_feed_notices;
 
 use crate::clock::Clock;

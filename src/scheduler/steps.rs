@@ -111,7 +111,7 @@ impl StepRunner for PipelineSteps {
                     .map_err(failed)?;
                 format!("{} finding(s) for {}", r.findings, r.as_of)
             }
-            Step::Send => {
+            Step::Send | Step::ManagerDigest => {
                 let mailer = crate::mail::Mailer::new(&settings.mail)
                     .map_err(|e| StepError::Failed(e.to_string()))?;
                 let stale =
@@ -124,20 +124,27 @@ impl StepRunner for PipelineSteps {
                         "Silent feeds: the admin list is told"
                     );
                 }
-                let r = mailer
-                    .drain(store, clock, &crate::mail::DrainOptions::default())
+                let options = crate::mail::SendOptions {
+                    dry_run: false,
+                    manager_digest: step == Step::ManagerDigest,
+                    drain: crate::mail::DrainOptions::default(),
+                };
+                let r = crate::mail::send_step(&mailer, store, clock, settings, &options)
                     .await
                     .map_err(|e| StepError::Failed(e.to_string()))?;
-                if let Some(e) = &r.connection_error {
+                let drain = r.drain.unwrap_or_default();
+                if let Some(e) = &drain.connection_error {
                     return Err(StepError::Failed(format!(
                         "the mail relay could not be used ({e}); every message stays queued"
                     )));
                 }
                 format!(
-                    "{} sent, {} to retry, {} failed",
-                    r.sent.len(),
-                    r.retrying.len(),
-                    r.failed.len()
+                    "{} digest(s) for {} deliveries; {} sent, {} to retry, {} failed",
+                    r.digests.digests,
+                    r.digests.deliveries,
+                    drain.sent.len(),
+                    drain.retrying.len(),
+                    drain.failed.len()
                 )
             }
             Step::Purge => {

@@ -434,7 +434,7 @@ impl Store {
             .collect())
     }
 
-    async fn family_alias_map(&self) -> Result<HashMap<i64, i64>, StoreError> {
+    pub(super) async fn family_alias_map(&self) -> Result<HashMap<i64, i64>, StoreError> {
         let rows: Vec<(i64, i64)> = on_pool!(self, p => sqlx::query_as(
             "SELECT old_id, new_id FROM family_aliases").fetch_all(p).await)?;
         Ok(rows.into_iter().collect())
@@ -717,7 +717,7 @@ fn audit_row(t: AuditTuple, aliases: &HashMap<i64, i64>) -> AuditRow {
 }
 
 /// Follows an alias chain to the live id (capped against a cycle).
-fn follow(mut id: i64, aliases: &HashMap<i64, i64>) -> i64 {
+pub(super) fn follow(mut id: i64, aliases: &HashMap<i64, i64>) -> i64 {
     for _ in 0..1000 {
         match aliases.get(&id) {
             Some(&n) if n != id => id = n,

@@ -111,6 +111,7 @@ impl Tx {
 }
 
 mod alerts;
+mod digests;
 mod identity;
 mod ingest;
 pub mod metrics;
@@ -119,6 +120,10 @@ mod retention;
 mod runs;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
+pub use digests::{
+    ClosedTooEarly, DigestFact, DigestStored, FileNotice, PendingDelivery, PersonDetails,
+    RecordInfo, Referral, SettleReport,
+};
 pub use retention::{PurgeCounts, PurgeCutoffs};
 
 pub use identity::{

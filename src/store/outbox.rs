@@ -240,42 +240,9 @@ impl Store {
     /// is already there (then nothing changes and the existing id is returned).
     pub async fn enqueue_outbox(&self, m: &NewOutboxMessage<'_>) -> Result<Enqueued, StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
-        let insert =
-            "INSERT INTO outbox (idempotency_key, message_id, sender, subject, raw, status, \
-                      attempts, next_attempt_at, created_at) \
-                      VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6) \
-                      ON CONFLICT DO NOTHING RETURNING id";
-        let id: Option<i64> = on_tx!(tx, t => sqlx::query_scalar(insert)
-            .bind(m.idempotency_key)
-            .bind(m.message_id)
-            .bind(m.sender)
-            .bind(m.subject)
-            .bind(m.raw)
-            .bind(m.at)
-            .fetch_optional(&mut **t)
-            .await)?;
-        let Some(id) = id else {
-            let existing = "SELECT id FROM outbox WHERE idempotency_key = $1";
-            let id: i64 = on_tx!(tx, t => sqlx::query_scalar(existing)
-                .bind(m.idempotency_key)
-                .fetch_one(&mut **t)
-                .await)?;
-            return Ok(Enqueued { id, created: false });
-        };
-        let rcpt = "INSERT INTO outbox_recipients (outbox_id, position, address, status) \
-                    VALUES ($1, $2, $3, 'pending')";
-        for (position, address) in m.recipients.iter().enumerate() {
-            let position = i64::try_from(position).unwrap_or(i64::MAX);
-            on_tx!(tx, t => sqlx::query(rcpt)
-                .bind(id)
-                .bind(position)
-                .bind(address)
-                .execute(&mut **t)
-                .await
-                .map(|_| ()))?;
-        }
+        let enqueued = insert_outbox(&mut tx, m).await?;
         tx.commit().await?;
-        Ok(Enqueued { id, created: true })
+        Ok(enqueued)
     }
 
     /// Finds rows left in `sending` with `claimed_at` at or before `cutoff` (a
@@ -546,4 +513,48 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Inserts a message and its recipients in an open transaction, unless its
+/// idempotency key is already there (then the existing id comes back). Shared by
+/// [`Store::enqueue_outbox`] and the digest store, which flips deliveries in the
+/// same transaction.
+pub(super) async fn insert_outbox(
+    tx: &mut Tx,
+    m: &NewOutboxMessage<'_>,
+) -> Result<Enqueued, StoreError> {
+    let insert = "INSERT INTO outbox (idempotency_key, message_id, sender, subject, raw, status, \
+                  attempts, next_attempt_at, created_at) \
+                  VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6) \
+                  ON CONFLICT DO NOTHING RETURNING id";
+    let id: Option<i64> = on_tx!(*tx, t => sqlx::query_scalar(insert)
+        .bind(m.idempotency_key)
+        .bind(m.message_id)
+        .bind(m.sender)
+        .bind(m.subject)
+        .bind(m.raw)
+        .bind(m.at)
+        .fetch_optional(&mut **t)
+        .await)?;
+    let Some(id) = id else {
+        let existing = "SELECT id FROM outbox WHERE idempotency_key = $1";
+        let id: i64 = on_tx!(*tx, t => sqlx::query_scalar(existing)
+            .bind(m.idempotency_key)
+            .fetch_one(&mut **t)
+            .await)?;
+        return Ok(Enqueued { id, created: false });
+    };
+    let rcpt = "INSERT INTO outbox_recipients (outbox_id, position, address, status) \
+                VALUES ($1, $2, $3, 'pending')";
+    for (position, address) in m.recipients.iter().enumerate() {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        on_tx!(*tx, t => sqlx::query(rcpt)
+            .bind(id)
+            .bind(position)
+            .bind(address)
+            .execute(&mut **t)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(Enqueued { id, created: true })
 }

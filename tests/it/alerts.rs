@@ -17,12 +17,12 @@ use kinlink::store::{AckOutcome, AlertRow, Store};
 use crate::backends::stores;
 use crate::helpers::{csv_source, settings, upn};
 
-fn d(s: &str) -> NaiveDate {
+pub(crate) fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
 /// Noon in London on `day`.
-fn clock(day: &str) -> Clock {
+pub(crate) fn clock(day: &str) -> Clock {
     let local = d(day).and_hms_opt(12, 0, 0).unwrap();
     Clock::fixed(
         chrono_tz::Europe::London
@@ -61,13 +61,13 @@ fn source(kind: FeedKind, inbox: &Path) -> SourceSettings {
 }
 
 /// A borough of two localities and one school, with an inbox per feed kind.
-struct Borough {
-    settings: Settings,
+pub(crate) struct Borough {
+    pub(crate) settings: Settings,
     inboxes: BTreeMap<FeedKind, std::path::PathBuf>,
 }
 
 impl Borough {
-    fn new(dir: &Path, backend: &str) -> Borough {
+    pub(crate) fn new(dir: &Path, backend: &str) -> Borough {
         let mut inboxes = BTreeMap::new();
         let mut sources = Vec::new();
         for (kind, _) in COLUMNS {
@@ -102,7 +102,7 @@ impl Borough {
         Borough { settings, inboxes }
     }
 
-    fn drop_file(&self, kind: FeedKind, name: &str, rows: &[String]) {
+    pub(crate) fn drop_file(&self, kind: FeedKind, name: &str, rows: &[String]) {
         let mut text = format!("{}\n", header(kind));
         for r in rows {
             text.push_str(r);
@@ -111,7 +111,7 @@ impl Borough {
         std::fs::write(self.inboxes[&kind].join(name), text).unwrap();
     }
 
-    async fn ingest_and_link(&self, store: &Store, day: &str) {
+    pub(crate) async fn ingest_and_link(&self, store: &Store, day: &str) {
         let report = pipeline::ingest(
             &self.settings,
             store,
@@ -130,14 +130,14 @@ impl Borough {
             .expect("link");
     }
 
-    async fn evaluate(&self, store: &Store, day: &str) -> EvaluateReport {
+    pub(crate) async fn evaluate(&self, store: &Store, day: &str) -> EvaluateReport {
         pipeline::evaluate(&self.settings, store, clock(day))
             .await
             .expect("evaluate")
     }
 }
 
-const HOME: &str = "1 Mill Lane,M7 1AA";
+pub(crate) const HOME: &str = "1 Mill Lane,M7 1AA";
 const SOUTH_HOME: &str = "5 Elm Road,M6 4AB";
 const BIRCH: &str = "7 Birch Road,M6 4CD";
 

@@ -5,6 +5,7 @@ mod alerts;
 mod backends;
 mod binary;
 mod daemon;
+mod digests;
 mod feeds;
 mod health;
 mod helpers;
