@@ -45,8 +45,10 @@ pub(super) async fn send(
         match args.format {
             OutputFormat::Json => println!(
                 "{}",
-                serde_json::to_string_pretty(&json!({ "dry_run": true, "would_compose": report, "would_send": due }))
-                    .context("writing the report")?
+                serde_json::to_string_pretty(
+                    &json!({ "dry_run": true, "would_compose": report, "would_send": due })
+                )
+                .context("writing the report")?
             ),
             OutputFormat::Table => {
                 print_composed(&report);

@@ -93,7 +93,9 @@ pub async fn enqueue_file_notices(
                     f.rows_read,
                     max_bad * 100.0
                 ),
-                action: "ask the sender to correct the quarantined rows; a corrected file replaces them".into(),
+                action:
+                    "ask the sender to correct the quarantined rows; a corrected file replaces them"
+                        .into(),
                 ..file_line(f)
             }
         } else {
@@ -126,10 +128,7 @@ pub async fn enqueue_file_notices(
         ));
     }
     if run.quarantine > 0 {
-        parts.push(format!(
-            "{} with many rows quarantined",
-            run.quarantine
-        ));
+        parts.push(format!("{} with many rows quarantined", run.quarantine));
     }
     let subject = format!("kinlink: {}", parts.join(", "));
     let mut renderer = Renderer::new()?;
@@ -192,13 +191,7 @@ fn file_line(f: &FileNotice) -> FileLine {
         name: f.original_name.clone(),
         finished: f.finished_at.map_or_else(
             || "unknown".to_string(),
-            |t| {
-                format!(
-                    "{} {} UTC",
-                    human_date(t.date_naive()),
-                    t.format("%H:%M")
-                )
-            },
+            |t| format!("{} {} UTC", human_date(t.date_naive()), t.format("%H:%M")),
         ),
         rows_read: f.rows_read,
         quarantined: f.quarantined,

@@ -61,7 +61,10 @@ pub fn rate_chart(points: &[Option<f64>]) -> Result<Vec<u8>, MailError> {
                 .draw_series(LineSeries::new(run.clone(), LINE.stroke_width(3)))
                 .map_err(|e| fail(e.to_string()))?;
             chart
-                .draw_series(run.iter().map(|&(x, y)| Circle::new((x, y), 4, LINE.filled())))
+                .draw_series(
+                    run.iter()
+                        .map(|&(x, y)| Circle::new((x, y), 4, LINE.filled())),
+                )
                 .map_err(|e| fail(e.to_string()))?;
         }
         root.present().map_err(|e| fail(e.to_string()))?;
@@ -71,9 +74,7 @@ pub fn rate_chart(points: &[Option<f64>]) -> Result<Vec<u8>, MailError> {
         let mut encoder = png::Encoder::new(&mut out, w, h);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| fail(e.to_string()))?;
+        let mut writer = encoder.write_header().map_err(|e| fail(e.to_string()))?;
         writer
             .write_image_data(&buf)
             .map_err(|e| fail(e.to_string()))?;

@@ -153,7 +153,10 @@ impl Renderer {
             .map_err(|e| MailError::Compose(format!("template syntax: {e}")))?;
         env.set_syntax(syntax);
         // The file extension turns HTML escaping on for the HTML template only.
-        for (name, source) in [("digest.txt", TEXT_TEMPLATE), ("digest.html", HTML_TEMPLATE)] {
+        for (name, source) in [
+            ("digest.txt", TEXT_TEMPLATE),
+            ("digest.html", HTML_TEMPLATE),
+        ] {
             env.add_template(name, source)
                 .map_err(|e| MailError::Compose(format!("template {name}: {e}")))?;
         }
@@ -161,7 +164,11 @@ impl Renderer {
     }
 
     /// Adds a template (the managers' and admin emails use the same environment).
-    pub(super) fn add(&mut self, name: &'static str, source: &'static str) -> Result<(), MailError> {
+    pub(super) fn add(
+        &mut self,
+        name: &'static str,
+        source: &'static str,
+    ) -> Result<(), MailError> {
         self.env
             .add_template(name, source)
             .map_err(|e| MailError::Compose(format!("template {name}: {e}")))
@@ -421,7 +428,9 @@ pub fn build(input: &DigestInput, options: &DigestOptions) -> Vec<Digest> {
         if items.is_empty() {
             continue;
         }
-        out.push(digest(recipient, items, deliveries, &places, admin, options));
+        out.push(digest(
+            recipient, items, deliveries, &places, admin, options,
+        ));
     }
     out
 }
@@ -562,7 +571,10 @@ fn item(
     };
     let refs: Vec<String> = persons.iter().map(|p| format!("P{p}")).collect();
     let lookup = match (&family, refs.is_empty()) {
-        (Some(f), false) => format!("family {f} (persons {}), alert A{alert_id}", refs.join(", ")),
+        (Some(f), false) => format!(
+            "family {f} (persons {}), alert A{alert_id}",
+            refs.join(", ")
+        ),
         (Some(f), true) => format!("family {f}, alert A{alert_id}"),
         (None, false) => format!("persons {}, alert A{alert_id}", refs.join(", ")),
         (None, true) => format!("alert A{alert_id}"),
@@ -622,7 +634,11 @@ fn digest(
         .flat_map(|g| &g.2)
         .filter(|i| i.severity == "urgent")
         .count();
-    let updates = groups.iter().flat_map(|g| &g.2).filter(|i| i.update).count();
+    let updates = groups
+        .iter()
+        .flat_map(|g| &g.2)
+        .filter(|i| i.update)
+        .count();
     let place = match places {
         [] => None,
         [one] => Some(one.clone()),
@@ -632,7 +648,9 @@ fn digest(
         .iter()
         .map(|(_, rule, items)| format!("{} {}", items.len(), rule_title(*rule, items.len())))
         .collect();
-    let place_text = place.as_ref().map_or(String::new(), |p| format!(" for {p}"));
+    let place_text = place
+        .as_ref()
+        .map_or(String::new(), |p| format!(" for {p}"));
     let what = if groups.len() == 1 {
         format!("{}{place_text}", counts.join(""))
     } else {
@@ -716,11 +734,7 @@ fn capitalise(s: &str) -> String {
 pub fn idempotency_key(recipient: &str, deliveries: &[i64]) -> String {
     let mut ids = deliveries.to_vec();
     ids.sort_unstable();
-    let joined = ids
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let joined = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let digest = Sha256::digest(joined.as_bytes());
     format!("digest:{recipient}:{}", hex::encode(&digest[..16]))
 }
@@ -878,7 +892,13 @@ mod tests {
                 fact(2, 1, "police_da", "N100", child.person_id),
                 fact(2, 2, "police_da", "N101", adult.person_id),
                 fact(3, 1, "housing", "H7", adult.person_id),
-                fact(3, 1, "attendance", "100001/SURNAME/FORENAME/2015-06-01", child.person_id),
+                fact(
+                    3,
+                    1,
+                    "attendance",
+                    "100001/SURNAME/FORENAME/2015-06-01",
+                    child.person_id,
+                ),
             ],
             persons: [child.clone(), adult.clone()]
                 .into_iter()
@@ -964,11 +984,19 @@ mod tests {
             "3 alerts for North: 2 DA notifications, 1 eviction risk — 1 urgent, 1 update"
         );
         let r = Renderer::new().unwrap().digest(d).unwrap();
-        assert!(r.text.contains("[URGENT] [UPDATE] Family F12, North"), "{}", r.text);
+        assert!(
+            r.text.contains("[URGENT] [UPDATE] Family F12, North"),
+            "{}",
+            r.text
+        );
         assert!(r.html.contains(">UPDATE</span>"));
         // An attendance record's key (built from a name) is never shown.
         assert!(!r.text.contains("SURNAME") && !r.html.contains("SURNAME"));
-        assert!(r.text.contains("School: attendance register\n"), "{}", r.text);
+        assert!(
+            r.text.contains("School: attendance register\n"),
+            "{}",
+            r.text
+        );
     }
 
     #[test]

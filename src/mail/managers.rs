@@ -218,7 +218,11 @@ pub fn render(
     let mut subject = format!(
         "Weekly summary for {locality}: {} re-referral {}",
         mine.len(),
-        if mine.len() == 1 { "warning" } else { "warnings" }
+        if mine.len() == 1 {
+            "warning"
+        } else {
+            "warnings"
+        }
     );
     if urgent > 0 {
         subject.push_str(&format!(" — {urgent} urgent"));
@@ -230,7 +234,11 @@ pub fn render(
         total.rate_text,
         total.re_referrals,
         total.referrals,
-        last.map_or(String::new(), |m| format!(", {} in {}", m.rate_text, m.month))
+        months
+            .iter()
+            .rev()
+            .find(|m| m.rate.is_some())
+            .map_or(String::new(), |m| format!("; {} in {}", m.rate_text, m.month))
     );
     let chart_alt = format!(
         "Line chart of the monthly re-referral rate in {locality} from {} to {}; the table below gives every figure.",
@@ -300,7 +308,11 @@ pub async fn enqueue_manager_digests(
     let week = today.iso_week();
     let sender = mailer.from.email.to_string();
     let mut run = ManagerRun::default();
-    for locality in settings.localities.iter().filter(|l| !l.managers.is_empty()) {
+    for locality in settings
+        .localities
+        .iter()
+        .filter(|l| !l.managers.is_empty())
+    {
         let (subject, text, html, png) = render(
             &renderer,
             &locality.name,

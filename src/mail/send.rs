@@ -53,7 +53,10 @@ pub async fn send_step(
         ..SendReport::default()
     };
     if !options.dry_run {
-        add(&mut report.settled, store.settle_deliveries(clock.now()).await?);
+        add(
+            &mut report.settled,
+            store.settle_deliveries(clock.now()).await?,
+        );
     }
     let digest_options = DigestOptions::from_settings(settings, clock.today(settings.timezone));
     report.digests =
@@ -69,7 +72,10 @@ pub async fn send_step(
         return Ok(report);
     }
     report.drain = Some(mailer.drain(store, clock, &options.drain).await?);
-    add(&mut report.settled, store.settle_deliveries(clock.now()).await?);
+    add(
+        &mut report.settled,
+        store.settle_deliveries(clock.now()).await?,
+    );
     Ok(report)
 }
 

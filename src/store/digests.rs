@@ -533,7 +533,15 @@ impl Store {
     /// Every child referral in the case system since `since`, with the live person
     /// id where the child is linked, for the re-referral rate.
     pub async fn child_referrals(&self, since: NaiveDate) -> Result<Vec<Referral>, StoreError> {
-        let rows: Vec<(String, String, String, NaiveDate, Option<String>, Option<i64>)> = on_pool!(self, p => sqlx::query_as(
+        type Row = (
+            String,
+            String,
+            String,
+            NaiveDate,
+            Option<String>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
             "SELECT c.source, c.case_id, c.person_id, c.referral_date, c.locality, mp.person_id \
              FROM case_members c LEFT JOIN mention_persons mp ON mp.mention_id = c.mention_id \
              WHERE LOWER(c.role) = 'child' AND c.referral_date >= $1 \
@@ -630,7 +638,10 @@ impl Store {
                 on_tx!(tx, t => sqlx::query("INSERT INTO mention_persons (mention_id, person_id) VALUES ($1, $2)")
                     .bind(mention).bind(person).execute(&mut **t).await.map(|_| ()))?;
                 let recipient = format!("dv{i}@example.gov.uk");
-                for (rule, kind, record) in [("da_notification", "police_da", format!("N{i}")), ("eviction_risk", "housing", format!("H{i}"))] {
+                for (rule, kind, record) in [
+                    ("da_notification", "police_da", format!("N{i}")),
+                    ("eviction_risk", "housing", format!("H{i}")),
+                ] {
                     let alert: i64 = on_tx!(tx, t => sqlx::query_scalar(
                         "INSERT INTO alerts (rule, subject, fingerprint, family_id, locality, severity, status, revision, raised_at, raised_on, updated_at, explanation) \
                          VALUES ($1, $2, $3, $4, 'North', 'priority', 'new', 1, $5, $6, $5, $7) RETURNING id")

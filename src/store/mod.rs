@@ -118,8 +118,8 @@ mod outbox;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
 pub use digests::{
-    ClosedTooEarly, DigestFact, DigestStored, FileNotice, PendingDelivery, PersonDetails, RecordInfo,
-    Referral, SettleReport,
+    ClosedTooEarly, DigestFact, DigestStored, FileNotice, PendingDelivery, PersonDetails,
+    RecordInfo, Referral, SettleReport,
 };
 
 pub use identity::{

@@ -70,7 +70,9 @@ fn north_family(b: &Borough) {
     b.drop_file(
         FeedKind::Housing,
         "notices.csv",
-        &[format!("H1,section_8,10/11/2026,,private,{HOME},Dawn,Mill,2")],
+        &[format!(
+            "H1,section_8,10/11/2026,,private,{HOME},Dawn,Mill,2"
+        )],
     );
 }
 
@@ -107,8 +109,7 @@ async fn send_makes_one_digest_per_recipient_once_and_follows_each_delivery_to_s
         // Subjects say what is inside, never who.
         let subjects: BTreeMap<String, String> = r.digests.subjects.iter().cloned().collect();
         assert_eq!(
-            subjects["dv.north@example.gov.uk"],
-            "1 DA notification for North",
+            subjects["dv.north@example.gov.uk"], "1 DA notification for North",
             "{backend}"
         );
         assert!(
@@ -122,7 +123,11 @@ async fn send_makes_one_digest_per_recipient_once_and_follows_each_delivery_to_s
         }
         // Every delivery is sent, every alert with it, and the audit says so.
         let counts = store.delivery_counts().await.unwrap();
-        assert_eq!(counts.get("sent"), Some(&(pending.len() as i64)), "{backend}: {counts:?}");
+        assert_eq!(
+            counts.get("sent"),
+            Some(&(pending.len() as i64)),
+            "{backend}: {counts:?}"
+        );
         assert_eq!(r.settled.sent, pending.len() as u64, "{backend}");
         for a in store.alert_rows(None, None).await.unwrap() {
             assert_eq!(a.status, "sent", "{backend}: alert {}", a.id);
@@ -135,7 +140,11 @@ async fn send_makes_one_digest_per_recipient_once_and_follows_each_delivery_to_s
             .iter()
             .map(|a| (a.event.as_str(), a.detail.as_str()))
             .collect();
-        assert_eq!(events, vec![("routed", "minimal"), ("sent", "minimal")], "{backend}");
+        assert_eq!(
+            events,
+            vec![("routed", "minimal"), ("sent", "minimal")],
+            "{backend}"
+        );
         assert_eq!(trail[0].person_ids, trail[1].person_ids);
 
         // A second send finds nothing pending: no new digest, no new file.
@@ -174,7 +183,10 @@ async fn send_makes_one_digest_per_recipient_once_and_follows_each_delivery_to_s
             .find(|(t, _)| t == "dv.north@example.gov.uk")
             .expect("the DV champion's update")
             .1;
-        assert_eq!(dv, "1 DA notification for North — 1 urgent, 1 update", "{backend}");
+        assert_eq!(
+            dv, "1 DA notification for North — 1 urgent, 1 update",
+            "{backend}"
+        );
         let last = store.outbox_entries().await.unwrap();
         let (entry, raw) = store
             .outbox_message(last.iter().find(|e| e.subject == *dv).unwrap().id)
@@ -259,7 +271,10 @@ async fn the_managers_digest_carries_its_chart_once_a_week() {
         let entries = store.outbox_entries().await.unwrap();
         let north = entries
             .iter()
-            .find(|e| e.recipients[0].address == "mgr.north@example.gov.uk" && e.subject.starts_with("Weekly"))
+            .find(|e| {
+                e.recipients[0].address == "mgr.north@example.gov.uk"
+                    && e.subject.starts_with("Weekly")
+            })
             .expect("north managers' digest");
         let (_, raw) = store.outbox_message(north.id).await.unwrap();
         let raw = String::from_utf8_lossy(&raw);
