@@ -607,7 +607,7 @@ fn item(
 /// token is replaced, so no name or date of birth reaches an email that way.
 pub fn redact_keys(line: &str) -> String {
     let looks_like_key = |token: &str| {
-        let t = token.trim_end_matches(|c: char| matches!(c, '.' | ',' | ';' | ':' | ')'));
+        let t = token.trim_end_matches(['.', ',', ';', ':', ')']);
         let t = t.trim_start_matches('(');
         let parts: Vec<&str> = t.split('/').collect();
         parts.len() >= 4
