@@ -172,7 +172,22 @@ async fn start_fixture(dir: &Path) -> anyhow::Result<(tokio::process::Child, u16
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/fixtures/smtp_server.py"
     );
-    let python = std::env::var("KINLINK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    // The same interpreters the tests try: $KINLINK_TEST_PYTHON, python3, /usr/bin/python3.
+    let candidates: Vec<String> = std::env::var("KINLINK_TEST_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string(), "/usr/bin/python3".to_string()])
+        .collect();
+    let python = candidates
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .args(["-c", "import aiosmtpd"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .context("no python3 with aiosmtpd (apt-get install python3-aiosmtpd), or pass --relay")?;
     let mut child = tokio::process::Command::new(&python)
         .arg(script)
         .arg("--dir")

@@ -597,9 +597,44 @@ fn item(
         people,
         unrouted: first.unrouted.clone(),
         why: rule_why(rule).to_string(),
-        explanation: first.explanation.clone(),
+        explanation: first.explanation.iter().map(|l| redact_keys(l)).collect(),
         lookup,
     }
+}
+
+/// An attendance record's key without a UPN is `URN/SURNAME/FORENAME/YYYY-MM-DD`
+/// (feeds.md), and the rules quote record keys in some explanation lines: such a
+/// token is replaced, so no name or date of birth reaches an email that way.
+pub fn redact_keys(line: &str) -> String {
+    let looks_like_key = |token: &str| {
+        let t = token.trim_end_matches(['.', ',', ';', ':', ')']);
+        let t = t.trim_start_matches('(');
+        let parts: Vec<&str> = t.split('/').collect();
+        parts.len() >= 4
+            && parts[0].len() == 6
+            && parts[0].bytes().all(|b| b.is_ascii_digit())
+            && parts
+                .last()
+                .is_some_and(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+    };
+    line.split(' ')
+        .map(|token| {
+            if looks_like_key(token) {
+                let tail: String = token
+                    .chars()
+                    .rev()
+                    .take_while(|c| matches!(c, '.' | ',' | ';' | ':' | ')'))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("(a pupil record){tail}")
+            } else {
+                token.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn digest(
@@ -1018,6 +1053,22 @@ mod tests {
         );
         assert!(r.html.contains("postcode ZZ9 matches no locality"));
         assert!(r.text.contains("admin list"));
+    }
+
+    #[test]
+    fn a_record_key_built_from_a_name_is_redacted_from_explanation_lines() {
+        assert_eq!(
+            redact_keys(
+                "1 new signal since: attendance 100001/BROWN/AMELIA/2015-06-01 (2026-11-19)."
+            ),
+            "1 new signal since: attendance (a pupil record) (2026-11-19)."
+        );
+        assert_eq!(
+            redact_keys("signals: attendance 100001/BROWN/AMELIA/2015-06-01, police_da N1."),
+            "signals: attendance (a pupil record), police_da N1."
+        );
+        let kept = "attendance U355200025030 (2026-11-19); window 2026-10-01 to 2026-11-19.";
+        assert_eq!(redact_keys(kept), kept);
     }
 
     #[test]

@@ -234,7 +234,11 @@ pub fn render(
         total.rate_text,
         total.re_referrals,
         total.referrals,
-        last.map_or(String::new(), |m| format!(", {} in {}", m.rate_text, m.month))
+        months
+            .iter()
+            .rev()
+            .find(|m| m.rate.is_some())
+            .map_or(String::new(), |m| format!("; {} in {}", m.rate_text, m.month))
     );
     let chart_alt = format!(
         "Line chart of the monthly re-referral rate in {locality} from {} to {}; the table below gives every figure.",

@@ -1,10 +1,12 @@
-//! Mail: the only module that knows lettre and SMTP. A composed message goes into
+//! Mail: the only module that knows lettre and SMTP. `send_step` composes the
+//! digests ([`digest`]), the admin's file notices ([`admin`]) and, weekly, the
+//! managers' digest ([`managers`]) from the store, then drains. A composed message goes into
 //! the outbox first ([`Mailer::enqueue`]); a drain run ([`Mailer::drain`]) then
 //! sends what is due, over SMTP or as `.eml` files, and marks each message with
 //! what the server said.
 //!
 //! Delivery rules, in the order a message meets them:
-//! - Enqueueing is idempotent: the caller's key (`digest:<job>:<run>:<recipient>`)
+//! - Enqueueing is idempotent: the caller's key (`digest:<recipient>:<hash of its deliveries>`)
 //!   decides the Message-ID and a key already in the outbox changes nothing.
 //! - A relay that cannot be reached (refused, timed out, TLS or login failure)
 //!   stops the run before anything is claimed: every message stays queued, untouched.
@@ -67,7 +69,7 @@ pub enum MailError {
 /// One composed email, as the caller hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
-    /// Unique per message, stable across re-runs, e.g. `digest:<job>:<run>:<recipient>`.
+    /// Unique per message, stable across re-runs, e.g. `digest:<recipient>:<hash of its deliveries>`.
     pub idempotency_key: String,
     /// Plain addresses; each gets the message (and is listed in `To`).
     pub to: Vec<String>,

@@ -168,6 +168,20 @@ fn signals(
     out
 }
 
+/// A signal in plain words for an explanation: the agency's reference for a
+/// police, housing or case record; for attendance only the school, because a
+/// pupil's mention key without a UPN is built from their name and date of birth.
+fn describe(f: &Fact) -> String {
+    match f.record.kind {
+        FeedKind::Attendance => {
+            let school = f.key.rsplit('@').next().unwrap_or("?");
+            let school = school.split(':').next().unwrap_or(school);
+            format!("attendance at school {school} (to {})", f.date)
+        }
+        kind => format!("{kind} {} ({})", f.record.id, f.date),
+    }
+}
+
 fn case_locality(index: &Index<'_>, family: i64) -> Option<String> {
     index
         .open_case
@@ -206,12 +220,7 @@ pub(crate) fn emerging_risk(
             let of_kind: Vec<String> = inside
                 .iter()
                 .filter(|s| s.kind == *k)
-                .map(|s| {
-                    format!(
-                        "{} {} ({})",
-                        s.fact.record.kind, s.fact.record.id, s.fact.date
-                    )
-                })
+                .map(|s| describe(&s.fact))
                 .collect();
             lines.push(format!("- {}: {}", k.label(), of_kind.join(", ")));
         }
@@ -303,10 +312,7 @@ pub(crate) fn closed_too_early(
                 if after.len() == 1 { "" } else { "s" },
                 after
                     .iter()
-                    .map(|s| format!(
-                        "{} {} ({})",
-                        s.fact.record.kind, s.fact.record.id, s.fact.date
-                    ))
+                    .map(|s| describe(&s.fact))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));

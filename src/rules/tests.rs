@@ -598,3 +598,29 @@ fn evaluation_is_deterministic() {
         .pupil(9, (16, 24), (60, 0));
     assert_eq!(w.run(), w.run());
 }
+
+#[test]
+fn a_pupil_key_built_from_a_name_never_reaches_an_explanation() {
+    let mut w = two_signal_family();
+    w.mention(9, FeedKind::Attendance, true, Some(5), Some(HOME))
+        .pupil(9, (16, 24), (60, 0));
+    // No UPN: the mention key is URN/SURNAME/FORENAME/DOB (feeds.md).
+    w.input.mentions.last_mut().unwrap().mention_key = "100001/MILL/AMY/2016-09-01".into();
+    w.mention(1, FeedKind::Assessment, true, Some(5), Some(HOME))
+        .case(
+            "C1",
+            1,
+            "2025-06-01",
+            Some(("2026-10-01", ClosureReason::OutcomesMet)),
+        );
+    let f = w.run();
+    assert!(of(&f, RuleId::EmergingRisk).len() == 1 && of(&f, RuleId::ClosedTooEarly).len() == 1);
+    for finding in &f {
+        for line in &finding.explanation {
+            assert!(
+                !line.contains("MILL") && !line.contains("2016-09-01"),
+                "{line}"
+            );
+        }
+    }
+}

@@ -533,14 +533,15 @@ impl Store {
     /// Every child referral in the case system since `since`, with the live person
     /// id where the child is linked, for the re-referral rate.
     pub async fn child_referrals(&self, since: NaiveDate) -> Result<Vec<Referral>, StoreError> {
-        let rows: Vec<(
+        type Row = (
             String,
             String,
             String,
             NaiveDate,
             Option<String>,
             Option<i64>,
-        )> = on_pool!(self, p => sqlx::query_as(
+        );
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
             "SELECT c.source, c.case_id, c.person_id, c.referral_date, c.locality, mp.person_id \
              FROM case_members c LEFT JOIN mention_persons mp ON mp.mention_id = c.mention_id \
              WHERE LOWER(c.role) = 'child' AND c.referral_date >= $1 \

@@ -949,7 +949,7 @@ async fn the_send_and_outbox_commands_through_the_binary() {
         let sent = run(&["send", "--format", "json"]);
         assert!(sent.status.success());
         let report: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
-        assert_eq!(report["sent"][0]["id"], id);
+        assert_eq!(report["drain"]["sent"][0]["id"], id);
         assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
 
         let list = run(&["outbox", "list", "--format", "json"]);

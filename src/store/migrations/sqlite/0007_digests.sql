@@ -7,6 +7,8 @@
 ALTER TABLE deliveries ADD COLUMN outbox_id INTEGER REFERENCES outbox (id);
 ALTER TABLE deliveries ADD COLUMN detail TEXT;
 CREATE INDEX deliveries_by_outbox ON deliveries (outbox_id);
+-- Settling copies a delivery's routed audit row into its sent/failed row.
+CREATE INDEX audit_by_delivery ON audit_log (delivery_id);
 
 -- When the admin email about this file (rejected, or too many quarantined rows)
 -- was stored in the outbox. Files finished before this migration were reported
