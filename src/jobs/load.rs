@@ -417,7 +417,7 @@ mod tests {
         assert!(problems[0].message.contains("evalute"));
         assert!(problems[0]
             .message
-            .contains("ingest, link, evaluate, send, purge"));
+            .contains("ingest, link, evaluate, send, manager-digest, purge"));
         assert!(
             problems[0].fix.contains("\"evaluate\""),
             "{}",
