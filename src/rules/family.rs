@@ -46,7 +46,7 @@ impl Kind {
 }
 
 #[derive(Debug, Clone)]
-struct Signal {
+pub(crate) struct Signal {
     kind: Kind,
     fact: Fact,
     /// For attendance: the window's first school day (the low attendance was
@@ -56,7 +56,10 @@ struct Signal {
 }
 
 /// Every family's signals, by family.
-fn signals(
+pub(crate) type Signals = BTreeMap<i64, Vec<Signal>>;
+
+/// Every family's signals, by family: built once per run for both family rules.
+pub(crate) fn signals(
     input: &RuleInput,
     index: &Index<'_>,
     config: &RulesConfig,
@@ -193,11 +196,12 @@ pub(crate) fn emerging_risk(
     input: &RuleInput,
     index: &Index<'_>,
     config: &RulesConfig,
+    signals: &Signals,
 ) -> Vec<Finding> {
     let c = &config.emerging_risk;
     let days = c.window_days.min(c.common.lookback_days);
     let mut out = Vec::new();
-    for (family, list) in signals(input, index, config) {
+    for (&family, list) in signals {
         if index.open_case.contains_key(&family) {
             // Someone is already working with the family.
             continue;
@@ -249,6 +253,7 @@ pub(crate) fn closed_too_early(
     input: &RuleInput,
     index: &Index<'_>,
     config: &RulesConfig,
+    all: &Signals,
 ) -> Vec<Finding> {
     let c = &config.closed_too_early;
     let as_of = input.as_of;
@@ -270,7 +275,6 @@ pub(crate) fn closed_too_early(
             *e = (closed, row.closure_reason);
         }
     }
-    let all = signals(input, index, config);
     let mut out = Vec::new();
     for (family, cases) in closures {
         let Some(list) = all.get(&family) else {

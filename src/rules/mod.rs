@@ -175,11 +175,14 @@ pub fn evaluate(input: &RuleInput, config: &RulesConfig) -> (Vec<Finding>, Vec<R
     if config.eviction_risk.common.enabled {
         findings.extend(housing::eviction_risk(input, &index, &config.eviction_risk));
     }
-    if config.emerging_risk.common.enabled {
-        findings.extend(family::emerging_risk(input, &index, config));
-    }
-    if config.closed_too_early.common.enabled {
-        findings.extend(family::closed_too_early(input, &index, config));
+    if config.emerging_risk.common.enabled || config.closed_too_early.common.enabled {
+        let signals = family::signals(input, &index, config);
+        if config.emerging_risk.common.enabled {
+            findings.extend(family::emerging_risk(input, &index, config, &signals));
+        }
+        if config.closed_too_early.common.enabled {
+            findings.extend(family::closed_too_early(input, &index, config, &signals));
+        }
     }
     (merge(findings), problems)
 }

@@ -644,8 +644,8 @@ impl Store {
 
     /// Every disclosure about a family (any id merged into it too), oldest first.
     pub async fn audit_for_family(&self, family: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let live = follow(family, &self.family_alias_map().await?);
         let aliases = self.family_alias_map().await?;
+        let live = follow(family, &aliases);
         let mut ids: Vec<i64> = aliases
             .keys()
             .copied()
