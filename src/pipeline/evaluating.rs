@@ -55,7 +55,9 @@ pub fn directory(settings: &Settings) -> Directory {
     }
 }
 
-/// Reads everything the rules need for `as_of`.
+/// Reads everything the rules need for `as_of`. The reads run concurrently, each
+/// on a connection of its own; the mentions (the most rows) on a task of their own
+/// so that decoding them uses another core.
 pub async fn rule_input(
     store: &Store,
     settings: &Settings,
@@ -63,31 +65,52 @@ pub async fn rule_input(
 ) -> anyhow::Result<RuleInput> {
     let config = settings.rules_config();
     let a = &config.attendance_drop;
-    let mut pupils = store
-        .attendance_counts(as_of, a.window_school_days, a.baseline_school_days)
+    let mentions = {
+        let store = store.clone();
+        tokio::spawn(async move { store.rule_mentions().await })
+    };
+    let pupils = async {
+        let mut pupils = store
+            .attendance_counts(as_of, a.window_school_days, a.baseline_school_days)
+            .await
+            .context("counting attendance")?;
+        // Runs of unexplained absence only where a rule may speak of them.
+        let mut candidates: Vec<&mut rules::PupilAttendance> = pupils
+            .iter_mut()
+            .filter(|p| p.window.unexplained > 1 && rules::attendance_may_alert(p, a))
+            .collect();
+        store
+            .fill_unexplained_runs(&mut candidates)
+            .await
+            .context("reading runs of unexplained absence")?;
+        anyhow::Ok(pupils)
+    };
+    let (pupils, notifications, notices, cases) = tokio::try_join!(
+        pupils,
+        async {
+            store
+                .rule_notifications()
+                .await
+                .context("reading police notifications")
+        },
+        async {
+            store
+                .rule_notices()
+                .await
+                .context("reading housing notices")
+        },
+        async { store.rule_cases().await.context("reading cases") },
+    )?;
+    let mentions = mentions
         .await
-        .context("counting attendance")?;
-    // Runs of unexplained absence only where a rule may speak of them.
-    let mut candidates: Vec<&mut rules::PupilAttendance> = pupils
-        .iter_mut()
-        .filter(|p| p.window.unexplained > 1 && rules::attendance_may_alert(p, a))
-        .collect();
-    store
-        .fill_unexplained_runs(&mut candidates)
-        .await
-        .context("reading runs of unexplained absence")?;
+        .context("the task reading mentions stopped")?
+        .context("reading mentions")?;
     Ok(RuleInput {
         as_of,
-        mentions: store.rule_mentions().await.context("reading mentions")?,
-        notifications: store
-            .rule_notifications()
-            .await
-            .context("reading police notifications")?,
-        notices: store
-            .rule_notices()
-            .await
-            .context("reading housing notices")?,
-        cases: store.rule_cases().await.context("reading cases")?,
+        mentions,
+        notifications,
+        notices,
+        cases,
         pupils,
     })
 }
@@ -102,11 +125,12 @@ pub async fn evaluate(
     let started_at = clock.now();
     let as_of = clock.today(settings.timezone);
     let t0 = Instant::now();
-    let input = rule_input(store, settings, as_of).await?;
-    let existing = store
-        .existing_alerts()
-        .await
-        .context("reading the alerts already raised")?;
+    let (input, existing) = tokio::try_join!(rule_input(store, settings, as_of), async {
+        store
+            .existing_alerts()
+            .await
+            .context("reading the alerts already raised")
+    })?;
     let read_s = t0.elapsed().as_secs_f64();
     let config = settings.rules_config();
     let dir = directory(settings);

@@ -35,6 +35,8 @@ pub use attendance::{AttendanceCounts, PupilAttendance};
 pub struct MentionInfo {
     pub id: i64,
     pub kind: FeedKind,
+    /// The source and mention key of a pupil (its attendance fact key); the store
+    /// leaves them empty for other mentions, which no rule names by key.
     pub source: String,
     pub mention_key: String,
     /// A pupil, a `child` in a notification or a `child` on a case.

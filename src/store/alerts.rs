@@ -84,7 +84,7 @@ type MentionTuple = (
     String,
     String,
     String,
-    String,
+    i32,
     Option<i64>,
     Option<String>,
     Option<String>,
@@ -131,8 +131,13 @@ type CountsTuple = (i64, i64, i64, i64);
 impl Store {
     /// Mentions with their person, family and (for children) address keys.
     pub async fn rule_mentions(&self) -> Result<Vec<MentionInfo>, StoreError> {
-        let sql = "SELECT m.id, m.kind, m.source, m.mention_key, m.role, m.uprn, m.address_line1, \
-                   m.postcode, mp.person_id, fm.family_id FROM mentions m \
+        // A million rows: only what the rules use comes back — the source and key of
+        // pupils (their fact keys), the address of children (where children live).
+        let sql = "SELECT m.id, m.kind, \
+                   CASE WHEN m.kind = 'attendance' THEN m.source ELSE '' END, \
+                   CASE WHEN m.kind = 'attendance' THEN m.mention_key ELSE '' END, \
+                   CASE WHEN m.kind = 'attendance' OR lower(m.role) = 'child' THEN 1 ELSE 0 END, \
+                   m.uprn, m.address_line1, m.postcode, mp.person_id, fm.family_id FROM mentions m \
                    LEFT JOIN mention_persons mp ON mp.mention_id = m.id \
                    LEFT JOIN family_members fm ON fm.person_id = mp.person_id ORDER BY m.id";
         let rows: Vec<MentionTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
@@ -140,7 +145,7 @@ impl Store {
             .into_iter()
             .filter_map(|t| {
                 let kind = FeedKind::from_str(&t.1).ok()?;
-                let child = kind == FeedKind::Attendance || t.4.eq_ignore_ascii_case("child");
+                let child = t.4 != 0;
                 let keys = if child {
                     address_keys(t.5, t.6.as_deref(), t.7.as_deref())
                 } else {
@@ -263,49 +268,52 @@ impl Store {
                 Some((urn, bfrom, from, to, wn as u32, bn as u32))
             })
             .collect();
-        // The windows go into a temporary table keyed by URN, so that the scan of
-        // the marks finds its school's window with one key lookup per mark (joined
-        // to a VALUES list instead, SQLite compared every mark with every school).
-        // The transaction is only rolled back: the table goes with it.
-        let mut tx = Tx::begin(&self.pool).await?;
-        let ddl = match self.backend() {
-            super::Backend::Sqlite => {
-                "CREATE TEMP TABLE rule_windows (urn INTEGER PRIMARY KEY, bfrom TEXT NOT NULL, \
-                 wfrom TEXT NOT NULL, wto TEXT NOT NULL)"
-            }
-            super::Backend::Postgres => {
-                "CREATE TEMP TABLE rule_windows (urn BIGINT PRIMARY KEY, bfrom DATE NOT NULL, \
-                 wfrom DATE NOT NULL, wto DATE NOT NULL) ON COMMIT DROP"
-            }
+        let Some(earliest) = windows.iter().map(|w| w.1).min() else {
+            return Ok(Vec::new());
         };
-        on_tx!(tx, t => sqlx::query(ddl).execute(&mut **t).await.map(|_| ()))?;
-        for chunk in windows.chunks(1000) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO rule_windows (urn, bfrom, wfrom, wto) ");
-                qb.push_values(chunk, |mut q, (urn, bfrom, from, to, _, _)| {
-                    q.push_bind(*urn).push_bind(*bfrom).push_bind(*from).push_bind(*to);
-                });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
+        // The count is one scan of the marks in mention order: split into ranges of
+        // mention ids, each counted on a connection of its own, it uses every core.
+        // The split points come from the pupils marked since the earliest window
+        // (kept at ingest), so the parts hold about as many marks each; the ranges
+        // cover every id whatever the split, so a stale `last_mark_on` can only
+        // unbalance the parts, never lose a pupil.
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+        let mut bounds: Vec<i64> = Vec::new();
+        if parts > 1 {
+            let marked: Vec<(i64,)> = on_pool!(self, p => sqlx::query_as(
+                "SELECT id FROM mentions WHERE kind = 'attendance' AND last_mark_on >= $1 ORDER BY id")
+                .bind(earliest).fetch_all(p).await)?;
+            for i in 1..parts {
+                if let Some(&(id,)) = marked.get(marked.len() * i / parts) {
+                    if bounds.last().is_none_or(|&b| b < id) {
+                        bounds.push(id);
+                    }
+                }
+            }
         }
-        // Two sums per pupil instead of eight: each packs its counts in 12-bit
-        // fields (a window holds at most 2 × 2000 sessions, the config's limit),
-        // which halves the time SQLite spends on expressions per mark.
-        let category = "(CASE a.category WHEN 'P' THEN 1 WHEN 'AEA' THEN 1 \
-             WHEN 'AA' THEN 4096 WHEN 'UA' THEN 16777216 ELSE 0 END)";
-        let marks = "(CASE a.mark WHEN 'N' THEN 68719476736 WHEN 'O' THEN 68719476736 \
-             WHEN 'C2' THEN 281474976710656 WHEN 'E' THEN 281474976710656 ELSE 0 END)";
-        let sql = format!(
-            "SELECT a.mention_id, a.school_urn, \
-             CAST(SUM(CASE WHEN a.date >= w.wfrom THEN {category} + {marks} ELSE 0 END) AS BIGINT), \
-             CAST(SUM(CASE WHEN a.date < w.wfrom THEN {category} ELSE 0 END) AS BIGINT) \
-             FROM attendance_marks a JOIN rule_windows w ON w.urn = a.school_urn \
-             WHERE a.date >= w.bfrom AND a.date <= w.wto \
-             GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn"
-        );
-        let rows: Vec<CountsTuple> =
-            on_tx!(tx, t => sqlx::query_as(&sql).fetch_all(&mut **t).await)?;
-        drop(tx);
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut lo = i64::MIN;
+        for &b in &bounds {
+            ranges.push((lo, b));
+            lo = b;
+        }
+        ranges.push((lo, i64::MAX));
+        // Each part on a task of its own, so that decoding its rows runs in
+        // parallel too; joined in range order, which keeps the pupils in id order.
+        let handles: Vec<_> = ranges
+            .into_iter()
+            .map(|(lo, hi)| {
+                let (store, windows) = (self.clone(), windows.clone());
+                tokio::spawn(async move { store.count_marks(&windows, lo, hi).await })
+            })
+            .collect();
+        let mut rows: Vec<CountsTuple> = Vec::new();
+        for h in handles {
+            let part = h
+                .await
+                .map_err(|e| StoreError::Task(format!("counting attendance: {e}")))??;
+            rows.extend(part);
+        }
         let by_urn: HashMap<i64, &SchoolWindow> = windows.iter().map(|w| (w.0, w)).collect();
         let field = |v: i64, i: u32| ((v >> (12 * i)) & 4095) as u32;
         let mut out = Vec::with_capacity(rows.len());
@@ -341,6 +349,62 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Per pupil and school with mention id in `lo..hi` (`hi` included when it is
+    /// `i64::MAX`): the packed window and baseline sums of [`Self::attendance_counts`].
+    async fn count_marks(
+        &self,
+        windows: &[SchoolWindow],
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<CountsTuple>, StoreError> {
+        // The windows go into a temporary table keyed by URN, so that the scan of
+        // the marks finds its school's window with one key lookup per mark (joined
+        // to a VALUES list instead, SQLite compared every mark with every school).
+        // The transaction is only rolled back: the table goes with it.
+        let mut tx = Tx::begin(&self.pool).await?;
+        let ddl = match self.backend() {
+            super::Backend::Sqlite => {
+                "CREATE TEMP TABLE rule_windows (urn INTEGER PRIMARY KEY, bfrom TEXT NOT NULL, \
+                 wfrom TEXT NOT NULL, wto TEXT NOT NULL)"
+            }
+            super::Backend::Postgres => {
+                "CREATE TEMP TABLE rule_windows (urn BIGINT PRIMARY KEY, bfrom DATE NOT NULL, \
+                 wfrom DATE NOT NULL, wto DATE NOT NULL) ON COMMIT DROP"
+            }
+        };
+        on_tx!(tx, t => sqlx::query(ddl).execute(&mut **t).await.map(|_| ()))?;
+        for chunk in windows.chunks(1000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_windows (urn, bfrom, wfrom, wto) ");
+                qb.push_values(chunk, |mut q, (urn, bfrom, from, to, _, _)| {
+                    q.push_bind(*urn).push_bind(*bfrom).push_bind(*from).push_bind(*to);
+                });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        // Two sums per pupil instead of eight: each packs its counts in 12-bit
+        // fields (a window holds at most 2 × 2000 sessions, the config's limit),
+        // which halves the time SQLite spends on expressions per mark.
+        let category = "(CASE a.category WHEN 'P' THEN 1 WHEN 'AEA' THEN 1 \
+             WHEN 'AA' THEN 4096 WHEN 'UA' THEN 16777216 ELSE 0 END)";
+        let marks = "(CASE a.mark WHEN 'N' THEN 68719476736 WHEN 'O' THEN 68719476736 \
+             WHEN 'C2' THEN 281474976710656 WHEN 'E' THEN 281474976710656 ELSE 0 END)";
+        let upper = if hi == i64::MAX { "<=" } else { "<" };
+        let sql = format!(
+            "SELECT a.mention_id, a.school_urn, \
+             CAST(SUM(CASE WHEN a.date >= w.wfrom THEN {category} + {marks} ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN a.date < w.wfrom THEN {category} ELSE 0 END) AS BIGINT) \
+             FROM attendance_marks a JOIN rule_windows w ON w.urn = a.school_urn \
+             WHERE a.mention_id >= $1 AND a.mention_id {upper} $2 \
+             AND a.date >= w.bfrom AND a.date <= w.wto \
+             GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn"
+        );
+        let rows: Vec<CountsTuple> = on_tx!(tx, t => sqlx::query_as(&sql)
+            .bind(lo).bind(hi).fetch_all(&mut **t).await)?;
+        drop(tx);
+        Ok(rows)
     }
 
     /// Fills in the longest run of consecutive unexplained (`N`/`O`) sessions in

@@ -47,6 +47,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("a database task stopped: {0}")]
+    Task(String),
 }
 
 /// Which engine a store runs on.
