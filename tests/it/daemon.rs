@@ -64,7 +64,7 @@ fn log_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Reads the notify socket as systemd does, promptly (the daemon's sends block
+/// Reads the notify socket as systemd does, promptly (the daemon drops messages
 /// once a few unread datagrams queue up), into a shared list.
 fn listen_notify(socket: UnixDatagram) -> Arc<Mutex<Vec<String>>> {
     let messages = Arc::new(Mutex::new(Vec::new()));
@@ -233,6 +233,43 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
         .clone();
     assert!(job["last_run"]["outcome"].is_string(), "{job}");
     assert!(job["next_run"].is_string(), "{job}");
+}
+
+#[test]
+fn a_notify_socket_nobody_reads_does_not_hold_up_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    write_job(dir.path(), "every-second", "* * * * * *", "[\"link\"]");
+    // Bound, never read: its queue is full after a few of the daemon's messages.
+    let socket_path = dir.path().join("notify.sock");
+    let _socket = UnixDatagram::bind(&socket_path).unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let mut child = Daemon(
+        Command::new(KINLINK)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env_remove("KINLINK_CONFIG")
+            .env_remove("WATCHDOG_PID")
+            .env("NOTIFY_SOCKET", &socket_path)
+            // A watchdog ping on every loop on top of STATUS lines: the queue fills
+            // within the first runs.
+            .env("WATCHDOG_USEC", "1000000")
+            .env("KINLINK_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("start kinlink run"),
+    );
+    wait_for(90, "runs to go on with the notify socket full", || {
+        log_text(&log_path).matches("Job run finished").count() >= 8
+    });
+    signal(&child.0, "TERM");
+    let status = wait_exit(&mut child.0, 20, &log_path);
+    let log = log_text(&log_path);
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("kinlink daemon stopped"), "{log}");
 }
 
 /// Runs a store query to completion from the synchronous polling loop.
