@@ -196,6 +196,7 @@ async fn ingest(settings: &Settings, clock: Clock, args: &IngestArgs) -> Result<
     let request = IngestRequest {
         source: args.source.clone(),
         file: args.file.clone(),
+        ..IngestRequest::default()
     };
     let progress = TerminalProgress::new();
     let report = pipeline::ingest(settings, &store, clock, &request, &progress).await;

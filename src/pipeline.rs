@@ -10,6 +10,9 @@
 //!   sha256 makes a second delivery a no-op).
 //! - A rejected file is reported, not a failed step; only the store failing (or a
 //!   source that cannot be fetched) fails the step.
+//! - Shutdown (the request's `stop` token) is honoured between batches: the file
+//!   being stored is rolled back and stays waiting in the ledger and the inbox, no
+//!   further file is taken, and the stage ends with [`Stopped`].
 
 mod evaluating;
 mod linking;
@@ -23,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tracing::{info, instrument, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn};
 
 use crate::clock::Clock;
 use crate::config::{Settings, SourceSettings, Transport};
@@ -48,6 +52,34 @@ pub struct IngestRequest {
     pub source: Option<String>,
     /// Only this file (needs `source`).
     pub file: Option<PathBuf>,
+    /// Cancelled at shutdown: the file being stored is rolled back and left
+    /// waiting for the next run, and no further file is taken.
+    pub stop: CancellationToken,
+}
+
+/// The ingest stage stopped because shutdown began. Nothing of the file it was
+/// storing was committed; the file stays waiting and the next run ingests it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stopped by shutdown; the file being stored was rolled back and stays waiting for the next run"
+)]
+pub struct Stopped;
+
+/// What the stages below [`ingest`] share for one run.
+struct Run<'a> {
+    clock: Clock,
+    progress: &'a dyn Progress,
+    stop: &'a CancellationToken,
+}
+
+impl Run<'_> {
+    /// Fails with [`Stopped`] once shutdown has begun.
+    fn check_stop(&self) -> anyhow::Result<()> {
+        if self.stop.is_cancelled() {
+            return Err(Stopped.into());
+        }
+        Ok(())
+    }
 }
 
 /// Receives progress as rows are stored, e.g. for a progress bar.
@@ -149,23 +181,25 @@ pub async fn ingest(
     if request.file.is_some() && request.source.is_none() {
         anyhow::bail!("--file needs --source to say which feed the file belongs to");
     }
+    let run = Run {
+        clock,
+        progress,
+        stop: &request.stop,
+    };
     let mut report = IngestReport::default();
     for source in sources {
+        run.check_stop()?;
         let raw_dir = settings.state_dir.join("raw").join(&source.name);
         std::fs::create_dir_all(&raw_dir)
             .with_context(|| format!("cannot create {}", raw_dir.display()))?;
-        recover(store, source, clock, progress, &mut report).await?;
+        recover(store, source, &run, &mut report).await?;
         let fetched = match &request.file {
-            Some(file) => {
-                ingest_given_file(store, source, file, &raw_dir, clock, progress, &mut report).await
-            }
+            Some(file) => ingest_given_file(store, source, file, &raw_dir, &run, &mut report).await,
             None => match &source.transport {
                 Transport::Dir { path } => {
-                    ingest_dir(store, source, path, &raw_dir, clock, progress, &mut report).await
+                    ingest_dir(store, source, path, &raw_dir, &run, &mut report).await
                 }
-                Transport::Http(_) => {
-                    ingest_http(store, source, &raw_dir, clock, progress, &mut report).await
-                }
+                Transport::Http(_) => ingest_http(store, source, &raw_dir, &run, &mut report).await,
             },
         };
         if let Err(e) = fetched {
@@ -188,11 +222,12 @@ pub async fn ingest(
 async fn recover(
     store: &Store,
     source: &SourceSettings,
-    clock: Clock,
-    progress: &dyn Progress,
+    run: &Run<'_>,
     report: &mut IngestReport,
 ) -> anyhow::Result<()> {
+    let clock = run.clock;
     for waiting in store.waiting_files(&source.name).await? {
+        run.check_stop()?;
         info!(source = %source.name, file_id = waiting.id, "Resuming a file an earlier run did not finish");
         if !waiting.raw_path.exists() {
             let reason = format!(
@@ -226,14 +261,13 @@ async fn recover(
                 .await?;
             continue;
         }
-        let outcome = store_file(
+        let outcome = store_watched(
             store,
             source,
             waiting.id,
             &waiting.original_name,
             &waiting.raw_path,
-            clock,
-            progress,
+            run,
         )
         .await?;
         report.files.push(outcome);
@@ -246,14 +280,14 @@ async fn ingest_dir(
     source: &SourceSettings,
     inbox: &Path,
     raw_dir: &Path,
-    clock: Clock,
-    progress: &dyn Progress,
+    run: &Run<'_>,
     report: &mut IngestReport,
 ) -> anyhow::Result<()> {
     let pending = feeds::dir::pending(inbox)?;
     for inbox_file in pending {
+        run.check_stop()?;
         let fetched = feeds::dir::take(&source.name, &inbox_file, raw_dir)?;
-        let outcome = take_and_store(store, source, &fetched, clock, progress).await?;
+        let outcome = take_and_store(store, source, &fetched, run).await?;
         let moved = settle_inbox(&inbox_file, &outcome)?;
         report.files.push(with_moved_to(outcome, moved));
     }
@@ -265,12 +299,11 @@ async fn ingest_given_file(
     source: &SourceSettings,
     file: &Path,
     raw_dir: &Path,
-    clock: Clock,
-    progress: &dyn Progress,
+    run: &Run<'_>,
     report: &mut IngestReport,
 ) -> anyhow::Result<()> {
     let fetched = feeds::dir::take(&source.name, file, raw_dir)?;
-    let outcome = take_and_store(store, source, &fetched, clock, progress).await?;
+    let outcome = take_and_store(store, source, &fetched, run).await?;
     // A file handed over from the source's own inbox is settled like any other;
     // a file elsewhere belongs to whoever named it and is left where it is.
     let in_inbox = match &source.transport {
@@ -290,10 +323,10 @@ async fn ingest_http(
     store: &Store,
     source: &SourceSettings,
     raw_dir: &Path,
-    clock: Clock,
-    progress: &dyn Progress,
+    run: &Run<'_>,
     report: &mut IngestReport,
 ) -> anyhow::Result<()> {
+    let clock = run.clock;
     let Transport::Http(http) = &source.transport else {
         return Ok(());
     };
@@ -312,7 +345,7 @@ async fn ingest_http(
             });
         }
         HttpOutcome::Fetched(fetched) => {
-            let outcome = take_and_store(store, source, &fetched, clock, progress).await?;
+            let outcome = take_and_store(store, source, &fetched, run).await?;
             if let Origin::Http { validators, .. } = &fetched.origin {
                 let v = StoredValidators {
                     etag: validators.etag.clone(),
@@ -333,9 +366,9 @@ async fn take_and_store(
     store: &Store,
     source: &SourceSettings,
     fetched: &FetchedFile,
-    clock: Clock,
-    progress: &dyn Progress,
+    run: &Run<'_>,
 ) -> anyhow::Result<FileOutcome> {
+    let clock = run.clock;
     if store
         .ingested_file(&source.name, &fetched.sha256)
         .await?
@@ -364,21 +397,19 @@ async fn take_and_store(
         })
         .await?;
     info!(source = %source.name, file_id, bytes = fetched.size, "Feed file taken");
-    store_file(
+    store_watched(
         store,
         source,
         file_id,
         &fetched.original_name,
         &fetched.path,
-        clock,
-        progress,
+        run,
     )
     .await
 }
 
 /// Parses a raw file on a blocking thread and stores it in one transaction, or
 /// rejects it whole.
-#[instrument(skip_all, fields(source = %source.name, file_id))]
 pub async fn store_file(
     store: &Store,
     source: &SourceSettings,
@@ -388,10 +419,28 @@ pub async fn store_file(
     clock: Clock,
     progress: &dyn Progress,
 ) -> anyhow::Result<FileOutcome> {
+    let run = Run {
+        clock,
+        progress,
+        stop: &CancellationToken::new(),
+    };
+    store_watched(store, source, file_id, file_name, raw_path, &run).await
+}
+
+/// [`store_file`], stopping at the next batch once shutdown begins.
+#[instrument(name = "store_file", skip_all, fields(source = %source.name, file_id))]
+async fn store_watched(
+    store: &Store,
+    source: &SourceSettings,
+    file_id: i64,
+    file_name: &str,
+    raw_path: &Path,
+    run: &Run<'_>,
+) -> anyhow::Result<FileOutcome> {
+    let (clock, progress) = (run.clock, run.progress);
     let size = std::fs::metadata(raw_path).map(|m| m.len()).unwrap_or(0);
     progress.file_started(&source.name, file_name, size);
-    let result =
-        parse_and_store(store, source, file_id, file_name, raw_path, clock, progress).await;
+    let result = parse_and_store(store, source, file_id, file_name, raw_path, run).await;
     progress.file_done();
     let (counts, rejection) = match result? {
         Stored::Committed(counts) => {
@@ -409,6 +458,13 @@ pub async fn store_file(
             });
         }
         Stored::Rejected(counts, reason) => (counts, reason),
+        Stored::Stopped(counts) => {
+            info!(
+                rows = counts.rows_read,
+                "Shutdown: the file's transaction was rolled back; it stays waiting for the next run"
+            );
+            return Err(Stopped.into());
+        }
     };
     warn!(
         rows = counts.rows_read,
@@ -430,6 +486,8 @@ pub async fn store_file(
 enum Stored {
     Committed(FileCounts),
     Rejected(FileCounts, String),
+    /// Shutdown began: rolled back after the rows counted.
+    Stopped(FileCounts),
 }
 
 type Batch = Result<Vec<Result<Record, RowProblem>>, FileRejection>;
@@ -440,9 +498,9 @@ async fn parse_and_store(
     file_id: i64,
     file_name: &str,
     raw_path: &Path,
-    clock: Clock,
-    progress: &dyn Progress,
+    run: &Run<'_>,
 ) -> anyhow::Result<Stored> {
+    let (clock, progress) = (run.clock, run.progress);
     let (tx_batches, mut rx_batches) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     // Stored batches go back to the parser thread to be dropped there: a row's
     // strings are freed by the thread that allocated them, which keeps the
@@ -476,7 +534,12 @@ async fn parse_and_store(
     let mut quoted: Vec<RowProblem> = Vec::new();
     let mut tx = None;
     let mut rejection = None;
+    let mut stopped = false;
     while let Some(batch) = rx_batches.recv().await {
+        if run.stop.is_cancelled() {
+            stopped = true;
+            break;
+        }
         let rows = match batch {
             Ok(rows) if rows.is_empty() => break,
             Ok(rows) => rows,
@@ -487,7 +550,10 @@ async fn parse_and_store(
         };
         let tx = match &mut tx {
             Some(tx) => tx,
-            None => tx.insert(store.begin_file(file_id).await?),
+            None => {
+                debug!(file_id, "Storing the file's rows in one transaction");
+                tx.insert(store.begin_file(file_id).await?)
+            }
         };
         counts.rows_read += rows.len() as i64;
         progress.rows(rows.len() as u64);
@@ -517,6 +583,12 @@ async fn parse_and_store(
     parser
         .await
         .context("the parser thread stopped unexpectedly")?;
+    if stopped {
+        if let Some(tx) = tx {
+            tx.rollback().await?;
+        }
+        return Ok(Stored::Stopped(counts));
+    }
 
     if rejection.is_none() && counts.rows_read > 0 {
         let share = counts.quarantined as f64 / counts.rows_read as f64;

@@ -227,6 +227,7 @@ async fn ingest_files(
         let request = IngestRequest {
             source: Some(source.clone()),
             file: Some(file.clone()),
+            ..IngestRequest::default()
         };
         let report = pipeline::ingest(settings, store, clock, &request, &NoProgress).await?;
         for f in &report.files {

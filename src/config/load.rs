@@ -3,6 +3,11 @@
 //! what would fix it. Unknown keys are errors, because a typo must not silently
 //! switch a safeguard off. Secrets are only ever named (`*_env`, `*_file`); they are
 //! read by [`check_secrets`] and by the code that uses them, never by [`load`].
+//!
+//! Layers: defaults, then the file, then `KINLINK__SECTION__KEY` environment
+//! variables (`KINLINK__KEY` for a top-level key), which replace single keys of
+//! the file's tables before it is checked, so an override is checked like a line
+//! of the file and its problems name the variable.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +24,7 @@ use super::{
 pub use crate::domain::Problem;
 use crate::domain::{FeedKind, Format, Urn};
 use crate::jobs;
-use crate::jobs::walk::{closest, Section, Sink};
+use crate::jobs::walk::{closest, describe, looks_secret, Section, Sink};
 
 /// Every problem found, sorted by file then line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -294,10 +299,22 @@ pub fn load(path: &Path) -> Result<Settings, Problems> {
 }
 
 /// Loads config text as if read from `path` (used for messages and to resolve
-/// relative paths), then the jobs folder it names.
+/// relative paths), then the jobs folder it names. `KINLINK__*` variables of the
+/// process environment override keys of the file.
 pub fn load_str(text: &str, path: &Path) -> Result<Settings, Problems> {
-    load_with_env(text, path, &|name| std::env::var(name).ok())
+    let overrides: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            name.starts_with(ENV_PREFIX)
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        })
+        .collect();
+    load_layered(text, path, &|name| std::env::var(name).ok(), &overrides)
 }
+
+/// Environment variables named `KINLINK__SECTION__KEY` (or `KINLINK__KEY` at the
+/// top level) override that key of the config file.
+pub const ENV_PREFIX: &str = "KINLINK__";
 
 /// The process environment as the loader sees it. Tests pass their own, because
 /// environment variables are process-wide and tests run in parallel.
@@ -325,11 +342,25 @@ impl Cx<'_> {
     }
 }
 
+#[cfg(test)]
 fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Problems> {
+    load_layered(text, path, env, &[])
+}
+
+/// Layers `KINLINK__*` overrides (name, value) over the file's keys, then checks
+/// the result.
+fn load_layered(
+    text: &str,
+    path: &Path,
+    env: Env<'_>,
+    overrides: &[(String, String)],
+) -> Result<Settings, Problems> {
     let mut sink = Sink::new(path, text);
     let Ok(doc) = sink.parse(text) else {
         return Err(sink.problems.into());
     };
+    let mut top = doc.as_table().clone();
+    let env_overrides = apply_overrides(&mut top, overrides, &mut sink);
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -345,7 +376,7 @@ fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Prob
         env,
     };
 
-    let root = Section::new("the top level", doc.as_table(), 1, &cx.sink);
+    let root = Section::new("the top level", &top, 1, &cx.sink);
     root.check_keys(&mut cx.sink, TOP_KEYS);
 
     // Without `state_dir`, state lives in a `state` folder beside the config file:
@@ -383,7 +414,7 @@ fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Prob
     let linkage = linkage(&mut cx, &root);
     let retention = retention(&mut cx, &root, &rules);
 
-    let mut problems = cx.sink.problems;
+    let mut problems = std::mem::take(&mut cx.sink.problems);
     let mut job_specs = Vec::new();
     if let Some(jobs_dir) = &jobs_dir {
         if jobs_dir.is_dir() {
@@ -396,15 +427,14 @@ fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Prob
             } else {
                 (0, "the default: `jobs` beside the config file")
             };
-            problems.push(Problem {
-                file: path.to_path_buf(),
+            problems.push(cx.sink.problem(
                 line,
-                message: format!(
+                format!(
                     "the jobs folder {} ({how}) does not exist",
                     jobs_dir.display()
                 ),
-                fix: "create it with one TOML file per job, or set `jobs_dir` to the folder that holds the job files".into(),
-            });
+                "create it with one TOML file per job, or set `jobs_dir` to the folder that holds the job files",
+            ));
         }
     }
 
@@ -430,7 +460,110 @@ fn load_with_env(text: &str, path: &Path, env: Env<'_>) -> Result<Settings, Prob
         linkage,
         retention,
         jobs: job_specs,
+        env_overrides,
     })
+}
+
+/// Top-level lists of tables: an override cannot say which one it means.
+const TABLE_LISTS: &[&str] = &["source", "locality", "school"];
+const LISTS_FIX: &str = "overrides set keys of tables such as [mail] (KINLINK__MAIL__TRANSPORT); \
+     change lists of tables such as [[source]] in the config file";
+
+/// Sets each `KINLINK__SECTION__KEY` override (sorted by name) in `top`: the key
+/// is replaced, or added with its table when the file has neither. The value is
+/// read as a TOML value when it is one (`8025`, `true`, `["a", "b"]`), else as a
+/// string. Secrets are refused: they come only through `*_env` and `*_file`.
+/// Whether the key exists is left to the checks that follow, which then name the
+/// variable. Returns the names of the variables applied.
+fn apply_overrides(
+    top: &mut toml_edit::Table,
+    overrides: &[(String, String)],
+    sink: &mut Sink,
+) -> Vec<String> {
+    let mut vars: Vec<&(String, String)> = overrides
+        .iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    let mut applied = Vec::new();
+    'vars: for (name, raw) in vars {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let Some((key, sections)) = path
+            .split_last()
+            .filter(|_| path.iter().all(|p| !p.is_empty()))
+        else {
+            sink.push(
+                0,
+                format!("the environment variable {name} does not name a config key"),
+                "name a key as KINLINK__SECTION__KEY (e.g. KINLINK__MAIL__TRANSPORT), or KINLINK__KEY for a top-level key (e.g. KINLINK__TIMEZONE)",
+            );
+            continue;
+        };
+        if looks_secret(key) {
+            sink.push(
+                0,
+                format!("the environment variable {name} would pass a secret as a config value; it is not used"),
+                format!(
+                    "secrets are read only through `*_env` and `*_file` keys: unset {name}, put the secret in \
+                     its own variable or credential file, and name it with `{key}_env` or \
+                     `{key}_file` in the config (or with {name}_ENV / {name}_FILE)"
+                ),
+            );
+            continue;
+        }
+        if sections
+            .first()
+            .is_some_and(|s| TABLE_LISTS.contains(&s.as_str()))
+        {
+            sink.push(
+                0,
+                format!(
+                    "the environment variable {name} names a key inside [[{}]], a list of tables",
+                    sections[0]
+                ),
+                LISTS_FIX,
+            );
+            continue;
+        }
+        let mut label = "the top level".to_string();
+        let mut table: &mut dyn toml_edit::TableLike = top;
+        for (depth, section) in sections.iter().enumerate() {
+            if table.get(section).is_none() {
+                let mut new = toml_edit::Table::new();
+                new.set_implicit(true);
+                table.insert(section, Item::Table(new));
+                sink.env_key(&label, section, name);
+            }
+            if let Some(other) = table.get(section).filter(|i| !i.is_table_like()) {
+                sink.push(
+                    0,
+                    format!(
+                        "the environment variable {name} names a key inside `{section}` in {label}, which is {}, not a table",
+                        describe(other)
+                    ),
+                    LISTS_FIX,
+                );
+                continue 'vars;
+            }
+            let Some(next) = table.get_mut(section).and_then(Item::as_table_like_mut) else {
+                continue 'vars;
+            };
+            table = next;
+            label = format!("[{}]", sections[..=depth].join("."));
+        }
+        let value = raw
+            .trim()
+            .parse::<Value>()
+            .unwrap_or_else(|_| Value::from(raw.as_str()));
+        table.remove(key);
+        table.insert(key, Item::Value(value));
+        sink.env_key(&label, key, name);
+        applied.push(name.clone());
+    }
+    applied
 }
 
 /// A string that must not be blank.
@@ -1918,7 +2051,7 @@ pub fn summary(settings: &Settings) -> String {
             }
         })
         .collect();
-    let head = [
+    let mut head = vec![
         ("config", settings.config_path.display().to_string()),
         ("database", database),
         ("state dir", settings.state_dir.display().to_string()),
@@ -1946,6 +2079,10 @@ pub fn summary(settings: &Settings) -> String {
         ),
         ("rules", rules.join(", ")),
     ];
+    if !settings.env_overrides.is_empty() {
+        // Names only: a value may be an address or a host nobody should read here.
+        head.push(("env overrides", settings.env_overrides.join(", ")));
+    }
     let width = head.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in &head {
         out.push_str(&format!("{key:<width$}  {value}\n"));
@@ -2109,6 +2246,15 @@ mod tests {
             load_with_env(text, &self.path(), &move |name| {
                 vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             })
+        }
+
+        /// Loads with `KINLINK__*` overrides (and nothing else) in the environment.
+        fn load_overridden(&self, text: &str, vars: &[(&str, &str)]) -> Result<Settings, Problems> {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            load_layered(text, &self.path(), &|_| None, &vars)
         }
 
         fn problems(&self, text: &str) -> Vec<Problem> {
@@ -2938,5 +3084,124 @@ transport = { type = "http", url = "https://x.example/d", bearer_env = "KINLINK_
         ] {
             assert!(!is_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn env_overrides_replace_and_add_keys_and_are_listed_by_name() {
+        let fx = Fixture::new();
+        let text = format!("{MINIMAL}\n[mail]\ntransport = \"file\"\ndetail = \"minimal\"\n");
+        let s = fx
+            .load_overridden(
+                &text,
+                &[
+                    ("KINLINK__MAIL__DETAIL", "standard"),
+                    ("KINLINK__MAIL__ADMIN", r#"["admin@example.gov.uk"]"#),
+                    ("KINLINK__HTTP__LISTEN", "127.0.0.1:9187"),
+                    ("KINLINK__TIMEZONE", "Europe/Paris"),
+                    ("KINLINK__LINKAGE__AUTO_LINK", "0.97"),
+                    ("KINLINK__RULES__ATTENDANCE_DROP__BELOW", "0.85"),
+                    ("KINLINK_CONFIG", "not an override"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(s.mail.detail, DetailLevel::Standard);
+        assert_eq!(s.mail.admin, ["admin@example.gov.uk"]);
+        assert_eq!(
+            s.http.as_ref().map(|h| h.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9187")
+        );
+        assert_eq!(s.timezone, chrono_tz::Europe::Paris);
+        assert_eq!(s.linkage.auto_link, 0.97);
+        assert_eq!(s.rules["attendance_drop"]["below"].as_float(), Some(0.85));
+        // What the file says and no variable touches stays.
+        assert!(matches!(s.mail.transport, MailTransport::File { .. }));
+        assert_eq!(s.sources[0].name, "police");
+        assert_eq!(
+            s.env_overrides,
+            [
+                "KINLINK__HTTP__LISTEN",
+                "KINLINK__LINKAGE__AUTO_LINK",
+                "KINLINK__MAIL__ADMIN",
+                "KINLINK__MAIL__DETAIL",
+                "KINLINK__RULES__ATTENDANCE_DROP__BELOW",
+                "KINLINK__TIMEZONE",
+            ]
+        );
+        let summary = summary(&s);
+        assert!(
+            summary.contains("KINLINK__MAIL__ADMIN, KINLINK__MAIL__DETAIL"),
+            "{summary}"
+        );
+        assert!(!summary.contains("admin@example.gov.uk"), "{summary}");
+    }
+
+    #[test]
+    fn a_bad_env_override_is_a_problem_that_names_the_variable() {
+        let fx = Fixture::new();
+        let text = format!("{MINIMAL}\n[http]\nlisten = \"127.0.0.1:9187\"\nbogus = 1\n");
+        let problems = match fx.load_overridden(
+            &text,
+            &[
+                ("KINLINK__MAIL__TRANSPRT", "smtp"),
+                ("KINLINK__STORE__URL", "sqlite://x.db"),
+                ("KINLINK__HTTP__LISTEN", "nowhere"),
+                ("KINLINK__RETENTION__RAW_FILES_DAYS", "soon"),
+                ("KINLINK__SOURCE__NAME", "police"),
+                ("KINLINK__HTTP__LISTEN__PORT", "9187"),
+                ("KINLINK__MAIL__SMTP_PASSWORD", "hunter2"),
+                ("KINLINK__DATABASE_URL", "postgres://eh:sekrit@db/kinlink"),
+                ("KINLINK____DETAIL", "full"),
+            ],
+        ) {
+            Ok(_) => panic!("expected problems"),
+            Err(p) => p.0,
+        };
+        let p = find(&problems, "unknown key `transprt` in [mail]");
+        assert!(p.message.contains("KINLINK__MAIL__TRANSPRT"), "{p}");
+        assert!(p.fix.contains("did you mean `transport`"), "{p}");
+        assert_eq!(p.line, 0);
+        let p = find(&problems, "unknown key `store` in the top level");
+        assert!(p.message.contains("KINLINK__STORE__URL"), "{p}");
+        let p = find(&problems, "`listen` in [http] is \"nowhere\"");
+        assert!(p.message.contains("KINLINK__HTTP__LISTEN"), "{p}");
+        assert_eq!(p.line, 0, "the value is the variable's, not line 9's");
+        let p = find(
+            &problems,
+            "`raw_files_days` in [retention] must be an integer",
+        );
+        assert!(
+            p.message.contains("KINLINK__RETENTION__RAW_FILES_DAYS"),
+            "{p}"
+        );
+        let p = find(
+            &problems,
+            "KINLINK__SOURCE__NAME names a key inside [[source]]",
+        );
+        assert!(p.fix.contains("in the config file"), "{p}");
+        find(
+            &problems,
+            "KINLINK__HTTP__LISTEN__PORT names a key inside `listen` in [http], which is a string",
+        );
+        let p = find(
+            &problems,
+            "KINLINK__MAIL__SMTP_PASSWORD would pass a secret",
+        );
+        assert!(p.fix.contains("smtp_password_env"), "{p}");
+        let p = find(&problems, "KINLINK__DATABASE_URL");
+        assert!(
+            p.message.contains("password") || p.fix.contains("database_url_env"),
+            "{p}"
+        );
+        find(&problems, "KINLINK____DETAIL does not name a config key");
+        // The file's own problems keep their lines.
+        assert_eq!(find(&problems, "unknown key `bogus` in [http]").line, 10);
+        for p in &problems {
+            let text = p.to_string();
+            assert!(
+                !text.contains("hunter2") && !text.contains("sekrit"),
+                "{text}"
+            );
+        }
+        assert_eq!(problems.len(), 10, "{problems:#?}");
     }
 }

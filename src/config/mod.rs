@@ -9,6 +9,7 @@ mod load;
 
 pub use load::{
     canonical_columns, check_secrets, is_email, load, load_str, summary, Problem, Problems,
+    ENV_PREFIX,
 };
 
 use std::collections::BTreeMap;
@@ -39,6 +40,9 @@ pub struct Settings {
     pub linkage: LinkageSettings,
     pub retention: RetentionSettings,
     pub jobs: Vec<JobSpec>,
+    /// The `KINLINK__*` environment variables that set config keys (names only:
+    /// `check-config` lists them, never their values).
+    pub env_overrides: Vec<String>,
 }
 
 /// `[retention]`: how long each kind of raw data is kept, in days. The purge job

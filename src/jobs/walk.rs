@@ -18,6 +18,10 @@ pub(crate) struct Sink {
     /// Byte offset at which each line starts.
     line_starts: Vec<usize>,
     pub(crate) problems: Vec<Problem>,
+    /// Keys set by environment variables (`KINLINK__SECTION__KEY`): (table label,
+    /// key, variable). They have no line in the file, so each gets a line past its
+    /// end, and a problem on that line names the variable instead.
+    env_keys: Vec<(String, String, String)>,
 }
 
 impl Sink {
@@ -34,7 +38,24 @@ impl Sink {
             file: file.to_path_buf(),
             line_starts,
             problems: Vec::new(),
+            env_keys: Vec::new(),
         }
+    }
+
+    /// Notes that `key` of the table labelled `label` was set by the environment
+    /// variable `var`.
+    pub(crate) fn env_key(&mut self, label: &str, key: &str, var: &str) {
+        self.env_keys
+            .push((label.to_string(), key.to_string(), var.to_string()));
+    }
+
+    /// The line standing for a key set from the environment, if it was.
+    fn env_line(&self, label: &str, key: &str) -> Option<usize> {
+        let i = self
+            .env_keys
+            .iter()
+            .rposition(|(l, k, _)| l == label && k == key)?;
+        Some(self.line_starts.len() + 1 + i)
     }
 
     /// The 1-based line of a span's start; 0 when there is no span.
@@ -63,12 +84,33 @@ impl Sink {
     }
 
     pub(crate) fn push(&mut self, line: usize, message: impl Into<String>, fix: impl Into<String>) {
-        self.problems.push(Problem {
+        let problem = self.problem(line, message, fix);
+        self.problems.push(problem);
+    }
+
+    /// A problem of this file at `line`; on a key set from the environment, it
+    /// names the variable.
+    pub(crate) fn problem(
+        &self,
+        line: usize,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Problem {
+        let mut message = message.into();
+        let mut line = line;
+        if let Some((_, _, var)) = line
+            .checked_sub(self.line_starts.len() + 1)
+            .and_then(|i| self.env_keys.get(i))
+        {
+            message = format!("{message} (set by the environment variable {var})");
+            line = 0;
+        }
+        Problem {
             file: self.file.clone(),
             line,
-            message: message.into(),
+            message,
             fix: fix.into(),
-        });
+        }
     }
 }
 
@@ -96,20 +138,24 @@ impl<'d> Section<'d> {
         line: usize,
         sink: &Sink,
     ) -> Section<'d> {
+        let label = label.into();
         let entries = table
             .iter()
             .filter_map(|(key, _)| table.get_key_value(key))
             .map(|(key, item)| {
-                let key_line = sink.line(key.span());
+                let key_line = match sink.line(key.span()) {
+                    0 => sink.env_line(&label, key.get()).unwrap_or(line),
+                    n => n,
+                };
                 Entry {
                     key: key.get().to_string(),
-                    line: if key_line > 0 { key_line } else { line },
+                    line: key_line,
                     item,
                 }
             })
             .collect();
         Section {
-            label: label.into(),
+            label,
             line,
             entries,
         }
@@ -412,7 +458,7 @@ fn article_n(word: &str) -> &'static str {
 }
 
 /// Key names that suggest a secret written in plain text.
-fn looks_secret(key: &str) -> bool {
+pub(crate) fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     !k.ends_with("_env")
         && !k.ends_with("_file")

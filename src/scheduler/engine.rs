@@ -139,6 +139,11 @@ enum StepsEnd {
     Stopped {
         after: Step,
     },
+    /// Shutdown began while `step` ran; it stopped early and rolled back.
+    StoppedDuring {
+        step: Step,
+        error: StepError,
+    },
 }
 
 /// The scheduler of one daemon.
@@ -662,6 +667,7 @@ async fn run_steps<R: StepRunner>(
         }
         match result {
             Ok(report) => info!(step = step.as_str(), summary = %report.summary, "Step done"),
+            Err(error @ StepError::Stopped(_)) => return StepsEnd::StoppedDuring { step, error },
             Err(error) => return StepsEnd::Failed { step, error },
         }
         previous = Some(step);
@@ -688,6 +694,10 @@ fn outcome_of(
         Ok(StepsEnd::Failed { step, error }) => (
             RunOutcome::Failed,
             Some(format!("step `{step}` failed: {error}")),
+        ),
+        Ok(StepsEnd::StoppedDuring { step, error }) => (
+            RunOutcome::Interrupted,
+            Some(format!("step `{step}` {error}; later steps did not run")),
         ),
         Ok(StepsEnd::Stopped { after }) => (
             RunOutcome::Interrupted,

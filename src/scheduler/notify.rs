@@ -2,12 +2,18 @@
 //! RELOADING, STOPPING, STATUS and WATCHDOG messages over `$NOTIFY_SOCKET`.
 //! Everything is a no-op when the variable is unset (a terminal, the tests).
 //!
-//! Sends are blocking datagrams, as in libsystemd: systemd reads its socket at
-//! once, and a systemd that stopped reading would also stop honouring the watchdog.
+//! Sends never wait: they are made from the scheduler loop on the async runtime,
+//! so a socket whose reader is slow or gone (its queue full) loses the message
+//! instead of stalling runs, heartbeats and shutdown. A systemd that stopped
+//! reading would stop honouring the watchdog anyway.
 //!
 //! STATUS lines carry job names, run ids and counts only, never personal data:
 //! they show in `systemctl status`.
 
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -64,8 +70,58 @@ impl Notifier {
 }
 
 fn send(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    if let Err(e) = send_to(&socket, states) {
         // systemd going away must not stop the daemon; the watchdog will say so.
         debug!(error = %e, "Cannot notify systemd");
+    }
+}
+
+/// Sends one datagram to the socket at `path` without waiting: a full queue is
+/// an error (`WouldBlock`) at once, and the message is dropped.
+fn send_to(path: &OsStr, states: &[NotifyState<'_>]) -> io::Result<()> {
+    let mut message = String::new();
+    for state in states {
+        message.push_str(&state.to_string());
+        message.push('\n');
+    }
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let sent = socket.send_to(message.as_bytes(), Path::new(path))?;
+    if sent != message.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "incomplete write"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_socket_nobody_reads_does_not_hold_up_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        // Bound and never read: its queue fills after a few datagrams
+        // (net.unix.max_dgram_qlen), after which a blocking send would wait forever.
+        let reader = UnixDatagram::bind(&path).unwrap();
+        let t0 = Instant::now();
+        let mut dropped = 0;
+        for i in 0..500 {
+            let line = format!("running: nightly (run {i})");
+            if send_to(path.as_os_str(), &[NotifyState::Status(&line)]).is_err() {
+                dropped += 1;
+            }
+        }
+        assert!(dropped > 0, "the queue never filled");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+
+        // What was queued arrived whole.
+        let mut buf = [0u8; 256];
+        let n = reader.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STATUS=running: nightly (run 0)\n");
     }
 }

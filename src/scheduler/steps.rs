@@ -40,6 +40,10 @@ pub enum StepError {
     /// The stage ran and failed.
     #[error("{0}")]
     Failed(String),
+    /// The stage saw shutdown begin and stopped early, rolling back what it had
+    /// not committed; the next run picks up where it left off.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// A finished step: one line of counts for logs and `run-once`.
@@ -71,6 +75,9 @@ impl PipelineSteps {
 }
 
 fn failed(e: anyhow::Error) -> StepError {
+    if e.is::<pipeline::Stopped>() {
+        return StepError::Stopped(e.to_string());
+    }
     StepError::Failed(format!("{e:#}"))
 }
 
@@ -86,7 +93,10 @@ impl StepRunner for PipelineSteps {
                     settings,
                     store,
                     clock,
-                    &IngestRequest::default(),
+                    &IngestRequest {
+                        stop: ctx.stop.clone(),
+                        ..IngestRequest::default()
+                    },
                     &NoProgress,
                 )
                 .await

@@ -4,6 +4,8 @@
 //! - `kill -9` in the middle of a large file leaves the store as it was before the
 //!   file, and the next run ingests it exactly once (SQLite and PostgreSQL).
 //! - `check-config` on a broken config prints every problem with file:line, exit 2.
+//! - `KINLINK__SECTION__KEY` overrides: applied and listed by name by `check-config`;
+//!   an unknown key or a secret in one is a problem naming the variable, exit 2.
 //! - An HTTP source end to end through `kinlink ingest`, then 304 on an unchanged ETag.
 
 use std::path::{Path, PathBuf};
@@ -303,6 +305,100 @@ fn check_config_lists_every_problem_with_its_line_and_exits_2() {
         !dir.path().join("state").exists(),
         "a broken config must not create anything"
     );
+}
+
+/// `kinlink check-config` with `vars` in the child's environment only.
+fn check_config_with(config: &Path, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(KINLINK);
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("check-config")
+        .env_remove("KINLINK_CONFIG");
+    // Only the test's own overrides: none inherited from whoever runs the tests.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KINLINK__") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(vars.iter().copied());
+    command.output().expect("run the kinlink binary")
+}
+
+#[test]
+fn check_config_applies_env_overrides_lists_them_by_name_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir_config(dir.path(), "sqlite://kinlink.db", "");
+
+    let out = check_config_with(
+        &config,
+        &[
+            ("KINLINK__MAIL__DETAIL", "standard"),
+            ("KINLINK__MAIL__ADMIN", r#"["eh-systems@example.gov.uk"]"#),
+            ("KINLINK__HTTP__LISTEN", "127.0.0.1:9187"),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}
+{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("mail detail") && l.ends_with("standard")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/healthz and /metrics on 127.0.0.1:9187"),
+        "{stdout}"
+    );
+    let listed = stdout
+        .lines()
+        .find(|l| l.starts_with("env overrides"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        listed.ends_with("KINLINK__HTTP__LISTEN, KINLINK__MAIL__ADMIN, KINLINK__MAIL__DETAIL"),
+        "{listed}"
+    );
+    assert!(!stdout.contains("eh-systems@example.gov.uk"), "{stdout}");
+
+    // Without overrides the file's defaults hold and nothing is listed.
+    let out = check_config_with(&config, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("env overrides"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("mail detail") && l.ends_with("minimal")),
+        "{stdout}"
+    );
+
+    // An unknown key and a secret: problems naming the variable, exit 2.
+    let out = check_config_with(
+        &config,
+        &[
+            ("KINLINK__MAIL__DETIAL", "standard"),
+            ("KINLINK__MAIL__SMTP_PASSWORD", "hunter2"),
+        ],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown key `detial` in [mail] (set by the environment variable KINLINK__MAIL__DETIAL)"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `detail`"), "{err}");
+    assert!(
+        err.contains("KINLINK__MAIL__SMTP_PASSWORD would pass a secret"),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(!err.contains("hunter2") && !text(&out.stdout).contains("hunter2"));
 }
 
 #[tokio::test]

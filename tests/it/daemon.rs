@@ -64,7 +64,7 @@ fn log_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Reads the notify socket as systemd does, promptly (the daemon's sends block
+/// Reads the notify socket as systemd does, promptly (the daemon drops messages
 /// once a few unread datagrams queue up), into a shared list.
 fn listen_notify(socket: UnixDatagram) -> Arc<Mutex<Vec<String>>> {
     let messages = Arc::new(Mutex::new(Vec::new()));
@@ -235,6 +235,43 @@ async fn the_daemon_runs_its_jobs_reloads_on_sighup_keeps_a_bad_config_and_stops
     assert!(job["next_run"].is_string(), "{job}");
 }
 
+#[test]
+fn a_notify_socket_nobody_reads_does_not_hold_up_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    write_job(dir.path(), "every-second", "* * * * * *", "[\"link\"]");
+    // Bound, never read: its queue is full after a few of the daemon's messages.
+    let socket_path = dir.path().join("notify.sock");
+    let _socket = UnixDatagram::bind(&socket_path).unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let mut child = Daemon(
+        Command::new(KINLINK)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env_remove("KINLINK_CONFIG")
+            .env_remove("WATCHDOG_PID")
+            .env("NOTIFY_SOCKET", &socket_path)
+            // A watchdog ping on every loop on top of STATUS lines: the queue fills
+            // within the first runs.
+            .env("WATCHDOG_USEC", "1000000")
+            .env("KINLINK_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("start kinlink run"),
+    );
+    wait_for(90, "runs to go on with the notify socket full", || {
+        log_text(&log_path).matches("Job run finished").count() >= 8
+    });
+    signal(&child.0, "TERM");
+    let status = wait_exit(&mut child.0, 20, &log_path);
+    let log = log_text(&log_path);
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("kinlink daemon stopped"), "{log}");
+}
+
 /// Runs a store query to completion from the synchronous polling loop.
 fn futures_ready<T>(
     fut: impl std::future::Future<Output = Result<T, kinlink::store::StoreError>>,
@@ -301,4 +338,185 @@ fn run_once_runs_every_stage_in_order_and_a_rejected_file_does_not_fail_it() {
         ingest.contains("1 file(s) ingested") && ingest.contains("1 file(s) rejected"),
         "{ingest}"
     );
+}
+
+/// A `[[source]]` of attendance CSVs dropped in `inbox/`, with the generator's columns.
+fn attendance_source(columns: &std::collections::BTreeMap<String, String>) -> String {
+    let columns: String = columns
+        .iter()
+        .map(|(canonical, header)| format!("{canonical} = {header:?}\n"))
+        .collect();
+    format!(
+        "[[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
+         transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+    )
+}
+
+/// A started daemon, killed if the test fails before it exits.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for a child to exit; kills it and fails with its log after `secs`.
+fn wait_exit(child: &mut Child, secs: u64, log_path: &Path) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if t0.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!(
+                "kinlink did not exit within {secs} s:\n{}",
+                log_text(log_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `kinlink ingest --format json`: the outcomes of the files it handled.
+fn ingest_outcomes(config: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(KINLINK)
+        .arg("--config")
+        .arg(config)
+        .args(["ingest", "--format", "json"])
+        .env_remove("KINLINK_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    doc["files"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_ingest_rolls_the_file_back_and_the_next_run_ingests_it_exactly_once() {
+    // Big enough that storing it takes seconds in a debug build: SIGTERM lands
+    // while its rows are being written.
+    const ROWS: usize = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let inbox_file = dir.path().join("inbox/marks.csv");
+    let columns =
+        kinlink::demo::write_attendance(&inbox_file, kinlink::domain::Format::Csv, ROWS, 7)
+            .unwrap();
+    let config = write_config(dir.path(), &attendance_source(&columns));
+    write_job(dir.path(), "every-second", "* * * * * *", "[\"ingest\"]");
+    let log_path = dir.path().join("daemon.log");
+    let mut child = Daemon(
+        Command::new(KINLINK)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env_remove("KINLINK_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env("KINLINK_LOG", "info,kinlink::pipeline=debug,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("start kinlink run"),
+    );
+
+    // The file's transaction is open and taking rows: stop the daemon.
+    wait_for(120, "the file's rows to be stored", || {
+        log_text(&log_path).contains("Storing the file's rows in one transaction")
+    });
+    signal(&child.0, "TERM");
+    let t0 = Instant::now();
+    let status = wait_exit(&mut child.0, 30, &log_path);
+    let stopped_in = t0.elapsed();
+    let log = log_text(&log_path);
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("kinlink daemon stopped"), "{log}");
+    assert!(
+        !log.contains("Drain deadline passed"),
+        "the step stopped by itself, not at the deadline: {log}"
+    );
+    assert!(
+        stopped_in < Duration::from_secs(10),
+        "stopped {stopped_in:?} after SIGTERM"
+    );
+    // It stopped part-way through the file, not before or after it.
+    let rolled_back = log
+        .lines()
+        .find(|l| l.contains("the file's transaction was rolled back"))
+        .unwrap_or_else(|| panic!("no rollback logged: {log}"));
+    let rows_before_stop: usize = rolled_back
+        .split("rows=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{rolled_back}"));
+    assert!(
+        rows_before_stop > 0 && rows_before_stop < ROWS,
+        "{rolled_back}"
+    );
+    eprintln!("SIGTERM after {rows_before_stop} of {ROWS} rows; exited in {stopped_in:?}");
+
+    // Nothing of the file committed; it is waiting in the ledger and in the inbox.
+    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+        .await
+        .unwrap();
+    let counts = store.table_counts().await.unwrap();
+    assert_eq!((counts.attendance_marks, counts.mentions), (0, 0));
+    let ledger = store.ledger("schools").await.unwrap();
+    let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
+    assert_eq!(statuses, ["fetched"]);
+    assert!(inbox_file.exists());
+    assert!(!dir.path().join("inbox/archive").join("marks.csv").exists());
+    assert!(!dir.path().join("inbox/rejected").exists());
+    let runs = store.runs_of("every-second").await.unwrap();
+    let last = runs.last().unwrap();
+    assert_eq!(last.outcome, Some(RunOutcome::Interrupted), "{runs:#?}");
+    assert!(
+        last.error
+            .as_deref()
+            .is_some_and(|e| e.contains("stopped by shutdown")),
+        "{runs:#?}"
+    );
+    assert!(runs.iter().all(|r| r.finished_at.is_some()), "{runs:#?}");
+    store.close().await;
+
+    // The next run ingests it, once: the waiting file is resumed and the inbox
+    // copy is recognised as the same content.
+    let files = ingest_outcomes(&config);
+    let ingested: Vec<&serde_json::Value> = files
+        .iter()
+        .filter(|f| f["outcome"] == "ingested")
+        .collect();
+    assert_eq!(ingested.len(), 1, "{files:#?}");
+    assert_eq!(ingested[0]["counts"]["rows_read"], ROWS, "{files:#?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f["outcome"] == "ingested" || f["outcome"] == "duplicate"),
+        "{files:#?}"
+    );
+    assert!(dir.path().join("inbox/archive/marks.csv").exists());
+    assert!(!inbox_file.exists());
+
+    // A third run finds nothing new.
+    assert_eq!(ingest_outcomes(&config), Vec::<serde_json::Value>::new());
+    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+        .await
+        .unwrap();
+    let counts = store.table_counts().await.unwrap();
+    assert_eq!(counts.attendance_marks, ROWS as i64);
+    let ledger = store.ledger("schools").await.unwrap();
+    let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
+    assert_eq!(statuses, ["ingested"]);
 }

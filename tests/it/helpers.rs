@@ -377,6 +377,7 @@ pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
         linkage: LinkageSettings::default(),
         retention: Default::default(),
         jobs: vec![],
+        env_overrides: vec![],
     }
 }
 

@@ -11,7 +11,9 @@
 //!   carry on and the admin callback hears of each failure;
 //! - two daemons on one PostgreSQL database: each scheduled run executes once;
 //! - a dead daemon's claim expires and another daemon takes the run over, while
-//!   a live daemon's heartbeat keeps its claim.
+//!   a live daemon's heartbeat keeps its claim;
+//! - a step still running at the drain deadline is aborted, logged as forced, its
+//!   transaction rolled back, and its run recorded as interrupted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,16 +22,18 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kinlink::clock::Clock;
-use kinlink::config::Settings;
+use kinlink::config::{Settings, SourceSettings};
+use kinlink::domain::{FeedKind, Format, Record};
 use kinlink::jobs::{JobSpec, Step};
 use kinlink::scheduler::{
     FailureNotifier, Scheduler, SchedulerOptions, StepContext, StepError, StepReport, StepRunner,
 };
-use kinlink::store::{RunOutcome, RunRow, Store};
+use kinlink::shutdown::Drained;
+use kinlink::store::{FileCounts, NewFile, RunOutcome, RunRow, Store};
 use tokio::sync::Semaphore;
 
 use crate::backends::{fresh_postgres, postgres_url};
-use crate::helpers::{settings, within};
+use crate::helpers::{csv_source, settings, within};
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
@@ -578,4 +582,172 @@ async fn a_dead_daemons_claim_expires_and_another_daemon_takes_the_run_over() {
     if let Some((a, b)) = two_postgres_stores("sched_claim_expiry").await {
         claim_expiry(a, b, "postgres").await;
     }
+}
+
+/// A step that writes rows into a file's transaction and then never finishes:
+/// a step stuck in a long statement at shutdown. It adds a permit to `writing`
+/// once its rows are in the transaction.
+struct Stuck {
+    store: Store,
+    source: SourceSettings,
+    raw: PathBuf,
+    file_id: i64,
+    writing: Arc<Semaphore>,
+}
+
+impl StepRunner for Stuck {
+    async fn run_step(&self, _: Step, _: &StepContext) -> Result<StepReport, StepError> {
+        let failed = |e: String| StepError::Failed(e);
+        let rows = kinlink::ingest::open(&self.source, &self.raw, "marks.csv")
+            .and_then(|mut reader| reader.next_batch(1000))
+            .map_err(|e| failed(e.to_string()))?;
+        let records: Vec<&Record> = rows.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let mut tx = self
+            .store
+            .begin_file(self.file_id)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        tx.add_records(&records)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.writing.add_permits(1);
+        std::future::pending::<()>().await;
+        Ok(StepReport {
+            summary: "never reached".into(),
+        })
+    }
+}
+
+/// Log output of the current thread, as text.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_step_still_running_at_the_drain_deadline_is_aborted_rolled_back_and_recorded_as_interrupted(
+) {
+    // The test runtime is single-threaded: the scheduler's log lines are all
+    // written on this thread.
+    let logs = LogBuf::default();
+    let sink = logs.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let raw = inbox.join("marks.csv");
+    let columns = kinlink::demo::write_attendance(&raw, Format::Csv, 500, 3).unwrap();
+    let columns: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|(c, h)| (c.as_str(), h.as_str()))
+        .collect();
+    let source = csv_source("schools", FeedKind::Attendance, &inbox, &columns);
+    let store = Store::open_sqlite(&dir.path().join("k.db")).await.unwrap();
+    let t0 = utc(2025, 3, 3, 1, 29, 0);
+    let file_id = store
+        .record_fetched(&NewFile {
+            source: "schools",
+            kind: FeedKind::Attendance,
+            original_name: "marks.csv",
+            raw_path: &raw,
+            origin: "test",
+            sha256: "stuck",
+            size: 1,
+            fetched_at: t0,
+        })
+        .await
+        .unwrap();
+    let writing = Arc::new(Semaphore::new(0));
+    let runner = Arc::new(Stuck {
+        store: store.clone(),
+        source,
+        raw,
+        file_id,
+        writing: writing.clone(),
+    });
+    let mut options = SchedulerOptions::new("daemon-a");
+    options.drain_deadline = std::time::Duration::from_millis(300);
+    let failures = Arc::new(Failures::default());
+    let mut s = Scheduler::new(
+        settings_with(
+            dir.path(),
+            vec![job(
+                "nightly",
+                "0 30 1 * * *",
+                &[Step::Ingest, Step::Link],
+                false,
+            )],
+        ),
+        store.clone(),
+        runner,
+        failures.clone(),
+        Clock::system(),
+        options,
+    )
+    .unwrap();
+    s.start(t0).await.unwrap();
+    s.tick(t0 + Duration::minutes(1)).await.unwrap();
+    within(30, writing.acquire()).await.unwrap().forget();
+
+    let began = std::time::Instant::now();
+    assert_eq!(within(30, s.shutdown()).await, Drained::DeadlinePassed);
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+
+    // Recorded as interrupted (not ok, not failed: nobody is emailed), with the
+    // step cut short in its timings.
+    let rows = store.runs_of("nightly").await.unwrap();
+    assert_eq!(outcomes(&rows), vec![Some(RunOutcome::Interrupted)]);
+    let error = rows[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("step `ingest` was aborted at the drain deadline"),
+        "{error}"
+    );
+    assert!(rows[0].finished_at.is_some());
+    let steps: serde_json::Value = serde_json::from_str(&rows[0].steps).unwrap();
+    assert_eq!(steps[0]["step"], "ingest", "{steps}");
+    assert_eq!(steps[0]["ok"], false, "{steps}");
+    assert_eq!(steps.as_array().unwrap().len(), 1, "{steps}");
+    assert!(failures.0.lock().unwrap().is_empty());
+
+    // Logged as forced, naming the job.
+    let log = logs.text();
+    let forced = log
+        .lines()
+        .find(|l| l.contains("Drain deadline passed; aborting the steps still running"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(forced.contains("nightly"), "{forced}");
+
+    // Rolled back: none of its rows are stored, the file still waits, and the
+    // write lock it held is free again.
+    let counts = store.table_counts().await.unwrap();
+    assert_eq!((counts.attendance_marks, counts.mentions), (0, 0));
+    assert_eq!(store.ledger_file(file_id).await.unwrap().status, "fetched");
+    let tx = within(10, store.begin_file(file_id)).await.unwrap();
+    within(10, tx.commit(FileCounts::default(), t0))
+        .await
+        .unwrap();
+    assert_eq!(store.ledger_file(file_id).await.unwrap().status, "ingested");
 }
