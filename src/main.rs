@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// See the note on `mimalloc` in Cargo.toml: glibc's allocator made cross-thread
+/// frees (rows from sqlx's SQLite worker, cells from calamine's reader) expensive.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = kinlink::cli::Cli::parse();
     kinlink::telemetry::init(
