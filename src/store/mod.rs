@@ -256,7 +256,11 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // The connection's thread hands rows to the async side through a
+            // channel; 50 (the default) woke the reader every few rows of the
+            // million-row reads of linking and the rules.
+            .row_buffer_size(4096);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
