@@ -587,9 +587,13 @@ impl Store {
     ) -> Result<FailureNoticeStored, StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
         // Marking first takes the rows' locks (PostgreSQL) or the write lock (SQLite),
-        // so a second run marks nothing and stands down.
+        // so a second run marks nothing and stands down; so does a run that meets an
+        // `outbox retry` made since it read the failures.
         let mark = "UPDATE outbox_recipients SET failure_notified_at = $3 \
-                    WHERE outbox_id = $1 AND position = $2 AND failure_notified_at IS NULL";
+                    WHERE outbox_id = $1 AND position = $2 AND failure_notified_at IS NULL \
+                    AND (status = 'failed' \
+                         OR (status = 'pending' AND EXISTS \
+                             (SELECT 1 FROM outbox o WHERE o.id = $1 AND o.status = 'failed')))";
         let mut marked = 0u64;
         for (id, position) in failures {
             marked += on_tx!(tx, t => sqlx::query(mark)

@@ -470,7 +470,8 @@ async fn kinlink_send_reports_undelivered_mail_and_waits_for_an_admin_list() {
 }
 
 /// Two runs reporting the same failures (two `kinlink send` at once on PostgreSQL):
-/// the second finds them marked and stores nothing.
+/// the second finds them marked and stores nothing; nor does one that read a
+/// failure `outbox retry` has since queued again.
 #[tokio::test]
 async fn a_failure_is_marked_once_and_a_second_reporter_stands_down() {
     use kinlink::store::{AttemptOutcome, FailureNoticeStored, NewOutboxMessage};
@@ -555,6 +556,11 @@ async fn a_failure_is_marked_once_and_a_second_reporter_stands_down() {
         store.retry_outbox(id, at).await.unwrap();
         let (entry, _) = store.outbox_message(id).await.unwrap();
         assert_eq!(entry.retries, 1, "{backend}");
+        assert!(entry.recipients[0].failure_notified_at.is_none());
+        // A run that read the failure before that retry marks nothing.
+        let stale = store.store_failure_notice(None, &marks, at).await.unwrap();
+        assert_eq!(stale, FailureNoticeStored::Raced, "{backend}");
+        let (entry, _) = store.outbox_message(id).await.unwrap();
         assert!(entry.recipients[0].failure_notified_at.is_none());
         store.close().await;
     }
