@@ -18,8 +18,8 @@ fn mailer(settings: &Settings) -> Result<Mailer, Failure> {
 /// `kinlink send [--dry-run] [--manager-digest]`: compose the digests (and the
 /// admin's notices, and the managers' weekly digest when asked), then drain the
 /// outbox. Exit 1 when the relay could not be reached (the step failed; everything
-/// stays queued). Refused messages are listed and exit 0: the run itself worked,
-/// and the refusals are for the admin to act on.
+/// stays queued). Refused messages are listed, mailed to the admin list once, and
+/// exit 0: the run itself worked, and the refusals are for the admin to act on.
 pub(super) async fn send(
     settings: &Settings,
     clock: Clock,
@@ -52,6 +52,7 @@ pub(super) async fn send(
             ),
             OutputFormat::Table => {
                 print_composed(&report);
+                print_failure_notice(&report);
                 for e in &due {
                     let to: Vec<&str> = e
                         .recipients
@@ -88,6 +89,7 @@ pub(super) async fn send(
             if let Some(d) = &report.drain {
                 print_drain(d);
             }
+            print_failure_notice(&report);
             println!(
                 "{} deliveries sent, {} failed; {} alert(s) now sent",
                 report.settled.sent, report.settled.failed, report.settled.alerts_sent
@@ -135,6 +137,42 @@ pub fn print_composed(r: &SendReport) {
         println!(
             "managers' weekly digest: {} email(s), {} newly queued",
             r.manager_digests.digests, r.manager_digests.stored
+        );
+    }
+}
+
+/// What the admin list is told about undelivered emails (ids and counts).
+pub fn print_failure_notice(r: &SendReport) {
+    let f = &r.failure_notice;
+    if f.messages > 0 {
+        let ids: Vec<String> = f.notices.iter().map(|id| format!("#{id}")).collect();
+        if r.dry_run {
+            println!(
+                "would tell the admin list of {} undelivered email(s) ({} recipient(s))",
+                f.messages, f.recipients
+            );
+        } else {
+            println!(
+                "admin list told of {} undelivered email(s) ({} recipient(s)) in {}",
+                f.messages,
+                f.recipients,
+                if ids.is_empty() {
+                    "a notice".to_string()
+                } else {
+                    format!("notice {}", ids.join(", "))
+                }
+            );
+        }
+    }
+    for id in &f.notices_undelivered {
+        println!(
+            "NOT SENT  the notice of undelivered emails #{id} could not be delivered either; it is not reported again: `kinlink outbox show {id}`"
+        );
+    }
+    if f.unreported_no_admin > 0 {
+        println!(
+            "{} undelivered email(s) are told to nobody: [mail] admin is empty",
+            f.unreported_no_admin
         );
     }
 }
@@ -279,6 +317,9 @@ fn print_entry(e: &OutboxEntry) {
     println!("  message-id:   {}", e.message_id);
     println!("  subject:      {}", e.subject);
     println!("  attempts:     {}", e.attempts);
+    if e.retries > 0 {
+        println!("  retried:      {} time(s) by hand", e.retries);
+    }
     println!("  created:      {}", e.created_at.to_rfc3339());
     match e.status {
         crate::store::OutboxStatus::Sent => {
@@ -304,5 +345,8 @@ fn print_entry(e: &OutboxEntry) {
             r.status.as_str(),
             r.reply.as_deref().unwrap_or("")
         );
+        if let Some(at) = r.failure_notified_at {
+            println!("     admin list told {}", at.to_rfc3339());
+        }
     }
 }

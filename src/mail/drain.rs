@@ -21,7 +21,8 @@ pub struct DrainReport {
     /// Messages that will be tried again (4xx, connection lost, unknown outcome).
     pub retrying: Vec<RetryLater>,
     /// Permanent failures: refused messages and recipients, messages given up or
-    /// parked. Tell the admin; none is retried without `outbox retry`.
+    /// parked. The send step tells the admin list (from the outbox, see
+    /// `undelivered`); none is retried without `outbox retry`.
     pub failed: Vec<PermanentFailure>,
     /// Messages found abandoned in `sending` (a killed run) and re-queued.
     pub requeued_after_interruption: Vec<i64>,
@@ -34,6 +35,18 @@ impl DrainReport {
     /// Anything for the admin: a permanent failure or an unreachable relay.
     pub fn needs_attention(&self) -> bool {
         !self.failed.is_empty() || self.connection_error.is_some()
+    }
+
+    /// Adds a later drain of the same run.
+    pub(super) fn absorb(&mut self, more: DrainReport) {
+        self.sent.extend(more.sent);
+        self.retrying.extend(more.retrying);
+        self.failed.extend(more.failed);
+        self.requeued_after_interruption
+            .extend(more.requeued_after_interruption);
+        if self.connection_error.is_none() {
+            self.connection_error = more.connection_error;
+        }
     }
 }
 

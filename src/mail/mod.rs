@@ -1,6 +1,7 @@
 //! Mail: the only module that knows lettre and SMTP. `send_step` composes the
 //! digests ([`digest`]), the admin's file notices ([`admin`]) and, weekly, the
-//! managers' digest ([`managers`]) from the store, then drains. A composed message goes into
+//! managers' digest ([`managers`]) from the store, then drains, then tells the
+//! admin list what could not be delivered ([`undelivered`]) and drains that too. A composed message goes into
 //! the outbox first ([`Mailer::enqueue`]); a drain run ([`Mailer::drain`]) then
 //! sends what is due, over SMTP or as `.eml` files, and marks each message with
 //! what the server said.
@@ -14,8 +15,9 @@
 //!   for good. The message goes to the accepted recipients even when others are refused.
 //! - A message with recipients pending is retried with exponential backoff across
 //!   runs ([`RetryPolicy`]) and given up (failed) after `max_attempts`.
-//! - Failed messages and refused recipients come back in [`DrainReport::failed`] for
-//!   the caller to tell the admin; nothing failed is ever retried without
+//! - Failed messages and refused recipients come back in [`DrainReport::failed`];
+//!   the send step reports each to the admin list once, in one notice per run
+//!   ([`undelivered`]), and nothing failed is ever retried without
 //!   `kinlink outbox retry ID`.
 //!
 //! Invariant: a message may go out twice only when an attempt's outcome is unknown —
@@ -34,6 +36,7 @@ pub mod managers;
 mod send;
 mod smtp;
 mod stale;
+pub mod undelivered;
 
 use std::path::PathBuf;
 use std::time::Duration;

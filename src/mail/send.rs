@@ -1,6 +1,8 @@
 //! The `send` step: settle what earlier runs sent, compose this run's digests (and
 //! the admin's file notices, and on the weekly job the managers' digests), drain the
-//! outbox, then follow every delivery to its message's outcome.
+//! outbox, tell the admin list of what could not be delivered (and drain again, so
+//! that notice goes out in this run), then follow every delivery to its message's
+//! outcome.
 //!
 //! The order makes a crash at any point harmless: a digest is stored with the flip
 //! of its deliveries (composing again finds nothing pending), the drain sends only
@@ -12,6 +14,7 @@ use serde::Serialize;
 use super::admin::{self, NoticeRun};
 use super::digest::{self, DigestOptions, DigestRun};
 use super::managers::{self, ManagerRun};
+use super::undelivered::{self, FailureNoticeRun};
 use super::{DrainOptions, DrainReport, MailError, Mailer};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -34,7 +37,10 @@ pub struct SendReport {
     pub digests: DigestRun,
     pub admin_notices: NoticeRun,
     pub manager_digests: ManagerRun,
-    /// `None` in a dry run.
+    /// The admin's notice of undelivered emails.
+    pub failure_notice: FailureNoticeRun,
+    /// `None` in a dry run. With a notice of undelivered emails, the drains before
+    /// and after it together.
     pub drain: Option<DrainReport>,
     /// Deliveries and alerts settled, before composing and after draining.
     pub settled: SettleReport,
@@ -69,9 +75,23 @@ pub async fn send_step(
                 .await?;
     }
     if options.dry_run {
+        report.failure_notice =
+            undelivered::enqueue_failure_notice(mailer, store, clock, settings, true).await?;
         return Ok(report);
     }
-    report.drain = Some(mailer.drain(store, clock, &options.drain).await?);
+    let mut drain = mailer.drain(store, clock, &options.drain).await?;
+    report.failure_notice =
+        undelivered::enqueue_failure_notice(mailer, store, clock, settings, false).await?;
+    // The notice goes out now, unless the relay is down. A notice never reports
+    // itself, so the second pass only logs it if it failed (or stores a notice for
+    // the next run, for a message that became due and failed meanwhile).
+    if !report.failure_notice.notices.is_empty() && drain.connection_error.is_none() {
+        drain.absorb(mailer.drain(store, clock, &options.drain).await?);
+        let after =
+            undelivered::enqueue_failure_notice(mailer, store, clock, settings, false).await?;
+        report.failure_notice.absorb(after);
+    }
+    report.drain = Some(drain);
     add(
         &mut report.settled,
         store.settle_deliveries(clock.now()).await?,

@@ -148,14 +148,34 @@ impl StepRunner for PipelineSteps {
                         "the mail relay could not be used ({e}); every message stays queued"
                     )));
                 }
-                format!(
+                let mut summary = format!(
                     "{} digest(s) for {} deliveries; {} sent, {} to retry, {} failed",
                     r.digests.digests,
                     r.digests.deliveries,
                     drain.sent.len(),
                     drain.retrying.len(),
                     drain.failed.len()
-                )
+                );
+                let f = &r.failure_notice;
+                if f.messages > 0 {
+                    summary.push_str(&format!(
+                        "; admin list told of {} undelivered email(s)",
+                        f.messages
+                    ));
+                }
+                // Not a step failure: that would mail the admin list again.
+                for id in &f.notices_undelivered {
+                    summary.push_str(&format!(
+                        "; the notice of undelivered emails #{id} could not be delivered either"
+                    ));
+                }
+                if f.unreported_no_admin > 0 {
+                    summary.push_str(&format!(
+                        "; {} undelivered email(s) told to nobody ([mail] admin is empty)",
+                        f.unreported_no_admin
+                    ));
+                }
+                summary
             }
             Step::Purge => {
                 let r = pipeline::purge(settings, store, clock, false)

@@ -134,8 +134,9 @@ pub use identity::{
 };
 pub use ingest::{FileCounts, FileTx};
 pub use outbox::{
-    AttemptOutcome, ClaimedMessage, Enqueued, LeaseRecovery, NewOutboxMessage, OutboxCounts,
-    OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus, RetryOutcome,
+    AttemptOutcome, ClaimedMessage, Enqueued, FailureNoticeStored, LeaseRecovery, NewOutboxMessage,
+    OutboxCounts, OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus, RetryOutcome,
+    Undelivered, UndeliveredRecipient,
 };
 pub use runs::{whole_second, Claim, ClaimRequest, RunOutcome, RunRow};
 

@@ -157,6 +157,8 @@ pub struct OutboxRecipient {
     pub address: String,
     pub status: RecipientStatus,
     pub reply: Option<String>,
+    /// When its permanent failure was reported to the admin list.
+    pub failure_notified_at: Option<DateTime<Utc>>,
 }
 
 /// One outbox row without its bytes.
@@ -177,6 +179,8 @@ pub struct OutboxEntry {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub size: i64,
+    /// Times `outbox retry` queued it again.
+    pub retries: i64,
     pub recipients: Vec<OutboxRecipient>,
 }
 
@@ -196,6 +200,43 @@ pub enum RetryOutcome {
     Requeued(usize),
     /// Nothing failed on it: it is in this state.
     NothingToRetry(OutboxStatus),
+}
+
+/// A recipient a message could not reach, not yet reported to the admin list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeliveredRecipient {
+    /// Its place among the message's recipients (with the outbox id, the row's key).
+    pub position: i64,
+    pub address: String,
+    /// The server's reply refusing it or, when the message failed as a whole (given
+    /// up, parked, refused), why it did.
+    pub reason: Option<String>,
+}
+
+/// A message with permanent failures not yet reported to the admin list: ids, its
+/// key, states and the server's replies only — never its subject or its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub status: OutboxStatus,
+    /// Times `outbox retry` queued it again.
+    pub retries: i64,
+    /// Recipients the server accepted it for.
+    pub sent_to: i64,
+    /// Recipients it is still being tried for (a message still queued).
+    pub still_trying: i64,
+    /// The recipients it failed for and nobody was told of yet, in order.
+    pub recipients: Vec<UndeliveredRecipient>,
+}
+
+/// What storing an undelivered-mail notice did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureNoticeStored {
+    /// The failures are marked reported, and the notice (if one was given) stored.
+    Stored(Option<Enqueued>),
+    /// Another run reported some of them first: nothing was changed.
+    Raced,
 }
 
 /// Messages per status, for `status`.
@@ -223,11 +264,12 @@ type EntryTuple = (
     DateTime<Utc>,
     Option<DateTime<Utc>>,
     i64,
+    i64,
 );
 
 const ENTRY_COLUMNS: &str = "id, idempotency_key, message_id, sender, subject, status, attempts, \
      next_attempt_at, claimed_at, unknown_outcomes, last_error, server_reply, created_at, sent_at, \
-     CAST(LENGTH(raw) AS BIGINT)";
+     CAST(LENGTH(raw) AS BIGINT), retries";
 
 const INTERRUPTED: &str = "interrupted while sending (the process stopped); \
      re-queued once: if the server had already taken it, it goes out a second time";
@@ -409,8 +451,9 @@ impl Store {
         Ok((entry, raw))
     }
 
-    /// Re-queues a message by hand: its failed recipients become pending again and
-    /// it is due at `now` with a fresh count of attempts. Only a message with
+    /// Re-queues a message by hand: its failed recipients become pending again (and
+    /// not reported: failing again is a new failure), it is due at `now` with a fresh
+    /// count of attempts, and its `retries` goes up by one. Only a message with
     /// something failed on it (status `failed`, or `sent` with a refused recipient)
     /// is changed.
     pub async fn retry_outbox(
@@ -429,9 +472,13 @@ impl Store {
         if matches!(status, OutboxStatus::Queued | OutboxStatus::Sending) {
             return Ok(RetryOutcome::NothingToRetry(status));
         }
+        // A failure after the retry is a new one: reported again.
         let rcpt = "UPDATE outbox_recipients SET status = 'pending', reply = NULL \
                     WHERE outbox_id = $1 AND status = 'failed'";
         on_tx!(tx, t => sqlx::query(rcpt).bind(id).execute(&mut **t).await.map(|_| ()))?;
+        let unmark = "UPDATE outbox_recipients SET failure_notified_at = NULL \
+                      WHERE outbox_id = $1 AND status = 'pending'";
+        on_tx!(tx, t => sqlx::query(unmark).bind(id).execute(&mut **t).await.map(|_| ()))?;
         let pending: i64 = on_tx!(tx, t => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM outbox_recipients WHERE outbox_id = $1 AND status = 'pending'")
             .bind(id)
@@ -444,12 +491,129 @@ impl Store {
             return Ok(RetryOutcome::NothingToRetry(status));
         }
         let row = "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $2, \
-                   claimed_at = NULL, last_error = NULL WHERE id = $1";
+                   claimed_at = NULL, last_error = NULL, retries = retries + 1 WHERE id = $1";
         on_tx!(tx, t => sqlx::query(row).bind(id).bind(now).execute(&mut **t).await.map(|_| ()))?;
         tx.commit().await?;
         Ok(RetryOutcome::Requeued(
             usize::try_from(pending).unwrap_or(0),
         ))
+    }
+
+    /// Every recipient with a permanent failure not yet reported to the admin list
+    /// (refused, or its message failed as a whole), grouped by message, oldest first.
+    pub async fn unreported_failures(&self) -> Result<Vec<Undelivered>, StoreError> {
+        // `failure_notified_at IS NULL AND status <> 'sent'` is the partial index's
+        // predicate, so only the few rows still open are read.
+        let sql = "SELECT o.id, o.idempotency_key, o.status, o.retries, o.last_error, \
+                   r.position, r.address, r.status, r.reply, \
+                   (SELECT COUNT(*) FROM outbox_recipients s \
+                    WHERE s.outbox_id = o.id AND s.status = 'sent'), \
+                   (SELECT COUNT(*) FROM outbox_recipients s \
+                    WHERE s.outbox_id = o.id AND s.status = 'pending') \
+                   FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id \
+                   WHERE r.failure_notified_at IS NULL AND r.status <> 'sent' \
+                   AND (r.status = 'failed' OR o.status = 'failed') \
+                   ORDER BY o.id, r.position";
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            Option<String>,
+            i64,
+            String,
+            String,
+            Option<String>,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        let mut out: Vec<Undelivered> = Vec::new();
+        for (
+            id,
+            key,
+            status,
+            retries,
+            last_error,
+            position,
+            address,
+            rstatus,
+            reply,
+            sent,
+            pending,
+        ) in rows
+        {
+            let status = OutboxStatus::parse(&status)?;
+            let reason = match RecipientStatus::parse(&rstatus)? {
+                RecipientStatus::Failed => reply.or(last_error),
+                _ => last_error.or(reply),
+            };
+            let recipient = UndeliveredRecipient {
+                position,
+                address,
+                reason,
+            };
+            match out.last_mut() {
+                Some(m) if m.id == id => m.recipients.push(recipient),
+                _ => out.push(Undelivered {
+                    id,
+                    idempotency_key: key,
+                    status,
+                    retries,
+                    sent_to: sent,
+                    still_trying: if matches!(status, OutboxStatus::Queued | OutboxStatus::Sending)
+                    {
+                        pending
+                    } else {
+                        0
+                    },
+                    recipients: vec![recipient],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks failures (outbox id, recipient position) reported at `now` and stores
+    /// the notice that reports them, in one transaction: a failure is reported once,
+    /// even when a run stops half way. With no notice the failures are only marked
+    /// (a notice that could not be delivered itself is not reported by another).
+    /// When another run marked any of them first, nothing changes.
+    pub async fn store_failure_notice(
+        &self,
+        notice: Option<&NewOutboxMessage<'_>>,
+        failures: &[(i64, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<FailureNoticeStored, StoreError> {
+        let mut tx = Tx::begin(&self.pool).await?;
+        // Marking first takes the rows' locks (PostgreSQL) or the write lock (SQLite),
+        // so a second run marks nothing and stands down; so does a run that meets an
+        // `outbox retry` made since it read the failures.
+        let mark = "UPDATE outbox_recipients SET failure_notified_at = $3 \
+                    WHERE outbox_id = $1 AND position = $2 AND failure_notified_at IS NULL \
+                    AND (status = 'failed' \
+                         OR (status = 'pending' AND EXISTS \
+                             (SELECT 1 FROM outbox o WHERE o.id = $1 AND o.status = 'failed')))";
+        let mut marked = 0u64;
+        for (id, position) in failures {
+            marked += on_tx!(tx, t => sqlx::query(mark)
+                .bind(id)
+                .bind(position)
+                .bind(now)
+                .execute(&mut **t)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        if usize::try_from(marked).ok() != Some(failures.len()) {
+            // Dropping the transaction rolls it back.
+            return Ok(FailureNoticeStored::Raced);
+        }
+        let enqueued = match notice {
+            Some(m) => Some(insert_outbox(&mut tx, m).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(FailureNoticeStored::Stored(enqueued))
     }
 
     /// Messages per status.
@@ -478,16 +642,19 @@ impl Store {
             return Ok(Vec::new());
         };
         // One query for the id range rather than one per message.
-        let sql = "SELECT outbox_id, address, status, reply FROM outbox_recipients \
+        let sql = "SELECT outbox_id, address, status, reply, failure_notified_at \
+                   FROM outbox_recipients \
                    WHERE outbox_id >= $1 AND outbox_id <= $2 ORDER BY outbox_id, position";
-        let rcpts: Vec<(i64, String, String, Option<String>)> =
+        type Row = (i64, String, String, Option<String>, Option<DateTime<Utc>>);
+        let rcpts: Vec<Row> =
             on_pool!(self, p => sqlx::query_as(sql).bind(lo).bind(hi).fetch_all(p).await)?;
         let mut by_id: HashMap<i64, Vec<OutboxRecipient>> = HashMap::new();
-        for (id, address, status, reply) in rcpts {
+        for (id, address, status, reply, failure_notified_at) in rcpts {
             by_id.entry(id).or_default().push(OutboxRecipient {
                 address,
                 status: RecipientStatus::parse(&status)?,
                 reply,
+                failure_notified_at,
             });
         }
         let mut out = Vec::with_capacity(rows.len());
@@ -508,6 +675,7 @@ impl Store {
                 created_at: r.12,
                 sent_at: r.13,
                 size: r.14,
+                retries: r.15,
                 recipients: by_id.remove(&r.0).unwrap_or_default(),
             });
         }

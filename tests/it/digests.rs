@@ -56,7 +56,7 @@ fn eml_recipients(dir: &Path) -> Vec<String> {
 }
 
 /// The family at HOME: a DA notification naming a child and a possession notice.
-fn north_family(b: &Borough) {
+pub(crate) fn north_family(b: &Borough) {
     b.drop_file(
         FeedKind::PoliceDa,
         "police.csv",

@@ -15,3 +15,4 @@ mod mail;
 mod pipeline;
 mod scheduler;
 mod smtp_server;
+mod undelivered;

@@ -1,0 +1,567 @@
+//! Undelivered mail told to the admin list, against the real SMTP server on loopback
+//! (aiosmtpd, see `smtp_server`), on SQLite and PostgreSQL: a digest refused with a
+//! 5xx is reported once with its outbox id and the server's reply (the scheduler's
+//! send step, through `run_once`); a refused recipient among accepted ones is the
+//! only one named, and reported again after `outbox retry` fails again; a notice
+//! that cannot be delivered itself is not reported by another; `kinlink send`
+//! prints it all, and with no admin list it waits until one is set.
+
+use std::path::Path;
+
+use kinlink::app::{run_once, StageResult};
+use kinlink::config::{DetailLevel, MailTransport, Settings, SmtpSettings, SmtpTls};
+use kinlink::mail::undelivered::is_failure_notice;
+use kinlink::mail::{send_step, Mailer, OutgoingMessage, SendOptions, SendReport};
+use kinlink::store::{OutboxEntry, OutboxStatus, RecipientStatus, RetryOutcome, Store};
+
+use crate::alerts::{clock, Borough};
+use crate::backends::stores;
+use crate::digests::north_family;
+use crate::helpers::within;
+use crate::smtp_server::{Received, SmtpOptions, SmtpServer};
+
+fn smtp(port: u16) -> MailTransport {
+    MailTransport::Smtp(SmtpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        tls: SmtpTls::None,
+        user: None,
+        password: None,
+        ca_file: None,
+    })
+}
+
+/// The borough of the alert tests, mailing through the loopback server at full
+/// detail, so its digests name the children a notice must not.
+fn borough(dir: &Path, backend: &str, port: u16) -> Borough {
+    let mut b = Borough::new(dir, backend);
+    b.settings.mail.transport = smtp(port);
+    b.settings.mail.detail = DetailLevel::Full;
+    b
+}
+
+/// A message as the server got it, its body decoded where lettre chose
+/// quoted-printable (long lines).
+fn decoded(m: &Received) -> String {
+    let data = m.data.replace("=\r\n", "");
+    if !data.contains("Content-Transfer-Encoding: quoted-printable") {
+        return data;
+    }
+    let bytes = data.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The notices of undelivered mail the server accepted.
+fn notices(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(decoded)
+        .filter(|t| t.contains("could not be delivered\r\n") && t.contains("Subject: kinlink: "))
+        .collect()
+}
+
+async fn notice_entries(store: &Store) -> Vec<OutboxEntry> {
+    store
+        .outbox_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| is_failure_notice(&e.idempotency_key))
+        .collect()
+}
+
+fn send_stage(stages: &[StageResult]) -> &StageResult {
+    stages
+        .iter()
+        .find(|s| s.step == "send")
+        .unwrap_or_else(|| panic!("no send stage: {stages:?}"))
+}
+
+async fn send(settings: &Settings, store: &Store, minutes: i64) -> SendReport {
+    let mailer = Mailer::new(&settings.mail).expect("mailer");
+    let at = kinlink::clock::Clock::fixed(
+        clock("2026-11-20").now() + chrono::Duration::minutes(minutes),
+    );
+    send_step(&mailer, store, at, settings, &SendOptions::default())
+        .await
+        .expect("send")
+}
+
+#[tokio::test]
+async fn a_refused_digest_is_told_to_the_admin_once_with_its_id_and_reply() {
+    within(240, async {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "undelivered_refused_digest";
+        for (backend, store) in stores(name, dir.path()).await {
+            let options = SmtpOptions {
+                reject_rcpt: vec!["dv.north@example.gov.uk".into()],
+                ..SmtpOptions::default()
+            };
+            let smtp_dir = dir.path().join(format!("{backend}-smtp"));
+            let Some(server) = SmtpServer::start(name, &smtp_dir, &options).await else {
+                return;
+            };
+            let b = borough(dir.path(), backend, server.port);
+            north_family(&b);
+
+            // The scheduler's send step, as the nightly job runs it.
+            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stage = send_stage(&stages);
+            assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
+            assert!(
+                stage
+                    .detail
+                    .ends_with("; admin list told of 1 undelivered email(s)"),
+                "{backend}: {}",
+                stage.detail
+            );
+            let entries = store.outbox_entries().await.unwrap();
+            let dv = entries
+                .iter()
+                .find(|e| e.recipients[0].address == "dv.north@example.gov.uk")
+                .expect("the DV champion's digest");
+            assert_eq!(dv.status, OutboxStatus::Failed, "{backend}");
+            assert!(dv.recipients[0].failure_notified_at.is_some(), "{backend}");
+
+            let got = server.messages();
+            // The others got their digests; the refused one is not retried.
+            assert!(
+                got.iter()
+                    .any(|m| m.rcpt_tos == ["eh.north@example.gov.uk"]),
+                "{backend}"
+            );
+            assert!(got
+                .iter()
+                .all(|m| !m.rcpt_tos.contains(&"dv.north@example.gov.uk".to_string())));
+            let told = notices(&got);
+            assert_eq!(told.len(), 1, "{backend}: one notice");
+            let notice = got
+                .iter()
+                .find(|m| decoded(m) == told[0])
+                .expect("the notice");
+            assert_eq!(notice.rcpt_tos, ["admin@example.gov.uk"], "{backend}");
+            let text = &told[0];
+            for line in [
+                "Subject: kinlink: 1 email could not be delivered\r\n".to_string(),
+                format!(
+                    "1. Outbox #{}, a digest: not delivered to 1 recipient\r\n",
+                    dv.id
+                ),
+                "   Not delivered to: dv.north@example.gov.uk\r\n".to_string(),
+                "   Server's reply:   550 5.1.1 <dv.north@example.gov.uk>: recipient unknown\r\n"
+                    .to_string(),
+                format!("`kinlink outbox show {}`", dv.id),
+                format!("`kinlink outbox retry {}`", dv.id),
+            ] {
+                assert!(text.contains(&line), "{backend}: {line:?} in\n{text}");
+            }
+            // The digest named the family; the notice, built from outbox rows, does not.
+            let digest = got
+                .iter()
+                .find(|m| m.rcpt_tos == ["eh.north@example.gov.uk"])
+                .map(decoded)
+                .unwrap();
+            assert!(
+                digest.contains("P4 Dawn Mill, 1 Mill Lane"),
+                "{backend}: full detail\n{digest}"
+            );
+            for secret in ["Amy", "Dawn", "Mill", "Ivy", "Far Road", "eh.north"] {
+                assert!(!text.contains(secret), "{backend}: {secret} in\n{text}");
+            }
+
+            // A second run reports nothing again.
+            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stage = send_stage(&stages);
+            assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
+            assert!(!stage.detail.contains("admin list"), "{backend}: {stage:?}");
+            assert_eq!(notices(&server.messages()).len(), 1, "{backend}");
+            assert_eq!(notice_entries(&store).await.len(), 1, "{backend}");
+            server.stop().await;
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_recipient_among_accepted_ones_is_the_only_one_reported() {
+    within(180, async {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "undelivered_one_of_two";
+        for (backend, store) in stores(name, dir.path()).await {
+            let options = SmtpOptions {
+                reject_rcpt: vec!["gone@example.gov.uk".into()],
+                ..SmtpOptions::default()
+            };
+            let smtp_dir = dir.path().join(format!("{backend}-smtp"));
+            let Some(server) = SmtpServer::start(name, &smtp_dir, &options).await else {
+                return;
+            };
+            let mut settings = crate::helpers::settings(&dir.path().join(backend), vec![]);
+            settings.mail.transport = smtp(server.port);
+            let mailer = Mailer::new(&settings.mail).unwrap();
+            let id = mailer
+                .enqueue(
+                    &store,
+                    clock("2026-11-20"),
+                    &OutgoingMessage {
+                        idempotency_key: "digest:two:1".into(),
+                        to: vec!["kept@example.gov.uk".into(), "gone@example.gov.uk".into()],
+                        subject: "1 DA notification for North".into(),
+                        text: "P1 Amy Mill, born 1 Sep 2016\n".into(),
+                        html: None,
+                        inline_images: vec![],
+                    },
+                )
+                .await
+                .unwrap()
+                .id;
+
+            let r = send(&settings, &store, 0).await;
+            let drain = r.drain.as_ref().unwrap();
+            assert_eq!(drain.sent[0].recipients, ["kept@example.gov.uk"], "{backend}");
+            assert_eq!(
+                (r.failure_notice.messages, r.failure_notice.recipients),
+                (1, 1),
+                "{backend}: {r:?}"
+            );
+            assert_eq!(r.failure_notice.notices.len(), 1, "{backend}");
+            let (entry, _) = store.outbox_message(id).await.unwrap();
+            assert_eq!(entry.status, OutboxStatus::Sent, "{backend}");
+            assert_eq!(entry.recipients[1].status, RecipientStatus::Failed);
+            assert!(entry.recipients[0].failure_notified_at.is_none());
+            assert!(entry.recipients[1].failure_notified_at.is_some());
+            let got = server.messages();
+            assert_eq!(got[0].rcpt_tos, ["kept@example.gov.uk"], "{backend}");
+            let told = notices(&got);
+            assert_eq!(told.len(), 1, "{backend}");
+            assert!(
+                told[0].contains(&format!(
+                    "Outbox #{id}, a digest: not delivered to 1 recipient; delivered to 1 other\r\n"
+                )),
+                "{backend}: {}",
+                told[0]
+            );
+            assert!(told[0].contains("Not delivered to: gone@example.gov.uk\r\n"));
+            assert!(told[0].contains("550 5.1.1 <gone@example.gov.uk>: recipient unknown"));
+            assert!(!told[0].contains("kept@example.gov.uk"), "{backend}");
+            assert!(!told[0].contains("Amy") && !told[0].contains("Mill"));
+
+            // Nothing new: no second notice.
+            let again = send(&settings, &store, 10).await;
+            assert_eq!(again.failure_notice, Default::default(), "{backend}");
+            assert_eq!(notices(&server.messages()).len(), 1, "{backend}");
+
+            // Retried by hand and refused again: a new failure, reported again,
+            // and the accepted recipient does not get it twice.
+            assert_eq!(
+                store
+                    .retry_outbox(id, clock("2026-11-20").now())
+                    .await
+                    .unwrap(),
+                RetryOutcome::Requeued(1)
+            );
+            let retried = send(&settings, &store, 20).await;
+            assert_eq!(retried.failure_notice.messages, 1, "{backend}: {retried:?}");
+            let got = server.messages();
+            let told = notices(&got);
+            assert_eq!(told.len(), 2, "{backend}");
+            assert!(
+                told[1].contains(&format!(
+                    "Outbox #{id}, a digest: not delivered to 1 recipient; delivered to 1 other; retried by hand 1 time\r\n"
+                )),
+                "{backend}: {}",
+                told[1]
+            );
+            let to_kept = got
+                .iter()
+                .filter(|m| m.rcpt_tos.contains(&"kept@example.gov.uk".to_string()))
+                .count();
+            assert_eq!(to_kept, 1, "{backend}");
+            let last = send(&settings, &store, 30).await;
+            assert_eq!(last.failure_notice, Default::default(), "{backend}");
+            assert_eq!(notice_entries(&store).await.len(), 2, "{backend}");
+            server.stop().await;
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_notice_that_cannot_be_delivered_is_not_reported_by_another() {
+    within(240, async {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "undelivered_notice_refused";
+        for (backend, store) in stores(name, dir.path()).await {
+            // The admin's own address is refused: its digest of unrouted alerts
+            // fails, and so does the notice telling it so.
+            let options = SmtpOptions {
+                reject_rcpt: vec![
+                    "dv.north@example.gov.uk".into(),
+                    "admin@example.gov.uk".into(),
+                ],
+                ..SmtpOptions::default()
+            };
+            let smtp_dir = dir.path().join(format!("{backend}-smtp"));
+            let Some(server) = SmtpServer::start(name, &smtp_dir, &options).await else {
+                return;
+            };
+            let b = borough(dir.path(), backend, server.port);
+            north_family(&b);
+            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stage = send_stage(&stages);
+            assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
+            let ours = notice_entries(&store).await;
+            assert_eq!(ours.len(), 1, "{backend}: {ours:?}");
+            assert_eq!(ours[0].status, OutboxStatus::Failed, "{backend}");
+            assert!(ours[0].recipients[0].failure_notified_at.is_some());
+            assert!(
+                stage.detail.ends_with(&format!(
+                    "; admin list told of 2 undelivered email(s); the notice of undelivered emails #{} could not be delivered either",
+                    ours[0].id
+                )),
+                "{backend}: {}",
+                stage.detail
+            );
+            assert!(notices(&server.messages()).is_empty(), "{backend}");
+            let failed = store.outbox_counts().await.unwrap().failed;
+            assert_eq!(failed, 3, "{backend}: two digests and the notice");
+
+            // The next run: no notice about the notice, nothing logged again.
+            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stage = send_stage(&stages);
+            assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
+            assert!(!stage.detail.contains("admin list"), "{backend}: {stage:?}");
+            assert!(!stage.detail.contains("notice"), "{backend}: {stage:?}");
+            assert_eq!(notice_entries(&store).await.len(), 1, "{backend}");
+            assert_eq!(store.outbox_counts().await.unwrap().failed, 3);
+            server.stop().await;
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+/// `kinlink send` through the built binary: with no admin list the failure is
+/// printed, warned about once and kept for later; once `[mail] admin` is set the
+/// next run mails the notice; the run after that sends none.
+#[tokio::test]
+async fn kinlink_send_reports_undelivered_mail_and_waits_for_an_admin_list() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SmtpOptions {
+            reject_rcpt: vec!["gone@example.gov.uk".into()],
+            ..SmtpOptions::default()
+        };
+        let name = "undelivered_binary";
+        let Some(server) = SmtpServer::start(name, &dir.path().join("smtp"), &options).await
+        else {
+            return;
+        };
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        let config = dir.path().join("kinlink.toml");
+        let write = |admin: &str| {
+            std::fs::write(
+                &config,
+                format!(
+                    "state_dir = \"state\"\n[mail]\ntransport = \"smtp\"\nsmtp_host = \"127.0.0.1\"\n\
+                     smtp_port = {}\nsmtp_tls = \"none\"\nfrom = \"Early Help <eh@example.gov.uk>\"\n{admin}",
+                    server.port
+                ),
+            )
+            .unwrap()
+        };
+        write("");
+        let settings = kinlink::config::load(&config).unwrap();
+        let store = Store::connect(&settings.database, &settings.state_dir)
+            .await
+            .unwrap();
+        let id = Mailer::new(&settings.mail)
+            .unwrap()
+            .enqueue(
+                &store,
+                clock("2026-11-20"),
+                &OutgoingMessage {
+                    idempotency_key: "digest:gone@example.gov.uk:1".into(),
+                    to: vec!["gone@example.gov.uk".into()],
+                    subject: "1 DA notification for North".into(),
+                    text: "P1\n".into(),
+                    html: None,
+                    inline_images: vec![],
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        store.close().await;
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env_remove("KINLINK_CONFIG")
+                .output()
+                .unwrap()
+        };
+
+        let out = run(&["send"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("FAILED    #{id} to gone@example.gov.uk: 550")));
+        assert!(
+            stdout.contains("1 undelivered email(s) are told to nobody: [mail] admin is empty"),
+            "{stdout}"
+        );
+        assert_eq!(
+            stderr.matches("[mail] admin is empty").count(),
+            1,
+            "warned once: {stderr}"
+        );
+        assert!(notices(&server.messages()).is_empty());
+
+        write("admin = [\"admin@example.gov.uk\"]\n");
+        let out = run(&["send"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let notice_id = id + 1;
+        assert!(
+            stdout.contains(&format!(
+                "admin list told of 1 undelivered email(s) (1 recipient(s)) in notice #{notice_id}"
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("sent      #{notice_id} to admin@example.gov.uk")),
+            "{stdout}"
+        );
+        let told = notices(&server.messages());
+        assert_eq!(told.len(), 1);
+        assert!(told[0].contains(&format!("Outbox #{id}, a digest")));
+
+        let out = run(&["send"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("admin list told"), "{stdout}");
+        assert_eq!(notices(&server.messages()).len(), 1);
+        let show = run(&["outbox", "show", &id.to_string()]);
+        let stdout = String::from_utf8_lossy(&show.stdout);
+        assert!(stdout.contains("     admin list told "), "{stdout}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Two runs reporting the same failures (two `kinlink send` at once on PostgreSQL):
+/// the second finds them marked and stores nothing; nor does one that read a
+/// failure `outbox retry` has since queued again.
+#[tokio::test]
+async fn a_failure_is_marked_once_and_a_second_reporter_stands_down() {
+    use kinlink::store::{AttemptOutcome, FailureNoticeStored, NewOutboxMessage};
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("undelivered_marked_once", dir.path()).await {
+        let at = clock("2026-11-20").now();
+        let settings = crate::helpers::settings(&dir.path().join(backend), vec![]);
+        let mailer = Mailer::new(&settings.mail).unwrap();
+        let id = mailer
+            .enqueue(
+                &store,
+                clock("2026-11-20"),
+                &OutgoingMessage {
+                    idempotency_key: "digest:x:1".into(),
+                    to: vec!["gone@example.gov.uk".into()],
+                    subject: "s".into(),
+                    text: "t\n".into(),
+                    html: None,
+                    inline_images: vec![],
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        let claimed = store.claim_outbox(at).await.unwrap().expect("due");
+        assert_eq!(claimed.id, id);
+        let reply = "550 5.1.1 recipient unknown".to_string();
+        store
+            .finish_outbox_attempt(
+                id,
+                &AttemptOutcome {
+                    recipients: vec![(
+                        "gone@example.gov.uk".into(),
+                        RecipientStatus::Failed,
+                        Some(reply.clone()),
+                    )],
+                    status: OutboxStatus::Failed,
+                    next_attempt_at: at,
+                    last_error: Some(reply.clone()),
+                    server_reply: None,
+                    unknown: false,
+                    at,
+                },
+            )
+            .await
+            .unwrap();
+        let found = store.unreported_failures().await.unwrap();
+        assert_eq!(found.len(), 1, "{backend}");
+        assert_eq!(found[0].id, id);
+        assert_eq!(found[0].recipients[0].address, "gone@example.gov.uk");
+        assert_eq!(
+            found[0].recipients[0].reason.as_deref(),
+            Some(reply.as_str())
+        );
+        let marks = [(id, found[0].recipients[0].position)];
+        let notice = |key: &'static str| NewOutboxMessage {
+            idempotency_key: key,
+            message_id: key,
+            sender: "eh@example.gov.uk",
+            subject: "kinlink: 1 email could not be delivered",
+            recipients: &[],
+            raw: b"x",
+            at,
+        };
+        let first = store
+            .store_failure_notice(Some(&notice("admin:undelivered:a")), &marks, at)
+            .await
+            .unwrap();
+        assert!(
+            matches!(first, FailureNoticeStored::Stored(Some(e)) if e.created),
+            "{backend}: {first:?}"
+        );
+        // A second reporter, with a notice composed before the first committed.
+        let second = store
+            .store_failure_notice(Some(&notice("admin:undelivered:b")), &marks, at)
+            .await
+            .unwrap();
+        assert_eq!(second, FailureNoticeStored::Raced, "{backend}");
+        assert_eq!(store.outbox_entries().await.unwrap().len(), 2, "{backend}");
+        assert!(store.unreported_failures().await.unwrap().is_empty());
+        // `outbox retry` makes it a failure to come, reported again if it fails again.
+        store.retry_outbox(id, at).await.unwrap();
+        let (entry, _) = store.outbox_message(id).await.unwrap();
+        assert_eq!(entry.retries, 1, "{backend}");
+        assert!(entry.recipients[0].failure_notified_at.is_none());
+        // A run that read the failure before that retry marks nothing.
+        let stale = store.store_failure_notice(None, &marks, at).await.unwrap();
+        assert_eq!(stale, FailureNoticeStored::Raced, "{backend}");
+        let (entry, _) = store.outbox_message(id).await.unwrap();
+        assert!(entry.recipients[0].failure_notified_at.is_none());
+        store.close().await;
+    }
+}
