@@ -191,17 +191,34 @@ async fn open_store(settings: &Settings) -> Result<Store, Failure> {
         .map_err(Failure::Step)
 }
 
+/// Printed when SIGTERM or SIGINT stopped `ingest` (exit 0, as the daemon: nothing
+/// failed and nothing is half-committed).
+const INGEST_STOPPED: &str = "stopped by SIGTERM/SIGINT: the file in progress was rolled back \
+     and stays waiting; the next run ingests it";
+/// Printed when SIGTERM or SIGINT stopped `run-once` (exit 0).
+const RUN_ONCE_STOPPED: &str = "stopped by SIGTERM/SIGINT: no further stage was started; \
+     a file being ingested was rolled back and the next run ingests it";
+
 async fn ingest(settings: &Settings, clock: Clock, args: &IngestArgs) -> Result<u8, Failure> {
+    // Before anything else, so a signal during migrations is not lost.
+    let stop = crate::shutdown::on_terminate().context("setting up signal handling")?;
     let store = open_store(settings).await?;
     let request = IngestRequest {
         source: args.source.clone(),
         file: args.file.clone(),
-        ..IngestRequest::default()
+        stop,
     };
     let progress = TerminalProgress::new();
     let report = pipeline::ingest(settings, &store, clock, &request, &progress).await;
     store.close().await;
-    let report = report?;
+    let report = match report {
+        Err(e) if e.is::<pipeline::Stopped>() => {
+            progress.file_done();
+            eprintln!("{INGEST_STOPPED}");
+            return Ok(0);
+        }
+        other => other?,
+    };
     match args.format {
         OutputFormat::Json => println!(
             "{}",
@@ -273,8 +290,9 @@ async fn run_once_command(
     clock: Clock,
     format: OutputFormat,
 ) -> Result<u8, Failure> {
+    let stop = crate::shutdown::on_terminate().context("setting up signal handling")?;
     let store = open_store(&settings).await?;
-    let results = run_once(settings, &store, clock).await;
+    let results = run_once(settings, &store, clock, stop).await;
     store.close().await;
     match format {
         OutputFormat::Json => println!(
@@ -287,6 +305,9 @@ async fn run_once_command(
                 println!("{:<9} {:<12} {}", r.step, r.outcome, r.detail);
             }
         }
+    }
+    if results.iter().any(|r| r.outcome == "stopped") {
+        eprintln!("{RUN_ONCE_STOPPED}");
     }
     Ok(if results.iter().any(|r| r.outcome == "failed") {
         EXIT_FAILED

@@ -260,25 +260,41 @@ async fn reload_on_hangup(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StageResult {
     pub step: &'static str,
-    /// `ok`, `failed`, or `unavailable` (not part of this build).
+    /// `ok`, `failed`, `unavailable` (not part of this build), or `stopped`
+    /// (SIGTERM/SIGINT: the stage stopped early and rolled back, or did not start).
     pub outcome: &'static str,
     pub detail: String,
 }
 
 /// Runs ingest, link, evaluate and send once, in order, stopping at a stage that
 /// fails. A rejected file is reported by ingest and is not a failure; a stage
-/// this build does not have is reported and skipped.
-pub async fn run_once(settings: Settings, store: &Store, clock: Clock) -> Vec<StageResult> {
+/// this build does not have is reported and skipped. Once `stop` is cancelled no
+/// further stage starts (reported as `stopped`), and ingest stops at its next
+/// batch, rolling back the file it is storing.
+pub async fn run_once(
+    settings: Settings,
+    store: &Store,
+    clock: Clock,
+    stop: CancellationToken,
+) -> Vec<StageResult> {
     let runner = PipelineSteps::new(store.clone());
     let ctx = StepContext {
         job: "run-once".to_string(),
         run_id: None,
         settings: Arc::new(settings),
         clock,
-        stop: CancellationToken::new(),
+        stop,
     };
     let mut results = Vec::new();
     for &step in RUN_ONCE_STEPS {
+        if ctx.stop.is_cancelled() {
+            results.push(StageResult {
+                step: step.as_str(),
+                outcome: "stopped",
+                detail: "not started: stopped by shutdown".to_string(),
+            });
+            break;
+        }
         match runner.run_step(step, &ctx).await {
             Ok(report) => results.push(StageResult {
                 step: step.as_str(),
@@ -290,6 +306,14 @@ pub async fn run_once(settings: Settings, store: &Store, clock: Clock) -> Vec<St
                 outcome: "unavailable",
                 detail: e.to_string(),
             }),
+            Err(e @ StepError::Stopped(_)) => {
+                results.push(StageResult {
+                    step: step.as_str(),
+                    outcome: "stopped",
+                    detail: e.to_string(),
+                });
+                break;
+            }
             Err(e) => {
                 results.push(StageResult {
                     step: step.as_str(),

@@ -12,6 +12,7 @@ use kinlink::app::{run_once, StageResult};
 use kinlink::config::{DetailLevel, MailTransport, Settings, SmtpSettings, SmtpTls};
 use kinlink::mail::undelivered::is_failure_notice;
 use kinlink::mail::{send_step, Mailer, OutgoingMessage, SendOptions, SendReport};
+use kinlink::shutdown::CancellationToken;
 use kinlink::store::{OutboxEntry, OutboxStatus, RecipientStatus, RetryOutcome, Store};
 
 use crate::alerts::{clock, Borough};
@@ -122,7 +123,13 @@ async fn a_refused_digest_is_told_to_the_admin_once_with_its_id_and_reply() {
             north_family(&b);
 
             // The scheduler's send step, as the nightly job runs it.
-            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stages = run_once(
+                b.settings.clone(),
+                &store,
+                clock("2026-11-20"),
+                CancellationToken::new(),
+            )
+            .await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             assert!(
@@ -187,7 +194,13 @@ async fn a_refused_digest_is_told_to_the_admin_once_with_its_id_and_reply() {
             }
 
             // A second run reports nothing again.
-            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stages = run_once(
+                b.settings.clone(),
+                &store,
+                clock("2026-11-20"),
+                CancellationToken::new(),
+            )
+            .await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             assert!(!stage.detail.contains("admin list"), "{backend}: {stage:?}");
@@ -326,7 +339,12 @@ async fn a_notice_that_cannot_be_delivered_is_not_reported_by_another() {
             };
             let b = borough(dir.path(), backend, server.port);
             north_family(&b);
-            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stages = run_once(
+                b.settings.clone(),
+                &store,
+                clock("2026-11-20"),
+                CancellationToken::new(),
+            ).await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             let ours = notice_entries(&store).await;
@@ -346,7 +364,12 @@ async fn a_notice_that_cannot_be_delivered_is_not_reported_by_another() {
             assert_eq!(failed, 3, "{backend}: two digests and the notice");
 
             // The next run: no notice about the notice, nothing logged again.
-            let stages = run_once(b.settings.clone(), &store, clock("2026-11-20")).await;
+            let stages = run_once(
+                b.settings.clone(),
+                &store,
+                clock("2026-11-20"),
+                CancellationToken::new(),
+            ).await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             assert!(!stage.detail.contains("admin list"), "{backend}: {stage:?}");
