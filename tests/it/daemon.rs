@@ -520,3 +520,122 @@ async fn sigterm_mid_ingest_rolls_the_file_back_and_the_next_run_ingests_it_exac
     let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
     assert_eq!(statuses, ["ingested"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_file_stops_kinlink_ingest_cleanly_and_the_next_ingest_stores_it_exactly_once()
+{
+    // As above: storing it takes seconds in a debug build.
+    const ROWS: usize = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let inbox_file = dir.path().join("inbox/marks.csv");
+    let columns =
+        kinlink::demo::write_attendance(&inbox_file, kinlink::domain::Format::Csv, ROWS, 11)
+            .unwrap();
+    let config = write_config(dir.path(), &attendance_source(&columns));
+    let log_path = dir.path().join("ingest.log");
+    let stdout_path = dir.path().join("ingest.out");
+    let mut child = Daemon(
+        Command::new(KINLINK)
+            .arg("--config")
+            .arg(&config)
+            .args(["ingest", "--format", "json"])
+            .env_remove("KINLINK_CONFIG")
+            .env("KINLINK_LOG", "info,kinlink::pipeline=debug,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("start kinlink ingest"),
+    );
+
+    wait_for(120, "the file's rows to be stored", || {
+        log_text(&log_path).contains("Storing the file's rows in one transaction")
+    });
+    signal(&child.0, "TERM");
+    let t0 = Instant::now();
+    let status = wait_exit(&mut child.0, 30, &log_path);
+    let stopped_in = t0.elapsed();
+    let log = log_text(&log_path);
+    // A clean stop, as the daemon's: exit 0 (not killed by the signal), saying so.
+    assert_eq!(status.code(), Some(0), "{status:?}\n{log}");
+    assert!(
+        log.contains("stopped by SIGTERM/SIGINT: the file in progress was rolled back"),
+        "{log}"
+    );
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "stopped {stopped_in:?} after SIGTERM"
+    );
+    assert!(
+        log.contains("the file's transaction was rolled back"),
+        "{log}"
+    );
+    // No report on stdout: nothing was completed by this run.
+    assert_eq!(log_text(&stdout_path), "");
+    eprintln!("kinlink ingest exited {stopped_in:?} after SIGTERM");
+
+    // Nothing stored; the file waits in the ledger and in the inbox.
+    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+        .await
+        .unwrap();
+    let counts = store.table_counts().await.unwrap();
+    assert_eq!((counts.attendance_marks, counts.mentions), (0, 0));
+    let ledger = store.ledger("schools").await.unwrap();
+    let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
+    assert_eq!(statuses, ["fetched"]);
+    store.close().await;
+    assert!(inbox_file.exists());
+    assert!(!dir.path().join("inbox/archive/marks.csv").exists());
+    assert!(!dir.path().join("inbox/rejected").exists());
+
+    // The next `kinlink ingest` stores every row, once.
+    let files = ingest_outcomes(&config);
+    let ingested: Vec<&serde_json::Value> = files
+        .iter()
+        .filter(|f| f["outcome"] == "ingested")
+        .collect();
+    assert_eq!(ingested.len(), 1, "{files:#?}");
+    assert_eq!(ingested[0]["counts"]["rows_read"], ROWS, "{files:#?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f["outcome"] == "ingested" || f["outcome"] == "duplicate"),
+        "{files:#?}"
+    );
+    assert!(dir.path().join("inbox/archive/marks.csv").exists());
+    assert!(!inbox_file.exists());
+    assert_eq!(ingest_outcomes(&config), Vec::<serde_json::Value>::new());
+    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+        .await
+        .unwrap();
+    let counts = store.table_counts().await.unwrap();
+    assert_eq!(counts.attendance_marks, ROWS as i64);
+    let ledger = store.ledger("schools").await.unwrap();
+    let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
+    assert_eq!(statuses, ["ingested"]);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_starts_no_stage_once_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let inbox_file = dir.path().join("inbox/marks.csv");
+    let columns =
+        kinlink::demo::write_attendance(&inbox_file, kinlink::domain::Format::Csv, 50, 3).unwrap();
+    let config = write_config(dir.path(), &attendance_source(&columns));
+    let settings = kinlink::config::load(&config).unwrap();
+    let store = Store::connect(&settings.database, &settings.state_dir)
+        .await
+        .unwrap();
+    let stop = kinlink::shutdown::CancellationToken::new();
+    stop.cancel();
+    let stages =
+        kinlink::app::run_once(settings, &store, kinlink::app::clock_for(None), stop).await;
+    let outcomes: Vec<(&str, &str)> = stages.iter().map(|s| (s.step, s.outcome)).collect();
+    assert_eq!(outcomes, [("ingest", "stopped")], "{stages:?}");
+    assert_eq!(store.table_counts().await.unwrap().attendance_marks, 0);
+    store.close().await;
+    assert!(inbox_file.exists());
+}
