@@ -377,6 +377,12 @@ pub struct BenchLinkArgs {
     /// Random seed of the synthetic borough.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// The `[linkage] auto_link` band to measure with (default: the built-in default).
+    #[arg(long)]
+    pub auto_link: Option<f64>,
+    /// The `[linkage] review` band to measure with (default: the built-in default).
+    #[arg(long)]
+    pub review: Option<f64>,
     /// Print the figures as JSON instead of markdown tables.
     #[arg(long)]
     pub json: bool,

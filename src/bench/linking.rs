@@ -56,9 +56,14 @@ pub async fn run(args: &BenchLinkArgs) -> anyhow::Result<u8> {
         let phase = phase.clone();
         let (mentions, seed) = (args.mentions.clone(), args.seed);
         let (base, new) = (args.incremental_base, args.incremental_new);
+        let options = options(args)?;
         let figures = tokio::task::spawn_blocking(move || match phase.as_str() {
-            "full" => Ok(full(mentions.first().copied().unwrap_or(100_000), seed)),
-            "incremental" => Ok(incremental(base, new, seed)),
+            "full" => Ok(full(
+                mentions.first().copied().unwrap_or(100_000),
+                seed,
+                &options,
+            )),
+            "incremental" => Ok(incremental(base, new, seed, &options)),
             other => bail!("unknown phase {other:?}: expected full or incremental"),
         })
         .await??;
@@ -73,6 +78,12 @@ pub async fn run(args: &BenchLinkArgs) -> anyhow::Result<u8> {
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["bench", "link", "--seed", &args.seed.to_string()])
             .args(&extra);
+        if let Some(v) = args.auto_link {
+            cmd.args(["--auto-link", &v.to_string()]);
+        }
+        if let Some(v) = args.review {
+            cmd.args(["--review", &v.to_string()]);
+        }
         let out = cmd
             .output()
             .with_context(|| format!("running bench link {}", extra.join(" ")))?;
@@ -124,8 +135,23 @@ pub async fn run(args: &BenchLinkArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The default link options with the bands given on the command line.
+fn options(args: &BenchLinkArgs) -> anyhow::Result<LinkOptions> {
+    let mut o = LinkOptions::default();
+    o.auto_link = args.auto_link.unwrap_or(o.auto_link);
+    o.review = args.review.unwrap_or(o.review);
+    if !(0.0 < o.review && o.review < o.auto_link && o.auto_link <= 1.0) {
+        bail!(
+            "--review {} and --auto-link {} must satisfy 0 < review < auto_link <= 1",
+            o.review,
+            o.auto_link
+        );
+    }
+    Ok(o)
+}
+
 /// A full run of `n` mentions.
-fn full(n: usize, seed: u64) -> LinkFigures {
+fn full(n: usize, seed: u64, options: &LinkOptions) -> LinkFigures {
     let t = Instant::now();
     let mut opts = SynthOptions::new(n);
     opts.seed = seed;
@@ -133,7 +159,7 @@ fn full(n: usize, seed: u64) -> LinkFigures {
     let generate_s = t.elapsed().as_secs_f64();
     let rss = rss_kib() as f64 / 1024.0;
     let t = Instant::now();
-    let result = link::link(&mentions, &Previous::default(), &LinkOptions::default());
+    let result = link::link(&mentions, &Previous::default(), options);
     let link_s = t.elapsed().as_secs_f64();
     let peak = peak_rss_kib() as f64 / 1024.0;
     let ids: Vec<i64> = mentions.iter().map(|m| m.id).collect();
@@ -152,7 +178,7 @@ fn full(n: usize, seed: u64) -> LinkFigures {
 /// `base` mentions linked in full, then `new` more linked incrementally against them.
 /// The new ones are spread evenly through the generated mentions, so they come from
 /// every feed and many are new mentions of people already in the base.
-fn incremental(base: usize, new: usize, seed: u64) -> LinkFigures {
+fn incremental(base: usize, new: usize, seed: u64, options: &LinkOptions) -> LinkFigures {
     let t = Instant::now();
     let mut opts = SynthOptions::new(base + new);
     opts.seed = seed;
@@ -166,7 +192,7 @@ fn incremental(base: usize, new: usize, seed: u64) -> LinkFigures {
         .collect();
     let rss = rss_kib() as f64 / 1024.0;
     let t = Instant::now();
-    let first = link::link(&old, &Previous::default(), &LinkOptions::default());
+    let first = link::link(&old, &Previous::default(), options);
     let base_link_s = t.elapsed().as_secs_f64();
     drop(old);
     let previous = Previous {
@@ -176,7 +202,7 @@ fn incremental(base: usize, new: usize, seed: u64) -> LinkFigures {
         changed: Some(changed),
     };
     let t = Instant::now();
-    let result = link::link(&mentions, &previous, &LinkOptions::default());
+    let result = link::link(&mentions, &previous, options);
     let link_s = t.elapsed().as_secs_f64();
     let peak = peak_rss_kib() as f64 / 1024.0;
     let ids: Vec<i64> = mentions.iter().map(|m| m.id).collect();
@@ -375,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_small_full_run_measures_and_scores() {
-        let f = full(3_000, 9);
+        let f = full(3_000, 9, &LinkOptions::default());
         assert_eq!(f.run, "full");
         assert_eq!(f.mentions, 3_000);
         assert!(f.quality.true_pairs > 0);
@@ -391,7 +417,7 @@ mod tests {
         let changed = spread(&mentions, 20);
         assert_eq!(changed.len(), 20);
         assert!(changed.contains(&51) && changed.contains(&1020));
-        let f = incremental(500, 25, 3);
+        let f = incremental(500, 25, 3, &LinkOptions::default());
         assert_eq!((f.mentions, f.new_mentions), (525, Some(25)));
         assert!(f.base_link_s.is_some());
         assert!(markdown(&[f]).contains("25 new mentions against 500 existing"));
