@@ -493,32 +493,7 @@ async fn sigterm_mid_ingest_rolls_the_file_back_and_the_next_run_ingests_it_exac
 
     // The next run ingests it, once: the waiting file is resumed and the inbox
     // copy is recognised as the same content.
-    let files = ingest_outcomes(&config);
-    let ingested: Vec<&serde_json::Value> = files
-        .iter()
-        .filter(|f| f["outcome"] == "ingested")
-        .collect();
-    assert_eq!(ingested.len(), 1, "{files:#?}");
-    assert_eq!(ingested[0]["counts"]["rows_read"], ROWS, "{files:#?}");
-    assert!(
-        files
-            .iter()
-            .all(|f| f["outcome"] == "ingested" || f["outcome"] == "duplicate"),
-        "{files:#?}"
-    );
-    assert!(dir.path().join("inbox/archive/marks.csv").exists());
-    assert!(!inbox_file.exists());
-
-    // A third run finds nothing new.
-    assert_eq!(ingest_outcomes(&config), Vec::<serde_json::Value>::new());
-    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
-        .await
-        .unwrap();
-    let counts = store.table_counts().await.unwrap();
-    assert_eq!(counts.attendance_marks, ROWS as i64);
-    let ledger = store.ledger("schools").await.unwrap();
-    let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
-    assert_eq!(statuses, ["ingested"]);
+    next_ingests_store_the_file_once(dir.path(), &config, &inbox_file, ROWS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,27 +565,40 @@ async fn sigterm_mid_file_stops_kinlink_ingest_cleanly_and_the_next_ingest_store
     assert!(!dir.path().join("inbox/rejected").exists());
 
     // The next `kinlink ingest` stores every row, once.
-    let files = ingest_outcomes(&config);
+    next_ingests_store_the_file_once(dir.path(), &config, &inbox_file, ROWS).await;
+}
+
+/// After a stop mid-file: the next `kinlink ingest` stores every one of `rows` once
+/// (the inbox copy counts as a duplicate of the waiting file) and archives it, and a
+/// third finds nothing new.
+async fn next_ingests_store_the_file_once(
+    dir: &Path,
+    config: &Path,
+    inbox_file: &Path,
+    rows: usize,
+) {
+    let files = ingest_outcomes(config);
     let ingested: Vec<&serde_json::Value> = files
         .iter()
         .filter(|f| f["outcome"] == "ingested")
         .collect();
     assert_eq!(ingested.len(), 1, "{files:#?}");
-    assert_eq!(ingested[0]["counts"]["rows_read"], ROWS, "{files:#?}");
+    assert_eq!(ingested[0]["counts"]["rows_read"], rows, "{files:#?}");
     assert!(
         files
             .iter()
             .all(|f| f["outcome"] == "ingested" || f["outcome"] == "duplicate"),
         "{files:#?}"
     );
-    assert!(dir.path().join("inbox/archive/marks.csv").exists());
+    assert!(dir.join("inbox/archive/marks.csv").exists());
     assert!(!inbox_file.exists());
-    assert_eq!(ingest_outcomes(&config), Vec::<serde_json::Value>::new());
-    let store = Store::open_sqlite(&dir.path().join("state/kinlink.db"))
+    // A third run finds nothing new.
+    assert_eq!(ingest_outcomes(config), Vec::<serde_json::Value>::new());
+    let store = Store::open_sqlite(&dir.join("state/kinlink.db"))
         .await
         .unwrap();
     let counts = store.table_counts().await.unwrap();
-    assert_eq!(counts.attendance_marks, ROWS as i64);
+    assert_eq!(counts.attendance_marks, rows as i64);
     let ledger = store.ledger("schools").await.unwrap();
     let statuses: Vec<&str> = ledger.iter().map(|f| f.status.as_str()).collect();
     assert_eq!(statuses, ["ingested"]);
