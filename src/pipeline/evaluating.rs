@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::alerts::{self, Directory, LocalityEntry, PlanCounts, SchoolEntry};
 use crate::clock::Clock;
@@ -55,56 +55,95 @@ pub fn directory(settings: &Settings) -> Directory {
     }
 }
 
-/// Reads everything the rules need for `as_of`. The reads run concurrently, each
-/// on a connection of its own; the mentions (the most rows) on a task of their own
-/// so that decoding them uses another core.
+/// Reads everything the rules need for `as_of`: the records and the attendance
+/// counts concurrently, each on a connection of its own; then only the mentions
+/// the rules can ask about ([`rules::mentions_needed`]).
 pub async fn rule_input(
     store: &Store,
     settings: &Settings,
     as_of: chrono::NaiveDate,
 ) -> anyhow::Result<RuleInput> {
+    let t0 = Instant::now();
     let config = settings.rules_config();
     let a = &config.attendance_drop;
-    let mentions = {
-        let store = store.clone();
-        tokio::spawn(async move { store.rule_mentions().await })
-    };
     let pupils = async {
-        let mut pupils = store
+        let t = Instant::now();
+        let count = store
             .attendance_counts(as_of, a.window_school_days, a.baseline_school_days)
             .await
             .context("counting attendance")?;
+        debug!(
+            schools = count.schools,
+            recounted = count.recounted,
+            pupils = count.pupils.len(),
+            seconds = t.elapsed().as_secs_f64(),
+            "Counted attendance"
+        );
+        let t = Instant::now();
+        let mut pupils = count.pupils;
         // Runs of unexplained absence only where a rule may speak of them.
         let mut candidates: Vec<&mut rules::PupilAttendance> = pupils
             .iter_mut()
-            .filter(|p| p.window.unexplained > 1 && rules::attendance_may_alert(p, a))
+            .filter(|p| p.window.unexplained > 1 && rules::attendance_may_raise(p, a))
             .collect();
         store
             .fill_unexplained_runs(&mut candidates)
             .await
             .context("reading runs of unexplained absence")?;
+        debug!(
+            seconds = t.elapsed().as_secs_f64(),
+            "Read runs of unexplained absence"
+        );
         anyhow::Ok(pupils)
     };
-    let (pupils, notifications, notices, cases) = tokio::try_join!(
-        pupils,
-        async {
-            store
-                .rule_notifications()
-                .await
-                .context("reading police notifications")
-        },
-        async {
-            store
-                .rule_notices()
-                .await
-                .context("reading housing notices")
-        },
-        async { store.rule_cases().await.context("reading cases") },
-    )?;
-    let mentions = mentions
+    // The records, then the children living at their addresses, while the
+    // attendance is counted.
+    let records = async {
+        let (notifications, notices, cases) = tokio::try_join!(
+            async {
+                store
+                    .rule_notifications()
+                    .await
+                    .context("reading police notifications")
+            },
+            async {
+                store
+                    .rule_notices()
+                    .await
+                    .context("reading housing notices")
+            },
+            async { store.rule_cases().await.context("reading cases") },
+        )?;
+        let t = Instant::now();
+        let children = store
+            .children_at(&rules::places(&notifications, &notices))
+            .await
+            .context("reading the children at the records' addresses")?;
+        debug!(
+            children = children.len(),
+            seconds = t.elapsed().as_secs_f64(),
+            "Read children at addresses"
+        );
+        anyhow::Ok((notifications, notices, cases, children))
+    };
+    let (pupils, (notifications, notices, cases, children)) = tokio::try_join!(pupils, records)?;
+    debug!(
+        seconds = t0.elapsed().as_secs_f64(),
+        "Read records and attendance"
+    );
+    let t = Instant::now();
+    let mut seeds = rules::mention_seeds(&pupils, &notifications, &notices, &cases, a);
+    seeds.extend(children);
+    let mentions = store
+        .rule_mentions_for(&seeds)
         .await
-        .context("the task reading mentions stopped")?
         .context("reading mentions")?;
+    debug!(
+        seeds = seeds.len(),
+        mentions = mentions.len(),
+        seconds = t.elapsed().as_secs_f64(),
+        "Read mentions"
+    );
     Ok(RuleInput {
         as_of,
         mentions,

@@ -322,9 +322,55 @@ impl<'a> Index<'a> {
 }
 
 /// Whether a pupil's counts could matter to any rule (falling away, severe or
-/// persistent absence): the store reads runs of unexplained absence for these.
+/// persistent absence).
 pub fn attendance_may_alert(p: &PupilAttendance, c: &crate::domain::rules::AttendanceDrop) -> bool {
     attendance::read(p, c).is_some_and(|r| r.falling || r.severe || r.persistent)
+}
+
+/// Whether a pupil's counts could raise an `attendance_drop` (falling away or
+/// severe absence): the only alert that tells the longest run of unexplained
+/// absence, so the store reads the runs for these pupils only.
+pub fn attendance_may_raise(p: &PupilAttendance, c: &crate::domain::rules::AttendanceDrop) -> bool {
+    attendance::read(p, c).is_some_and(|r| r.falling || r.severe)
+}
+
+/// The mentions the rules may look up, given the records and pupils they read:
+/// those of the records and of the pupils with something to say. With the
+/// children living at the records' addresses ([`places`]) and the families of
+/// all, these are the mentions the store reads for a run
+/// ([`crate::store::Store::rule_mentions_for`]); the rules find the same with
+/// them as with every mention.
+pub fn mention_seeds(
+    pupils: &[PupilAttendance],
+    notifications: &[DaRow],
+    notices: &[NoticeRow],
+    cases: &[CaseRow],
+    c: &crate::domain::rules::AttendanceDrop,
+) -> Vec<i64> {
+    // A pupil's mention is looked up only for a signal (part-time or excluded,
+    // persistent absence) or an alert (falling away, severe absence).
+    let mut seeds: Vec<i64> = pupils
+        .iter()
+        .filter(|p| p.window.part_time_or_excluded > 0 || attendance_may_alert(p, c))
+        .map(|p| p.mention)
+        .chain(notifications.iter().map(|n| n.mention))
+        .chain(notices.iter().map(|n| n.mention))
+        .chain(cases.iter().map(|c| c.mention))
+        .collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    seeds
+}
+
+/// The household keys of the records' addresses: where the rules look for
+/// children living there.
+pub fn places(notifications: &[DaRow], notices: &[NoticeRow]) -> Vec<String> {
+    distinct(
+        notifications
+            .iter()
+            .flat_map(|n| n.address_keys.iter().cloned())
+            .chain(notices.iter().flat_map(|n| n.address_keys.iter().cloned())),
+    )
 }
 
 /// Within `days` before `as_of` (inclusive), and not after it.

@@ -6,7 +6,7 @@
 //! Invariant: an evaluation's alerts, facts, deliveries and audit rows commit
 //! together or not at all; a delivery row never exists without its audit row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -22,12 +22,18 @@ use crate::rules::{
     RecordRef,
 };
 
-/// Mentions per `IN (…)` list.
-const IN_CHUNK: usize = 500;
+use super::tallies::SchoolWindow;
 
-/// One school's windows: (URN, baseline's first day, window's first day, window's
-/// last day, window days, baseline days).
-type SchoolWindow = (i64, NaiveDate, NaiveDate, NaiveDate, u32, u32);
+/// Attendance counted for one date.
+#[derive(Debug, Clone, Default)]
+pub struct AttendanceCount {
+    pub pupils: Vec<PupilAttendance>,
+    /// Schools with a school day in the last year.
+    pub schools: usize,
+    /// Of those, the schools counted from their marks; the others moved their
+    /// kept tallies by the days since the last count.
+    pub recounted: usize,
+}
 
 /// An alert as `alerts list` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -79,6 +85,42 @@ pub enum AckOutcome {
     NotFound,
 }
 
+/// What the rules read of a mention: only what they use comes back — the source
+/// and key of pupils (their fact keys), the address of children (where children
+/// live).
+const MENTION_COLUMNS: &str = "SELECT m.id, m.kind, \
+     CASE WHEN m.kind = 'attendance' THEN m.source ELSE '' END, \
+     CASE WHEN m.kind = 'attendance' THEN m.mention_key ELSE '' END, \
+     CASE WHEN m.kind = 'attendance' OR lower(m.role) = 'child' THEN 1 ELSE 0 END, \
+     m.uprn, m.address_line1, m.postcode, mp.person_id, fm.family_id";
+const MENTION_JOINS: &str = "LEFT JOIN mention_persons mp ON mp.mention_id = m.id \
+     LEFT JOIN family_members fm ON fm.person_id = mp.person_id";
+
+fn mention_infos(rows: Vec<MentionTuple>) -> Vec<MentionInfo> {
+    rows.into_iter()
+        .filter_map(|t| {
+            let kind = FeedKind::from_str(&t.1).ok()?;
+            let child = t.4 != 0;
+            let keys = if child {
+                address_keys(t.5, t.6.as_deref(), t.7.as_deref())
+            } else {
+                Vec::new()
+            };
+            Some(MentionInfo {
+                id: t.0,
+                kind,
+                source: t.2,
+                mention_key: t.3,
+                child,
+                person: t.8,
+                family: t.9,
+                address_keys: keys,
+                postcode: t.7,
+            })
+        })
+        .collect()
+}
+
 type MentionTuple = (
     i64,
     String,
@@ -126,44 +168,125 @@ type CaseTuple = (
     Option<String>,
     Option<String>,
 );
-type CountsTuple = (i64, i64, i64, i64);
 
 impl Store {
     /// Mentions with their person, family and (for children) address keys.
     pub async fn rule_mentions(&self) -> Result<Vec<MentionInfo>, StoreError> {
-        // A million rows: only what the rules use comes back — the source and key of
-        // pupils (their fact keys), the address of children (where children live).
-        let sql = "SELECT m.id, m.kind, \
-                   CASE WHEN m.kind = 'attendance' THEN m.source ELSE '' END, \
-                   CASE WHEN m.kind = 'attendance' THEN m.mention_key ELSE '' END, \
-                   CASE WHEN m.kind = 'attendance' OR lower(m.role) = 'child' THEN 1 ELSE 0 END, \
-                   m.uprn, m.address_line1, m.postcode, mp.person_id, fm.family_id FROM mentions m \
-                   LEFT JOIN mention_persons mp ON mp.mention_id = m.id \
-                   LEFT JOIN family_members fm ON fm.person_id = mp.person_id ORDER BY m.id";
-        let rows: Vec<MentionTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
-        Ok(rows
+        let sql = format!("{MENTION_COLUMNS} FROM mentions m {MENTION_JOINS} ORDER BY m.id");
+        let rows: Vec<MentionTuple> = on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)?;
+        Ok(mention_infos(rows))
+    }
+
+    /// The child mentions living at any of `places` (household address keys), by
+    /// id: where the rules look for children at an address.
+    pub async fn children_at(&self, places: &[String]) -> Result<Vec<i64>, StoreError> {
+        // The places' UPRNs and postcodes (without spaces, as address keys compare
+        // them) find the candidates; their own keys decide.
+        let places: HashSet<&str> = places.iter().map(String::as_str).collect();
+        let mut uprns: Vec<i64> = Vec::new();
+        let mut postcodes: Vec<String> = Vec::new();
+        for k in &places {
+            if let Some(u) = k.strip_prefix("uprn:").and_then(|u| u.parse().ok()) {
+                uprns.push(u);
+            } else if let Some((_, pc)) = k.strip_prefix("addr:").and_then(|a| a.rsplit_once('|')) {
+                postcodes.push(pc.replace(' ', ""));
+            }
+        }
+        uprns.sort_unstable();
+        uprns.dedup();
+        postcodes.sort_unstable();
+        postcodes.dedup();
+        let mut tx = Tx::begin(&self.pool).await?;
+        self.temp_table(&mut tx, "rule_uprns", "uprn BIGINT PRIMARY KEY")
+            .await?;
+        self.temp_table(&mut tx, "rule_postcodes", "postcode TEXT PRIMARY KEY")
+            .await?;
+        for chunk in uprns.chunks(5000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_uprns (uprn) ");
+                qb.push_values(chunk, |mut q, u| { q.push_bind(*u); });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        for chunk in postcodes.chunks(5000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_postcodes (postcode) ");
+                qb.push_values(chunk, |mut q, p| { q.push_bind(p.as_str()); });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        type Candidate = (i64, Option<i64>, Option<String>, Option<String>);
+        let candidates: Vec<Candidate> = on_tx!(tx, t => sqlx::query_as(
+            "SELECT m.id, m.uprn, m.address_line1, m.postcode FROM mentions m \
+             WHERE (m.kind = 'attendance' OR lower(m.role) = 'child') \
+             AND (m.uprn IN (SELECT uprn FROM rule_uprns) \
+                  OR REPLACE(m.postcode, ' ', '') IN (SELECT postcode FROM rule_postcodes))")
+            .fetch_all(&mut **t).await)?;
+        drop(tx);
+        Ok(candidates
             .into_iter()
-            .filter_map(|t| {
-                let kind = FeedKind::from_str(&t.1).ok()?;
-                let child = t.4 != 0;
-                let keys = if child {
-                    address_keys(t.5, t.6.as_deref(), t.7.as_deref())
-                } else {
-                    Vec::new()
-                };
-                Some(MentionInfo {
-                    id: t.0,
-                    kind,
-                    source: t.2,
-                    mention_key: t.3,
-                    child,
-                    person: t.8,
-                    family: t.9,
-                    address_keys: keys,
-                    postcode: t.7,
-                })
+            .filter_map(|(id, uprn, line, pc)| {
+                address_keys(uprn, line.as_deref(), pc.as_deref())
+                    .iter()
+                    .any(|k| places.contains(k.as_str()))
+                    .then_some(id)
             })
             .collect())
+    }
+
+    /// The mentions the rules can ask about, as [`Self::rule_mentions`] reads them:
+    /// the `seeds` (the mentions of the records and pupils the rules look at, and
+    /// the children at their addresses) and every mention of their families
+    /// (their homes route the family's alerts). On a large borough this is a
+    /// fraction of the mentions: not the pupils with nothing to say, nor former
+    /// pupils, nor people only in old records.
+    pub async fn rule_mentions_for(&self, seeds: &[i64]) -> Result<Vec<MentionInfo>, StoreError> {
+        let mut seeds = seeds.to_vec();
+        seeds.sort_unstable();
+        seeds.dedup();
+        let mut tx = Tx::begin(&self.pool).await?;
+        self.temp_table(&mut tx, "rule_seeds", "id BIGINT PRIMARY KEY")
+            .await?;
+        self.temp_table(&mut tx, "rule_families", "id BIGINT PRIMARY KEY")
+            .await?;
+        for chunk in seeds.chunks(5000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_seeds (id) ");
+                qb.push_values(chunk, |mut q, id| { q.push_bind(*id); });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        self.analyze(&mut tx, "rule_seeds").await?;
+        let sql = format!(
+            "{MENTION_COLUMNS} FROM rule_seeds s JOIN mentions m ON m.id = s.id {MENTION_JOINS}"
+        );
+        let mut rows: Vec<MentionTuple> =
+            on_tx!(tx, t => sqlx::query_as(&sql).fetch_all(&mut **t).await)?;
+        // Then the other members of their families.
+        let mut families: Vec<i64> = rows.iter().filter_map(|r| r.9).collect();
+        families.sort_unstable();
+        families.dedup();
+        for chunk in families.chunks(5000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_families (id) ");
+                qb.push_values(chunk, |mut q, id| { q.push_bind(*id); });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        self.analyze(&mut tx, "rule_families").await?;
+        let sql = format!(
+            "{MENTION_COLUMNS} FROM rule_families f \
+             JOIN family_members fm2 ON fm2.family_id = f.id \
+             JOIN mention_persons mp2 ON mp2.person_id = fm2.person_id \
+             JOIN mentions m ON m.id = mp2.mention_id {MENTION_JOINS} \
+             WHERE NOT EXISTS (SELECT 1 FROM rule_seeds s WHERE s.id = m.id)"
+        );
+        let members: Vec<MentionTuple> =
+            on_tx!(tx, t => sqlx::query_as(&sql).fetch_all(&mut **t).await)?;
+        drop(tx);
+        rows.extend(members);
+        rows.sort_by_key(|r| r.0);
+        Ok(mention_infos(rows))
     }
 
     /// Every person row of every police notification.
@@ -240,12 +363,14 @@ impl Store {
     /// `window_days` school days up to `as_of` and the `baseline_days` before them.
     /// A school day is a date the school recorded any mark (`school_days`), so a
     /// half-term with no marks neither counts as absence nor shortens a window.
+    /// The counts come from the tallies the last run kept, moved by the days
+    /// since, where they serve (`tallies`).
     pub async fn attendance_counts(
         &self,
         as_of: NaiveDate,
         window_days: u32,
         baseline_days: u32,
-    ) -> Result<Vec<PupilAttendance>, StoreError> {
+    ) -> Result<AttendanceCount, StoreError> {
         // A year always holds more school days than the windows need.
         let since = as_of - chrono::Duration::days(400);
         let days: Vec<(i64, NaiveDate)> = on_pool!(self, p => sqlx::query_as(
@@ -269,75 +394,35 @@ impl Store {
             })
             .collect();
         let Some(earliest) = windows.iter().map(|w| w.1).min() else {
-            return Ok(Vec::new());
+            return Ok(AttendanceCount::default());
         };
-        // The count is one scan of the marks in mention order: split into ranges of
-        // mention ids, each counted on a connection of its own, it uses every core.
-        // The split points come from the pupils marked since the earliest window
-        // (kept at ingest), so the parts hold about as many marks each; the ranges
-        // cover every id whatever the split, so a stale `last_mark_on` can only
-        // unbalance the parts, never lose a pupil.
-        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
-        let mut bounds: Vec<i64> = Vec::new();
-        if parts > 1 {
-            let marked: Vec<(i64,)> = on_pool!(self, p => sqlx::query_as(
-                "SELECT id FROM mentions WHERE kind = 'attendance' AND last_mark_on >= $1 ORDER BY id")
-                .bind(earliest).fetch_all(p).await)?;
-            for i in 1..parts {
-                if let Some(&(id,)) = marked.get(marked.len() * i / parts) {
-                    if bounds.last().is_none_or(|&b| b < id) {
-                        bounds.push(id);
-                    }
-                }
-            }
-        }
-        let mut ranges = Vec::with_capacity(bounds.len() + 1);
-        let mut lo = i64::MIN;
-        for &b in &bounds {
-            ranges.push((lo, b));
-            lo = b;
-        }
-        ranges.push((lo, i64::MAX));
-        // Each part on a task of its own, so that decoding its rows runs in
-        // parallel too; joined in range order, which keeps the pupils in id order.
-        let handles: Vec<_> = ranges
-            .into_iter()
-            .map(|(lo, hi)| {
-                let (store, windows) = (self.clone(), windows.clone());
-                tokio::spawn(async move { store.count_marks(&windows, lo, hi).await })
-            })
-            .collect();
-        let mut rows: Vec<CountsTuple> = Vec::new();
-        for h in handles {
-            let part = h
-                .await
-                .map_err(|e| StoreError::Task(format!("counting attendance: {e}")))??;
-            rows.extend(part);
-        }
+        let (tallies, recounted) = self
+            .tallied_counts(&windows, window_days, baseline_days, earliest)
+            .await?;
         let by_urn: HashMap<i64, &SchoolWindow> = windows.iter().map(|w| (w.0, w)).collect();
-        let field = |v: i64, i: u32| ((v >> (12 * i)) & 4095) as u32;
-        let mut out = Vec::with_capacity(rows.len());
-        for t in rows {
-            let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&t.1) else {
+        let field = |v: i64| u32::try_from(v).unwrap_or(0);
+        let mut out = Vec::with_capacity(tallies.len());
+        for ((mention, urn), t) in tallies {
+            let Some(&&(_, _, from, to, wn, bn)) = by_urn.get(&urn) else {
                 continue;
             };
-            let Ok(urn) = u32::try_from(t.1) else {
+            let Ok(urn) = u32::try_from(urn) else {
                 continue;
             };
             out.push(PupilAttendance {
-                mention: t.0,
+                mention,
                 school_urn: urn,
                 window: AttendanceCounts {
-                    attended: field(t.2, 0),
-                    authorised: field(t.2, 1),
-                    unauthorised: field(t.2, 2),
-                    unexplained: field(t.2, 3),
-                    part_time_or_excluded: field(t.2, 4),
+                    attended: field(t.window[0]),
+                    authorised: field(t.window[1]),
+                    unauthorised: field(t.window[2]),
+                    unexplained: field(t.window[3]),
+                    part_time_or_excluded: field(t.window[4]),
                 },
                 baseline: AttendanceCounts {
-                    attended: field(t.3, 0),
-                    authorised: field(t.3, 1),
-                    unauthorised: field(t.3, 2),
+                    attended: field(t.baseline[0]),
+                    authorised: field(t.baseline[1]),
+                    unauthorised: field(t.baseline[2]),
                     unexplained: 0,
                     part_time_or_excluded: 0,
                 },
@@ -348,63 +433,11 @@ impl Store {
                 longest_unexplained_run: None,
             });
         }
-        Ok(out)
-    }
-
-    /// Per pupil and school with mention id in `lo..hi` (`hi` included when it is
-    /// `i64::MAX`): the packed window and baseline sums of [`Self::attendance_counts`].
-    async fn count_marks(
-        &self,
-        windows: &[SchoolWindow],
-        lo: i64,
-        hi: i64,
-    ) -> Result<Vec<CountsTuple>, StoreError> {
-        // The windows go into a temporary table keyed by URN, so that the scan of
-        // the marks finds its school's window with one key lookup per mark (joined
-        // to a VALUES list instead, SQLite compared every mark with every school).
-        // The transaction is only rolled back: the table goes with it.
-        let mut tx = Tx::begin(&self.pool).await?;
-        let ddl = match self.backend() {
-            super::Backend::Sqlite => {
-                "CREATE TEMP TABLE rule_windows (urn INTEGER PRIMARY KEY, bfrom TEXT NOT NULL, \
-                 wfrom TEXT NOT NULL, wto TEXT NOT NULL)"
-            }
-            super::Backend::Postgres => {
-                "CREATE TEMP TABLE rule_windows (urn BIGINT PRIMARY KEY, bfrom DATE NOT NULL, \
-                 wfrom DATE NOT NULL, wto DATE NOT NULL) ON COMMIT DROP"
-            }
-        };
-        on_tx!(tx, t => sqlx::query(ddl).execute(&mut **t).await.map(|_| ()))?;
-        for chunk in windows.chunks(1000) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO rule_windows (urn, bfrom, wfrom, wto) ");
-                qb.push_values(chunk, |mut q, (urn, bfrom, from, to, _, _)| {
-                    q.push_bind(*urn).push_bind(*bfrom).push_bind(*from).push_bind(*to);
-                });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        // Two sums per pupil instead of eight: each packs its counts in 12-bit
-        // fields (a window holds at most 2 × 2000 sessions, the config's limit),
-        // which halves the time SQLite spends on expressions per mark.
-        let category = "(CASE a.category WHEN 'P' THEN 1 WHEN 'AEA' THEN 1 \
-             WHEN 'AA' THEN 4096 WHEN 'UA' THEN 16777216 ELSE 0 END)";
-        let marks = "(CASE a.mark WHEN 'N' THEN 68719476736 WHEN 'O' THEN 68719476736 \
-             WHEN 'C2' THEN 281474976710656 WHEN 'E' THEN 281474976710656 ELSE 0 END)";
-        let upper = if hi == i64::MAX { "<=" } else { "<" };
-        let sql = format!(
-            "SELECT a.mention_id, a.school_urn, \
-             CAST(SUM(CASE WHEN a.date >= w.wfrom THEN {category} + {marks} ELSE 0 END) AS BIGINT), \
-             CAST(SUM(CASE WHEN a.date < w.wfrom THEN {category} ELSE 0 END) AS BIGINT) \
-             FROM attendance_marks a JOIN rule_windows w ON w.urn = a.school_urn \
-             WHERE a.mention_id >= $1 AND a.mention_id {upper} $2 \
-             AND a.date >= w.bfrom AND a.date <= w.wto \
-             GROUP BY a.mention_id, a.school_urn ORDER BY a.mention_id, a.school_urn"
-        );
-        let rows: Vec<CountsTuple> = on_tx!(tx, t => sqlx::query_as(&sql)
-            .bind(lo).bind(hi).fetch_all(&mut **t).await)?;
-        drop(tx);
-        Ok(rows)
+        Ok(AttendanceCount {
+            schools: windows.len(),
+            recounted,
+            pupils: out,
+        })
     }
 
     /// Fills in the longest run of consecutive unexplained (`N`/`O`) sessions in
@@ -414,55 +447,74 @@ impl Store {
         &self,
         pupils: &mut [&mut PupilAttendance],
     ) -> Result<(), StoreError> {
-        for chunk in pupils.chunks_mut(IN_CHUNK) {
-            let Some(from) = chunk.iter().map(|p| p.window_from).min() else {
-                continue;
-            };
-            let ids: Vec<i64> = chunk.iter().map(|p| p.mention).collect();
-            let rows: Vec<(i64, i64, NaiveDate, String, String)> = on_pool!(self, p => {
-                let mut qb = QueryBuilder::new(
-                    "SELECT mention_id, school_urn, date, session, mark FROM attendance_marks WHERE date >= ",
-                );
-                qb.push_bind(from);
-                qb.push(" AND mention_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in &ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(") ORDER BY mention_id, school_urn, date, session");
-                qb.build_query_as().fetch_all(p).await
+        if pupils.is_empty() {
+            return Ok(());
+        }
+        // The windows go into a temporary table, so that each pupil's marks are
+        // read by key from the window's first day to its last, and only whether
+        // each was unexplained comes back. The transaction is only rolled back.
+        let mut tx = Tx::begin(&self.pool).await?;
+        let ddl = match self.backend() {
+            super::Backend::Sqlite => {
+                "CREATE TEMP TABLE rule_runs (mention_id INTEGER NOT NULL, urn INTEGER NOT NULL, \
+                 wfrom TEXT NOT NULL, wto TEXT NOT NULL, PRIMARY KEY (mention_id, urn))"
+            }
+            super::Backend::Postgres => {
+                "CREATE TEMP TABLE rule_runs (mention_id BIGINT NOT NULL, urn BIGINT NOT NULL, \
+                 wfrom DATE NOT NULL, wto DATE NOT NULL, PRIMARY KEY (mention_id, urn)) ON COMMIT DROP"
+            }
+        };
+        on_tx!(tx, t => sqlx::query(ddl).execute(&mut **t).await.map(|_| ()))?;
+        let mut keys: Vec<(i64, i64, NaiveDate, NaiveDate)> = pupils
+            .iter()
+            .map(|p| {
+                (
+                    p.mention,
+                    i64::from(p.school_urn),
+                    p.window_from,
+                    p.window_to,
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup_by_key(|k| (k.0, k.1));
+        for chunk in keys.chunks(2000) {
+            on_tx!(tx, t => {
+                let mut qb = QueryBuilder::new("INSERT INTO rule_runs (mention_id, urn, wfrom, wto) ");
+                qb.push_values(chunk, |mut q, (m, urn, from, to)| {
+                    q.push_bind(*m).push_bind(*urn).push_bind(*from).push_bind(*to);
+                });
+                qb.build().execute(&mut **t).await.map(|_| ())
             })?;
-            let mut runs: HashMap<(i64, i64), (u32, u32, NaiveDate)> = HashMap::new();
-            let window: HashMap<(i64, i64), (NaiveDate, NaiveDate)> = chunk
-                .iter()
-                .map(|p| {
-                    (
-                        (p.mention, i64::from(p.school_urn)),
-                        (p.window_from, p.window_to),
-                    )
-                })
-                .collect();
-            for (m, urn, date, _, mark) in rows {
-                let Some(&(wfrom, wto)) = window.get(&(m, urn)) else {
-                    continue;
-                };
-                if date < wfrom || date > wto {
-                    continue;
-                }
-                let e = runs.entry((m, urn)).or_insert((0, 0, date));
-                if mark == "N" || mark == "O" {
-                    e.0 += 1;
-                    e.1 = e.1.max(e.0);
-                } else {
-                    e.0 = 0;
-                }
+        }
+        if matches!(self.backend(), super::Backend::Postgres) {
+            on_tx!(tx, t => sqlx::query("ANALYZE rule_runs").execute(&mut **t).await.map(|_| ()))?;
+        }
+        let rows: Vec<(i64, i64, i32)> = on_tx!(tx, t => sqlx::query_as(
+            "SELECT a.mention_id, a.school_urn, \
+             CASE WHEN a.mark IN ('N', 'O') THEN 1 ELSE 0 END \
+             FROM rule_runs r CROSS JOIN attendance_marks a \
+             WHERE a.mention_id = r.mention_id AND a.school_urn = r.urn \
+             AND a.date >= r.wfrom AND a.date <= r.wto \
+             ORDER BY a.mention_id, a.school_urn, a.date, a.session")
+            .fetch_all(&mut **t).await)?;
+        drop(tx);
+        // (current run, longest run) per pupil and school, sessions in order.
+        let mut runs: HashMap<(i64, i64), (u32, u32)> = HashMap::new();
+        for (m, urn, unexplained) in rows {
+            let e = runs.entry((m, urn)).or_insert((0, 0));
+            if unexplained != 0 {
+                e.0 += 1;
+                e.1 = e.1.max(e.0);
+            } else {
+                e.0 = 0;
             }
-            for p in chunk.iter_mut() {
-                p.longest_unexplained_run = Some(
-                    runs.get(&(p.mention, i64::from(p.school_urn)))
-                        .map_or(0, |r| r.1),
-                );
-            }
+        }
+        for p in pupils.iter_mut() {
+            p.longest_unexplained_run = Some(
+                runs.get(&(p.mention, i64::from(p.school_urn)))
+                    .map_or(0, |r| r.1),
+            );
         }
         Ok(())
     }

@@ -67,8 +67,9 @@ pub struct FileTx {
     /// (URN, date) of every attendance mark in the file: the school days the
     /// attendance rule counts, written at commit.
     school_days: HashSet<(i64, NaiveDate)>,
-    /// Each pupil mention's latest mark date in the file, written at commit.
-    last_marks: HashMap<i64, NaiveDate>,
+    /// Each (pupil mention, URN)'s latest mark date in the file, written at commit
+    /// (`pupil_schools`, and `mentions.last_mark_on` per mention).
+    last_marks: HashMap<(i64, i64), NaiveDate>,
 }
 
 impl FileTx {
@@ -119,12 +120,12 @@ impl FileTx {
                     self.school_days.insert(day);
                     last_day = Some(day);
                 }
-                if last_mark != Some((*id, a.date)) {
-                    let e = self.last_marks.entry(*id).or_insert(a.date);
+                if last_mark != Some((*id, day)) {
+                    let e = self.last_marks.entry((*id, day.0)).or_insert(a.date);
                     if a.date > *e {
                         *e = a.date;
                     }
-                    last_mark = Some((*id, a.date));
+                    last_mark = Some((*id, day));
                 }
             }
         }
@@ -168,20 +169,45 @@ impl FileTx {
 
     /// Marks the file ingested with its counts and commits everything.
     pub async fn commit(mut self, counts: FileCounts, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // A school day records the file that last wrote marks for it: an evaluation
+        // that counted the day before this file recounts the school.
         let mut days: Vec<(i64, NaiveDate)> = self.school_days.drain().collect();
         days.sort_unstable();
+        let file_id = self.file_id;
         for chunk in days.chunks(RECORD_CHUNK) {
             on_tx!(self.tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO school_days (school_urn, date) ");
+                let mut qb = QueryBuilder::new("INSERT INTO school_days (school_urn, date, file_id) ");
                 qb.push_values(chunk, |mut b, (urn, date)| {
-                    b.push_bind(*urn).push_bind(*date);
+                    b.push_bind(*urn).push_bind(*date).push_bind(file_id);
                 });
-                qb.push(" ON CONFLICT (school_urn, date) DO NOTHING");
+                qb.push(" ON CONFLICT (school_urn, date) DO UPDATE SET file_id = excluded.file_id");
                 qb.build().execute(&mut **t).await.map(|_| ())
             })?;
         }
-        let mut marks: Vec<(i64, NaiveDate)> = self.last_marks.drain().collect();
-        marks.sort_unstable();
+        let mut pairs: Vec<((i64, i64), NaiveDate)> = self.last_marks.drain().collect();
+        pairs.sort_unstable();
+        for chunk in pairs.chunks(RECORD_CHUNK) {
+            on_tx!(self.tx, t => {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO pupil_schools (mention_id, school_urn, last_mark_on) ",
+                );
+                qb.push_values(chunk, |mut b, ((id, urn), date)| {
+                    b.push_bind(*id).push_bind(*urn).push_bind(*date);
+                });
+                qb.push(
+                    " ON CONFLICT (mention_id, school_urn) DO UPDATE SET last_mark_on = excluded.last_mark_on \
+                     WHERE pupil_schools.last_mark_on < excluded.last_mark_on",
+                );
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        let mut marks: Vec<(i64, NaiveDate)> = Vec::with_capacity(pairs.len());
+        for ((id, _), date) in pairs {
+            match marks.last_mut() {
+                Some((last, d)) if *last == id => *d = (*d).max(date),
+                _ => marks.push((id, date)),
+            }
+        }
         for chunk in marks.chunks(RECORD_CHUNK) {
             on_tx!(self.tx, t => {
                 let mut qb = QueryBuilder::new("WITH v (id, d) AS (");

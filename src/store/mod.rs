@@ -120,8 +120,9 @@ pub mod metrics;
 mod outbox;
 mod retention;
 mod runs;
+mod tallies;
 
-pub use alerts::{AckOutcome, AlertRow, AlertSummary, AuditRow};
+pub use alerts::{AckOutcome, AlertRow, AlertSummary, AttendanceCount, AuditRow};
 pub use digests::{
     ClosedTooEarly, DigestFact, DigestStored, FileNotice, PendingDelivery, PersonDetails,
     RecordInfo, Referral, SettleReport,

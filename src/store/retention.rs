@@ -53,6 +53,7 @@ const QUARANTINE: &str =
      AND status IN ('ingested', 'rejected'))";
 const MARKS: &str = "FROM attendance_marks WHERE date < $1";
 const DAYS: &str = "FROM school_days WHERE date < $1";
+const PUPIL_SCHOOLS: &str = "FROM pupil_schools WHERE last_mark_on < $1";
 const POLICE: &str = "FROM da_persons WHERE incident_at < $1";
 const HOUSING: &str =
     "FROM housing_notices WHERE served_on < $1 AND (possession_date IS NULL OR possession_date < $1)";
@@ -114,6 +115,13 @@ impl Store {
         n.quarantined_rows = delete!(QUARANTINE, c.raw_files_before);
         n.attendance_marks = delete!(MARKS, c.attendance_before);
         n.school_days = delete!(DAYS, c.attendance_before);
+        // A pupil's school whose latest mark went goes too; and the evaluate stage's
+        // tallies counted marks that are gone, so the next evaluation counts afresh.
+        delete!(PUPIL_SCHOOLS, c.attendance_before);
+        if n.attendance_marks > 0 {
+            on_tx!(tx, t => sqlx::query("DELETE FROM attendance_tally_state")
+                .execute(&mut **t).await.map(|_| ()))?;
+        }
         n.police_rows = delete!(POLICE, c.police_before);
         n.housing_notices = delete!(HOUSING, c.housing_before);
         n.case_rows = delete!(CASES, c.cases_before);
@@ -128,6 +136,8 @@ impl Store {
                 format!("DELETE FROM links WHERE a IN ({list}) OR b IN ({list})"),
                 format!("DELETE FROM review_queue WHERE a IN ({list}) OR b IN ({list})"),
                 format!("DELETE FROM mention_persons WHERE mention_id IN ({list})"),
+                format!("DELETE FROM pupil_schools WHERE mention_id IN ({list})"),
+                format!("DELETE FROM attendance_tallies WHERE mention_id IN ({list})"),
                 format!("DELETE FROM mentions WHERE id IN ({list})"),
             ] {
                 on_tx!(tx, t => sqlx::query(&sql).execute(&mut **t).await.map(|_| ()))?;

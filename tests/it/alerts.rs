@@ -265,6 +265,29 @@ async fn every_rule_fires_once_for_the_family_in_trouble_and_never_twice() {
         );
         b.ingest_and_link(&store, "2026-11-20").await;
 
+        // The rules read only the mentions they can ask about, and find with them
+        // exactly what they find with every mention.
+        let as_of = d("2026-11-20");
+        let input = pipeline::rule_input(&store, &b.settings, as_of)
+            .await
+            .unwrap();
+        let every = kinlink::rules::RuleInput {
+            mentions: store.rule_mentions().await.unwrap(),
+            ..input.clone()
+        };
+        assert!(
+            input.mentions.len() < every.mentions.len(),
+            "{backend}: {} of {} mentions read",
+            input.mentions.len(),
+            every.mentions.len()
+        );
+        let config = b.settings.rules_config();
+        let (narrow, narrow_problems) = kinlink::rules::evaluate(&input, &config);
+        let (wide, wide_problems) = kinlink::rules::evaluate(&every, &config);
+        assert_eq!(narrow, wide, "{backend}");
+        assert_eq!(narrow_problems, wide_problems, "{backend}");
+        assert!(!narrow.is_empty(), "{backend}");
+
         let first = b.evaluate(&store, "2026-11-20").await;
         let alerts = store.alert_rows(None, None).await.unwrap();
         let rules = by_rule(&alerts);

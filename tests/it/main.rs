@@ -15,4 +15,5 @@ mod mail;
 mod pipeline;
 mod scheduler;
 mod smtp_server;
+mod tallies;
 mod undelivered;
