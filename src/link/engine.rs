@@ -412,7 +412,9 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32], opts: &LinkOptions) -> 
                     use_fields[compare::FORENAME] = false
                 }
                 block::KeyPart::SurnameCode => use_fields[compare::SURNAME] = false,
-                block::KeyPart::Postcode => use_fields[compare::ADDRESS] = false,
+                block::KeyPart::Postcode | block::KeyPart::Address => {
+                    use_fields[compare::ADDRESS] = false
+                }
                 // Within one birth year, DOB levels of strangers are not those of
                 // random pairs: use u conditional on the year.
                 block::KeyPart::BirthYear => {
