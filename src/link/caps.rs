@@ -135,6 +135,25 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     None
 }
 
+/// Whether a pair is held back only because its surnames differ: the forename
+/// strong, one dwelling, sex not disagreeing, no DOB to settle it (or one a part off).
+/// That is a woman recorded under her maiden and her married name at home, DOB
+/// unrecorded — or, as far as these fields go, another adult of that forename in the
+/// house. Two police notifications that also name someone in common (the same
+/// partner, the same children) tell the two apart; see `engine`.
+pub(crate) fn held_by_surname_alone(g: u32, facts: PairFacts) -> bool {
+    let fore = compare::get(g, compare::FORENAME);
+    let sur = compare::get(g, compare::SURNAME);
+    let addr = compare::get(g, compare::ADDRESS);
+    let sex = compare::get(g, compare::SEX);
+    matches!(guard(g, facts), Some((_, "weak_evidence")))
+        && fore <= level::FORENAME_JW_HIGH
+        && sur > level::SURNAME_JW_HIGH
+        && addr <= level::ADDRESS_STREET
+        && addr != level::ADDRESS_OTHER_HOUSE
+        && sex != level::SEX_DISAGREE
+}
+
 /// Whether a cap says two records are different people, not merely short of
 /// evidence: what clustering refuses between whole persons.
 pub(crate) fn says_different(cap: Option<(Band, &'static str)>) -> bool {
