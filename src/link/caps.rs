@@ -58,7 +58,8 @@ impl PairFacts {
 /// - fewer than two strong groups: review if at least one more is weak, else no link
 ///   (two Mia Smiths born a few days apart across the borough); no link either when
 ///   the records themselves say two people — pupils of two schools, or two person ids
-///   of one case system — for a reviewer could only confirm it;
+///   of one case system — or place the person in different postcode sectors (a DOB a
+///   part off *and* another neighbourhood), for a reviewer could only confirm it;
 /// - forename disagrees outright: review at most (twins share everything else); no
 ///   link between two schools' records (legal names) or two person ids of one case
 ///   system (twins, whom their own records already tell apart);
@@ -97,8 +98,15 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     // Records that already say "two people" (pupils of two schools; two person ids of
     // one case system) need more than weak evidence to be worth anyone's time.
     let records_say_two = facts.schools_differ || facts.same_case_source;
+    // Both addresses known and not even in one postcode sector: the records place
+    // the person in different neighbourhoods.
+    let lives_elsewhere =
+        addr >= level::ADDRESS_DISTRICT && addr != compare::missing(compare::ADDRESS);
     if strong < 2 {
-        return if strong == 1 && weak >= 1 && !records_say_two {
+        // One strong group and a weak one is worth a reviewer's time unless the
+        // records contradict it further: a DOB a part off *and* another
+        // neighbourhood against one agreeing name are two Amelia Smiths.
+        return if strong == 1 && weak >= 1 && !records_say_two && !lives_elsewhere {
             Some((Band::Review, "weak_evidence"))
         } else {
             Some((Band::NoLink, "weak_evidence"))
@@ -190,8 +198,14 @@ mod tests {
 
     #[test]
     fn weak_evidence_between_records_that_say_two_people_is_not_reviewed() {
-        // One name, a DOB a part off, nothing shared about where they live.
-        let g = gamma([0, 0, level::DOB_ONE_PART, OTHER_ADDRESS, 0]);
+        // One name, a DOB a part off, nothing known about where they live.
+        let g = gamma([
+            0,
+            0,
+            level::DOB_ONE_PART,
+            compare::missing(compare::ADDRESS),
+            0,
+        ]);
         let anywhere = PairFacts::default();
         assert_eq!(guard(g, anywhere), Some((Band::Review, "weak_evidence")));
         let two_schools = PairFacts {
@@ -208,6 +222,22 @@ mod tests {
             guard(g, one_case_system),
             Some((Band::NoLink, "weak_evidence"))
         );
+    }
+
+    #[test]
+    fn a_name_against_a_dob_a_part_off_and_another_neighbourhood_is_not_reviewed() {
+        let anywhere = PairFacts::default();
+        // Same name, DOB a part off: review while nothing about the address
+        // disagrees (unknown, or neighbours in one sector)…
+        for addr in [compare::missing(compare::ADDRESS), 5] {
+            let g = gamma([0, 0, level::DOB_ONE_PART, addr, 0]);
+            assert_eq!(guard(g, anywhere), Some((Band::Review, "weak_evidence")));
+        }
+        // …no link once the two records live in different sectors or districts.
+        for addr in [level::ADDRESS_DISTRICT, OTHER_ADDRESS] {
+            let g = gamma([0, 0, level::DOB_ONE_PART, addr, 0]);
+            assert_eq!(guard(g, anywhere), Some((Band::NoLink, "weak_evidence")));
+        }
     }
 
     #[test]
