@@ -12,6 +12,7 @@ pub const KEY_PARTS: &[&str] = &[
     "forename_code",
     "surname_code",
     "postcode",
+    "address",
 ];
 
 /// The default blocking rules, each catching what the others miss.
@@ -22,6 +23,7 @@ pub const DEFAULT_BLOCKING: &[&str] = &[
     "birth_month+surname_code+forename",
     "postcode+surname_code",
     "dob+postcode",
+    "address+forename_code",
 ];
 
 pub const FORENAME_LEVELS: &[&str] = &[

@@ -24,6 +24,9 @@ pub enum KeyPart {
     Forename,
     SurnameCode,
     Postcode,
+    /// The house/flat numbers and street of the address line, normalised (`F3 12`,
+    /// `OAK RD`); missing unless the line has a number.
+    Address,
 }
 
 impl KeyPart {
@@ -36,11 +39,16 @@ impl KeyPart {
             KeyPart::Forename => u64::from(p.forename_canon[i]),
             KeyPart::SurnameCode => u64::from(p.surname_code[i]),
             KeyPart::Postcode => u64::from(p.postcode[i]),
+            // A street name alone is not a dwelling: both parts, or no key.
+            KeyPart::Address if p.house[i] != 0 && p.street[i] != 0 => {
+                (u64::from(p.house[i]) << 32) | u64::from(p.street[i])
+            }
+            KeyPart::Address => 0,
         }
     }
 
     fn is_address(self) -> bool {
-        matches!(self, KeyPart::Postcode)
+        matches!(self, KeyPart::Postcode | KeyPart::Address)
     }
 }
 
@@ -54,6 +62,7 @@ impl KeyPart {
             "forename_code" => KeyPart::ForenameCode,
             "surname_code" => KeyPart::SurnameCode,
             "postcode" => KeyPart::Postcode,
+            "address" => KeyPart::Address,
             _ => return None,
         })
     }
@@ -91,7 +100,9 @@ impl BlockingRule {
     /// Oliver and Olivia together); a DOB missing or mistyped (postcode+forename_code);
     /// a move with a DOB error (birth_month+surname_code+forename); no DOB and a
     /// forename spelt differently (postcode+surname_code); both names recorded
-    /// differently (dob+postcode).
+    /// differently (dob+postcode); a mistyped postcode on a record without a DOB
+    /// (address+forename_code: the address line is a second, independent copy of
+    /// where someone lives, and one dwelling's block is a household).
     pub fn defaults() -> Vec<BlockingRule> {
         crate::domain::linkage::DEFAULT_BLOCKING
             .iter()

@@ -56,8 +56,13 @@ impl PairFacts {
 /// - a child's role against an adult's without the DOB agreeing: no link (a mother and
 ///   daughter of one name, the mother's DOB unrecorded);
 /// - fewer than two strong groups: review if at least one more is weak, else no link
-///   (two Mia Smiths born a few days apart across the borough);
-/// - forename disagrees outright: review at most (twins share everything else);
+///   (two Mia Smiths born a few days apart across the borough); no link either when
+///   the records themselves say two people — pupils of two schools, or two person ids
+///   of one case system — or place the person in different postcode sectors (a DOB a
+///   part off *and* another neighbourhood), for a reviewer could only confirm it;
+/// - forename disagrees outright: review at most (twins share everything else); no
+///   link between two schools' records (legal names) or two person ids of one case
+///   system (twins, whom their own records already tell apart);
 /// - sex disagrees and the forename is not the same: review at most (Oliver and
 ///   Olivia, twins);
 /// - two schools' records of a pupil whose forenames differ at all: review at most
@@ -90,15 +95,31 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     let address_strong = addr <= level::ADDRESS_STREET && addr != level::ADDRESS_OTHER_HOUSE;
     let strong = u8::from(name_strong) + u8::from(dob_strong) + u8::from(address_strong);
     let weak = u8::from(name_weak) + u8::from(dob_weak);
+    // Records that already say "two people" (pupils of two schools; two person ids of
+    // one case system) need more than weak evidence to be worth anyone's time.
+    let records_say_two = facts.schools_differ || facts.same_case_source;
+    // Both addresses known and not even in one postcode sector: the records place
+    // the person in different neighbourhoods.
+    let lives_elsewhere =
+        addr >= level::ADDRESS_DISTRICT && addr != compare::missing(compare::ADDRESS);
     if strong < 2 {
-        return if strong == 1 && weak >= 1 {
+        // One strong group and a weak one is worth a reviewer's time unless the
+        // records contradict it further: a DOB a part off *and* another
+        // neighbourhood against one agreeing name are two Amelia Smiths.
+        return if strong == 1 && weak >= 1 && !records_say_two && !lives_elsewhere {
             Some((Band::Review, "weak_evidence"))
         } else {
             Some((Band::NoLink, "weak_evidence"))
         };
     }
     if fore == level::FORENAME_OTHER {
-        return Some((Band::Review, "forename_disagrees"));
+        // Schools keep legal names and a case system its own ids: there a forename
+        // that disagrees outright is a second child (a twin), not a question.
+        return if facts.both_pupils || facts.same_case_source {
+            Some((Band::NoLink, "forename_disagrees"))
+        } else {
+            Some((Band::Review, "forename_disagrees"))
+        };
     }
     let sex = compare::get(g, compare::SEX);
     if sex == level::SEX_DISAGREE && fore != level::EXACT {
@@ -122,20 +143,124 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     None
 }
 
+/// Whether a pair is held back only because its surnames differ: the forename
+/// strong, one dwelling, sex not disagreeing, no DOB to settle it (or one a part off).
+/// That is a woman recorded under her maiden and her married name at home, DOB
+/// unrecorded — or, as far as these fields go, another adult of that forename in the
+/// house. Two police notifications that also name someone in common (the same
+/// partner, the same children) tell the two apart; see `engine`.
+pub(crate) fn held_by_surname_alone(g: u32, facts: PairFacts) -> bool {
+    let fore = compare::get(g, compare::FORENAME);
+    let sur = compare::get(g, compare::SURNAME);
+    let addr = compare::get(g, compare::ADDRESS);
+    let sex = compare::get(g, compare::SEX);
+    matches!(guard(g, facts), Some((_, "weak_evidence")))
+        && fore <= level::FORENAME_JW_HIGH
+        && sur > level::SURNAME_JW_HIGH
+        && addr <= level::ADDRESS_STREET
+        && addr != level::ADDRESS_OTHER_HOUSE
+        && sex != level::SEX_DISAGREE
+}
+
 /// Whether a cap says two records are different people, not merely short of
 /// evidence: what clustering refuses between whole persons.
 pub(crate) fn says_different(cap: Option<(Band, &'static str)>) -> bool {
     matches!(
         cap,
-        Some((Band::NoLink, "dob_disagrees" | "child_and_adult"))
-            | Some((
-                Band::Review,
-                "forename_disagrees"
-                    | "sex_and_forename_differ"
-                    | "pupil_forenames_differ"
-                    | "different_schools"
-                    | "two_case_person_ids"
-                    | "reused_identifier"
-            ))
+        Some((
+            _,
+            "dob_disagrees"
+                | "child_and_adult"
+                | "forename_disagrees"
+                | "sex_and_forename_differ"
+                | "pupil_forenames_differ"
+                | "different_schools"
+                | "two_case_person_ids"
+                | "reused_identifier"
+        ))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gamma from levels in field order (forename, surname, dob, address, sex).
+    fn gamma(levels: [u8; compare::N_FIELDS]) -> u32 {
+        levels
+            .iter()
+            .enumerate()
+            .fold(0, |g, (f, &l)| g | (u32::from(l) << (4 * f)))
+    }
+
+    const OTHER_ADDRESS: u8 = 7;
+    const POSTCODE: u8 = level::ADDRESS_POSTCODE;
+
+    #[test]
+    fn weak_evidence_between_records_that_say_two_people_is_not_reviewed() {
+        // One name, a DOB a part off, nothing known about where they live.
+        let g = gamma([
+            0,
+            0,
+            level::DOB_ONE_PART,
+            compare::missing(compare::ADDRESS),
+            0,
+        ]);
+        let anywhere = PairFacts::default();
+        assert_eq!(guard(g, anywhere), Some((Band::Review, "weak_evidence")));
+        let two_schools = PairFacts {
+            schools_differ: true,
+            both_pupils: true,
+            ..PairFacts::default()
+        };
+        assert_eq!(guard(g, two_schools), Some((Band::NoLink, "weak_evidence")));
+        let one_case_system = PairFacts {
+            same_case_source: true,
+            ..PairFacts::default()
+        };
+        assert_eq!(
+            guard(g, one_case_system),
+            Some((Band::NoLink, "weak_evidence"))
+        );
+    }
+
+    #[test]
+    fn a_name_against_a_dob_a_part_off_and_another_neighbourhood_is_not_reviewed() {
+        let anywhere = PairFacts::default();
+        // Same name, DOB a part off: review while nothing about the address
+        // disagrees (unknown, or neighbours in one sector)…
+        for addr in [compare::missing(compare::ADDRESS), 5] {
+            let g = gamma([0, 0, level::DOB_ONE_PART, addr, 0]);
+            assert_eq!(guard(g, anywhere), Some((Band::Review, "weak_evidence")));
+        }
+        // …no link once the two records live in different sectors or districts.
+        for addr in [level::ADDRESS_DISTRICT, OTHER_ADDRESS] {
+            let g = gamma([0, 0, level::DOB_ONE_PART, addr, 0]);
+            assert_eq!(guard(g, anywhere), Some((Band::NoLink, "weak_evidence")));
+        }
+    }
+
+    #[test]
+    fn twins_in_school_or_case_records_are_not_reviewed_elsewhere_they_are() {
+        // Twins: surname, DOB and postcode agree, the forenames do not at all.
+        let g = gamma([level::FORENAME_OTHER, 0, 0, POSTCODE, 0]);
+        let schools = PairFacts {
+            both_pupils: true,
+            schools_agree: true,
+            ..PairFacts::default()
+        };
+        let case_system = PairFacts {
+            same_case_source: true,
+            ..PairFacts::default()
+        };
+        for facts in [schools, case_system] {
+            let cap = guard(g, facts);
+            assert_eq!(cap, Some((Band::NoLink, "forename_disagrees")));
+            assert!(says_different(cap), "clustering must still refuse them");
+        }
+        // A police record against a school's may carry a name the child goes by.
+        let cap = guard(g, PairFacts::default());
+        assert_eq!(cap, Some((Band::Review, "forename_disagrees")));
+        assert!(says_different(cap));
+    }
 }

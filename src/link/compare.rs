@@ -76,6 +76,7 @@ pub(crate) mod level {
     pub const SEX_DISAGREE: u8 = 1;
     pub const ADDRESS_OTHER_HOUSE: u8 = 3;
     pub const ADDRESS_STREET: u8 = 4;
+    pub const ADDRESS_DISTRICT: u8 = 6;
 }
 
 /// The `missing` level of field `f`.

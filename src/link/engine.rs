@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::block;
-use super::caps::{guard, PairFacts};
+use super::caps::{self, guard, PairFacts};
 use super::cluster::{Clusters, Refusal};
 use super::compare::{self, FIELDS, N_FIELDS};
 use super::model::{self, Model, Weights};
@@ -40,6 +40,9 @@ struct Scored {
     weight: f64,
     band: Band,
     cap: Option<&'static str>,
+    /// Held back by the surname alone between two police notifications: linked after
+    /// all if the notifications name someone else in common ([`caps::held_by_surname_alone`]).
+    needs_shared_member: bool,
 }
 
 pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOptions) -> LinkResult {
@@ -179,8 +182,15 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
             .then_with(|| y.probability().total_cmp(&x.probability()))
             .then_with(|| x.ends().cmp(&y.ends()))
     });
+    let mut pending: Vec<Scored> = Vec::new();
     for l in &links {
         let (i, j) = l.ends();
+        if let Link::New(s) = l {
+            if s.needs_shared_member {
+                pending.push(*s);
+                continue;
+            }
+        }
         let sp = match l {
             Link::New(s) => to_scored_pair(mentions, &p, &weights, s),
             Link::Kept(_, _, sp) => (*sp).clone(),
@@ -203,6 +213,62 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
             },
             Band::Review => review.push(sp),
             Band::NoLink => {}
+        }
+    }
+    // 4. Pairs held back by the surname alone between two notifications: two
+    // notifications at one home that name the same other person (her partner, her
+    // children) and a woman of one forename are one woman, whichever surname each
+    // officer wrote down. Strongest first; the rest keep their capped band.
+    if !pending.is_empty() {
+        let wanted: HashSet<u32> = pending
+            .iter()
+            .flat_map(|s| [p.group[s.i as usize], p.group[s.j as usize]])
+            .collect();
+        let mut members: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (k, g) in p.group.iter().enumerate() {
+            if wanted.contains(g) {
+                members.entry(*g).or_default().push(k);
+            }
+        }
+        for s in &pending {
+            let (i, j) = (s.i as usize, s.j as usize);
+            let mut sp = to_scored_pair(mentions, &p, &weights, s);
+            if decided.contains(&(sp.a, sp.b)) {
+                continue;
+            }
+            let others = |x: usize| -> Vec<usize> {
+                members
+                    .get(&p.group[x])
+                    .map(|m| m.iter().copied().filter(|&k| k != x).collect())
+                    .unwrap_or_default()
+            };
+            let (oi, oj) = (others(i), others(j));
+            let shared = oi.iter().any(|&k| oj.iter().any(|&l| clusters.same(k, l)));
+            if !shared {
+                if s.band == Band::Review {
+                    review.push(sp);
+                }
+                continue;
+            }
+            sp.band = if s.probability >= opts.auto_link {
+                Band::Link
+            } else {
+                Band::Review
+            };
+            if let Some(at) = sp.evidence.find(";cap=") {
+                sp.evidence.truncate(at);
+            }
+            sp.evidence
+                .push_str(";household=notifications_share_a_person");
+            match sp.band {
+                Band::Link => match clusters.union(i, j, true) {
+                    Ok(()) => pairs.push(sp),
+                    Err(refusal) => {
+                        note_refusal(refusal, &sp, mentions, i, j, &mut flags, &mut review)
+                    }
+                },
+                _ => review.push(sp),
+            }
         }
     }
     // A review pair whose mentions ended up in one person anyway, or that can never
@@ -412,7 +478,9 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32], opts: &LinkOptions) -> 
                     use_fields[compare::FORENAME] = false
                 }
                 block::KeyPart::SurnameCode => use_fields[compare::SURNAME] = false,
-                block::KeyPart::Postcode => use_fields[compare::ADDRESS] = false,
+                block::KeyPart::Postcode | block::KeyPart::Address => {
+                    use_fields[compare::ADDRESS] = false
+                }
                 // Within one birth year, DOB levels of strangers are not those of
                 // random pairs: use u conditional on the year.
                 block::KeyPart::BirthYear => {
@@ -501,11 +569,18 @@ fn score_all(
                         } else {
                             Band::Review
                         };
-                        let cap = guard(g, PairFacts::of(p, i, j));
+                        let uncapped = band;
+                        let facts = PairFacts::of(p, i, j);
+                        let cap = guard(g, facts);
                         if let Some((cap_band, _)) = cap {
                             band = band.max(cap_band);
                         }
-                        if band == Band::NoLink {
+                        let needs_shared_member = band != uncapped
+                            && p.group[i] != 0
+                            && p.group[j] != 0
+                            && p.group[i] != p.group[j]
+                            && caps::held_by_surname_alone(g, facts);
+                        if band == Band::NoLink && !needs_shared_member {
                             continue;
                         }
                         out.push(Scored {
@@ -516,6 +591,7 @@ fn score_all(
                             weight,
                             band,
                             cap: cap.map(|c| c.1),
+                            needs_shared_member,
                         });
                     }
                     out

@@ -308,6 +308,131 @@ fn police_adult_with_nickname_and_swapped_dob_links_to_the_case_person() {
 }
 
 #[test]
+fn a_mistyped_postcode_on_a_record_without_a_dob_links_by_the_address_line() {
+    let mut mentions = background(1000, 200);
+    let police = |id: i64, fore: &str, sur: &str, dob: &str, line: &str, pc: &str, n: &str| {
+        let mut m = at(
+            mention(id, FeedKind::PoliceDa, "police", fore, sur, dob),
+            line,
+            pc,
+        );
+        m.role = "victim".to_owned();
+        m.group = Some(n.to_owned());
+        m
+    };
+    // Two notifications of one victim: the second without her DOB and with one
+    // letter of the postcode wrong, so no postcode or DOB block holds both.
+    mentions.push(police(
+        1,
+        "Rebecca",
+        "Dunwood",
+        "1986-03-14",
+        "36 Chapel Street",
+        "M2 5JN",
+        "N1",
+    ));
+    mentions.push(police(
+        2,
+        "REBECCA",
+        "DUNWOOD",
+        "",
+        "36 Chapel St",
+        "M2 5JZ",
+        "N2",
+    ));
+    // Another house of the street, also without a DOB: nothing says she is Rebecca.
+    mentions.push(police(
+        3,
+        "Rebecca",
+        "Dunwood",
+        "",
+        "38 Chapel Street",
+        "M2 5JX",
+        "N3",
+    ));
+    let r = run(&mentions);
+    assert_eq!(
+        person_of(&r, 1),
+        person_of(&r, 2),
+        "one victim's records apart"
+    );
+    assert_ne!(person_of(&r, 1), person_of(&r, 3), "another house merged");
+    // It is the address-line block that brings the two together.
+    let mut without = LinkOptions::default();
+    without
+        .blocking
+        .retain(|b| b.name != "address+forename_code");
+    let r = link(&mentions, &Previous::default(), &without);
+    assert_ne!(person_of(&r, 1), person_of(&r, 2));
+}
+
+#[test]
+fn a_victim_under_two_surnames_links_when_her_notifications_name_someone_in_common() {
+    let mut mentions = background(1000, 200);
+    let police = |id: i64, role: &str, fore: &str, sur: &str, dob: &str, n: &str| {
+        let mut m = at(
+            mention(id, FeedKind::PoliceDa, "police", fore, sur, dob),
+            "37 Oldfield Street",
+            "M4 8PR",
+        );
+        m.role = role.to_owned();
+        m.group = Some(n.to_owned());
+        m
+    };
+    // Two incidents at her home: her maiden name and no DOB in the first, her
+    // married name in the second; the same partner and the same child in both.
+    mentions.extend([
+        police(1, "victim", "Carly", "Stafstock", "", "N1"),
+        police(
+            2,
+            "perpetrator",
+            "Dean",
+            "Kellangthorpe",
+            "1990-02-11",
+            "N1",
+        ),
+        police(3, "child", "Mia", "Kellangthorpe", "2017-06-30", "N1"),
+        police(4, "victim", "Carly", "Kellangthorpe", "1992-08-29", "N2"),
+        police(
+            5,
+            "perpetrator",
+            "Dean",
+            "Kellangthorpe",
+            "1990-02-11",
+            "N2",
+        ),
+        police(6, "child", "Mia", "Kellangthorpe", "2017-06-30", "N2"),
+        // A third at the same address with no one in common: nothing but a forename
+        // and a house says this Carly is her.
+        police(7, "victim", "Carly", "Brown", "", "N3"),
+        police(8, "perpetrator", "Gary", "Brown", "1985-01-04", "N3"),
+    ]);
+    let r = run(&mentions);
+    assert_eq!(
+        person_of(&r, 2),
+        person_of(&r, 5),
+        "the partner's records apart"
+    );
+    assert_eq!(person_of(&r, 1), person_of(&r, 4), "her two surnames apart");
+    assert_ne!(
+        person_of(&r, 1),
+        person_of(&r, 7),
+        "no one in common, yet merged"
+    );
+    let pair = r
+        .pairs
+        .iter()
+        .find(|p| p.a == 1 && p.b == 4)
+        .expect("the pair is kept");
+    assert!(
+        pair.evidence
+            .ends_with(";household=notifications_share_a_person"),
+        "{}",
+        pair.evidence
+    );
+}
+
+#[test]
 fn different_valid_upns_never_link_whatever_else_matches() {
     let mut mentions = background(1000, 100);
     mentions.push(upn(
