@@ -555,7 +555,8 @@ fn read_part(mut zip: zip::ZipArchive<xlsx::SharedReader>, plan: xlsx::Plan, tx:
                     // A chunk ends only between rows; this cell's text moves on.
                     if rows_in_chunk >= CHUNK_ROWS {
                         let mut next = Packed::default();
-                        next.text.push_str(chunk.text.get(mark..).unwrap_or_default());
+                        next.text
+                            .push_str(chunk.text.get(mark..).unwrap_or_default());
                         chunk.text.truncate(mark);
                         if tx
                             .send(Msg::Rows(std::mem::replace(&mut chunk, next)))

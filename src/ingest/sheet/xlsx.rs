@@ -352,7 +352,7 @@ fn shared_strings<R: Read + Seek>(zip: &mut ZipArchive<R>) -> Result<Vec<String>
     let mut strings = Vec::new();
     let mut bufs = TextBufs::default();
     loop {
-        match xml.next()? {
+        match xml.token()? {
             Tok::Start { name, .. } if local(xml.get(name)) == b"si" => {
                 let mut s = String::new();
                 let closing = name;
@@ -491,7 +491,7 @@ impl<R: Read> Tokens<R> {
         }
     }
 
-    fn next(&mut self) -> Result<Tok, String> {
+    fn token(&mut self) -> Result<Tok, String> {
         if let Some(name) = self.pending_end.take() {
             return Ok(Tok::End { name });
         }
@@ -640,7 +640,7 @@ impl<R: Read> Tokens<R> {
     fn skip(&mut self, name: &[u8]) -> Result<(), String> {
         let mut depth = 0usize;
         loop {
-            match self.next()? {
+            match self.token()? {
                 Tok::Start { name: n, .. } if self.get(n) == name => depth += 1,
                 Tok::End { name: n } if self.get(n) == name => {
                     if depth == 0 {
@@ -782,7 +782,7 @@ fn read_rich<R: Read>(
 ) -> Result<(), String> {
     let mut phonetic = false;
     loop {
-        match xml.next()? {
+        match xml.token()? {
             Tok::Start { name, .. } if local(xml.get(name)) == b"rPh" => phonetic = true,
             Tok::End { name } if xml.get(name) == bufs.closing.as_slice() => return Ok(()),
             Tok::End { name } if local(xml.get(name)) == b"rPh" => phonetic = false,
@@ -792,7 +792,7 @@ fn read_rich<R: Read>(
                 bufs.t_name.extend_from_slice(xml.get(name));
                 bufs.text.clear();
                 loop {
-                    match xml.next()? {
+                    match xml.token()? {
                         Tok::Text(s) => push_text(xml.get(s), &mut bufs.text)?,
                         Tok::CData(s) => push_cdata(xml.get(s), &mut bufs.text)?,
                         Tok::End { name } if xml.get(name) == bufs.t_name.as_slice() => break,
@@ -923,7 +923,7 @@ impl<R: Read> SheetReader<R> {
         let mut xml = Tokens::new(part);
         let mut first: Option<String> = None;
         loop {
-            match xml.next()? {
+            match xml.token()? {
                 Tok::Start { name, .. } => match local(xml.get(name)) {
                     b"sheetData" => break,
                     other => {
@@ -961,7 +961,7 @@ impl<R: Read> SheetReader<R> {
             return Ok(None);
         }
         loop {
-            match self.xml.next()? {
+            match self.xml.token()? {
                 Tok::Start { name, attrs } => match local(self.xml.get(name)) {
                     b"row" => {
                         if let Some(r) = attr_bytes(self.xml.get(attrs), b"r") {
@@ -1031,7 +1031,7 @@ impl<R: Read> SheetReader<R> {
         let mark = text.len();
         let mut value = Value::Empty;
         loop {
-            match self.xml.next()? {
+            match self.xml.token()? {
                 Tok::Start { name, .. } => {
                     text.truncate(mark);
                     self.bufs.closing.clear();
@@ -1106,7 +1106,7 @@ impl<R: Read> SheetReader<R> {
                 Ok(Value::Empty)
             }
             b"v" if cell.typ.is_plain() => {
-                let value = match xml.next()? {
+                let value = match xml.token()? {
                     Tok::Text(s) => {
                         // quick-xml reports text up to the first entity.
                         let raw = xml.get(s);
@@ -1130,7 +1130,7 @@ impl<R: Read> SheetReader<R> {
                 let s = &mut bufs.text;
                 s.clear();
                 loop {
-                    match xml.next()? {
+                    match xml.token()? {
                         Tok::Text(t) => push_text(xml.get(t), s)?,
                         Tok::End { name } if xml.get(name) == bufs.closing.as_slice() => break,
                         Tok::Eof => return Err("the worksheet XML ends inside a value".into()),
