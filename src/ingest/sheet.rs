@@ -5,7 +5,9 @@
 //! sees a ZIP (xlsx/ods), its central directory is checked: declared sizes above
 //! the limits, or an entry that inflates beyond what it declares, reject the file
 //! as a likely zip bomb. XLSX worksheets are then streamed cell by cell on a helper
-//! thread into a small bounded channel, so memory stays bounded for large sheets;
+//! thread into a small bounded channel, so memory stays bounded for large sheets
+//! (read by the dedicated reader in [`xlsx`], or calamine's when that cannot place
+//! the sheet);
 //! xls and ods are read whole by calamine (they are small in practice, and the ods
 //! total is capped lower for that reason).
 //!
@@ -23,6 +25,8 @@ use super::values::excel_serial;
 use super::{map_header, Cell, FileRejection, ReadSeek, RowOutcome, MAX_COLUMNS};
 use crate::config::SourceSettings;
 use crate::domain::Format;
+
+mod xlsx;
 
 /// Excel's widest sheet: cells beyond it are ignored, which also bounds a row.
 const MAX_SHEET_COLUMNS: u32 = 16_384;
@@ -120,7 +124,10 @@ enum Source {
     /// XLSX cells from the streaming thread.
     Stream {
         rx: Receiver<Msg>,
+        /// Rows unpacked for the header search, handed out first.
         pending: std::vec::IntoIter<SparseRow>,
+        /// The chunk being read after the header, and its next cell.
+        current: Option<(Packed, usize)>,
         finished: bool,
     },
     /// A whole sheet (xls, ods).
@@ -216,12 +223,35 @@ pub(crate) fn open(
 
     let (src, is_1904) = match kind {
         Kind::Xlsx => {
-            let wb = catch_unwind(AssertUnwindSafe(|| calamine::Xlsx::new(reader)))
+            // calamine opens and checks the workbook; the sheet itself is read by
+            // `xlsx` through a second handle on the same reader when it can find it.
+            let shared = xlsx::SharedReader::new(reader);
+            let handle: Box<dyn ReadSeek> = Box::new(shared.clone());
+            let wb = catch_unwind(AssertUnwindSafe(|| calamine::Xlsx::new(handle)))
                 .map_err(|_| panicked())?
                 .map_err(|e| bad(e.to_string()))?;
-            let sheet = pick_sheet(source, file, &wb.sheet_names())?;
+            let names = wb.sheet_names();
+            let sheet = pick_sheet(source, file, &names)?;
             let is_1904 = wb.has_1904_epoch();
-            (stream(wb, sheet).map_err(&bad)?, is_1904)
+            let located = catch_unwind(AssertUnwindSafe(|| {
+                let mut zip = zip::ZipArchive::new(shared).ok()?;
+                let entry = xlsx::locate(&mut zip, &names, &sheet)?;
+                Some((zip, entry))
+            }))
+            .map_err(|_| panicked())?;
+            let src = match located {
+                Some((mut zip, entry)) => {
+                    // Free calamine's copy of the shared strings before reading ours.
+                    drop(wb);
+                    let plan =
+                        catch_unwind(AssertUnwindSafe(|| xlsx::load(&mut zip, entry, is_1904)))
+                            .map_err(|_| panicked())?
+                            .map_err(&bad)?;
+                    stream_part(zip, plan).map_err(&bad)?
+                }
+                None => stream(wb, sheet).map_err(&bad)?,
+            };
+            (src, is_1904)
         }
         Kind::Ods => {
             let mut wb = catch_unwind(AssertUnwindSafe(|| calamine::Ods::new(reader)))
@@ -460,8 +490,108 @@ fn stream(wb: calamine::Xlsx<Box<dyn ReadSeek>>, sheet: String) -> Result<Source
     Ok(Source::Stream {
         rx,
         pending: Vec::new().into_iter(),
+        current: None,
         finished: false,
     })
+}
+
+/// Starts the streaming thread for an xlsx worksheet read by [`xlsx::SheetReader`].
+fn stream_part(
+    zip: zip::ZipArchive<xlsx::SharedReader>,
+    plan: xlsx::Plan,
+) -> Result<Source, String> {
+    let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
+    std::thread::Builder::new()
+        .name("kinlink-xlsx".into())
+        .spawn(move || read_part(zip, plan, &tx))
+        .map_err(|e| format!("cannot start the sheet reader thread ({e})"))?;
+    Ok(Source::Stream {
+        rx,
+        pending: Vec::new().into_iter(),
+        current: None,
+        finished: false,
+    })
+}
+
+/// Runs on the streaming thread: reads the worksheet part and sends its non-empty
+/// cells in chunks of whole rows, as [`stream_cells`] does with calamine's reader.
+fn read_part(mut zip: zip::ZipArchive<xlsx::SharedReader>, plan: xlsx::Plan, tx: &SyncSender<Msg>) {
+    let part = match zip.by_name(&plan.entry) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(Msg::Failed(format!(
+                "the worksheet part is unreadable ({e})"
+            )));
+            return;
+        }
+    };
+    let mut cells = match xlsx::SheetReader::new(part, plan) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Msg::Failed(e));
+            return;
+        }
+    };
+    let mut chunk = Packed::default();
+    let mut rows_in_chunk = 0usize;
+    let mut last_row: Option<u32> = None;
+    loop {
+        let mark = chunk.text.len();
+        match cells.next_cell(&mut chunk.text) {
+            Ok(Some((r, c, value))) => {
+                // The bytes this cell appended (they move if the chunk is sent).
+                let text_len = chunk.text.len().saturating_sub(mark);
+                let value = match value {
+                    _ if c >= MAX_SHEET_COLUMNS => None,
+                    xlsx::Value::Empty => None,
+                    xlsx::Value::Text => Some(None),
+                    xlsx::Value::Other(d) => Some(Some(d)),
+                };
+                let Some(value) = value else {
+                    chunk.text.truncate(mark);
+                    continue;
+                };
+                if last_row != Some(r) {
+                    // A chunk ends only between rows; this cell's text moves on.
+                    if rows_in_chunk >= CHUNK_ROWS {
+                        let mut next = Packed::default();
+                        next.text
+                            .push_str(chunk.text.get(mark..).unwrap_or_default());
+                        chunk.text.truncate(mark);
+                        if tx
+                            .send(Msg::Rows(std::mem::replace(&mut chunk, next)))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        rows_in_chunk = 0;
+                    }
+                    rows_in_chunk += 1;
+                    last_row = Some(r);
+                }
+                let value = match value {
+                    None => {
+                        let end = chunk.text.len();
+                        PackedValue::Text(end.saturating_sub(text_len), end)
+                    }
+                    Some(d) => PackedValue::Other(d),
+                };
+                chunk.cells.push((r, c, value));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if !chunk.cells.is_empty() && tx.send(Msg::Rows(chunk)).is_err() {
+                    return;
+                }
+                let _ = tx.send(Msg::Failed(e));
+                return;
+            }
+        }
+    }
+    if !chunk.cells.is_empty() && tx.send(Msg::Rows(chunk)).is_err() {
+        return;
+    }
+    let _ = tx.send(Msg::Done);
 }
 
 /// Runs on the streaming thread: groups cells into rows and sends them in chunks.
@@ -572,6 +702,7 @@ impl SheetRows {
                 rx,
                 pending,
                 finished,
+                ..
             } => loop {
                 if let Some(row) = pending.next() {
                     return Ok(Some(row));
@@ -617,6 +748,88 @@ impl SheetRows {
         }
     }
 
+    /// [`SheetRows::next_rows`] for a streamed sheet: after the rows unpacked for the
+    /// header, rows are built straight from the chunks, their text borrowed from the
+    /// chunk's buffer rather than copied into a `String` per cell.
+    fn next_streamed_rows(
+        &mut self,
+        builder: &mut Builder,
+        max: usize,
+        out: &mut Vec<RowOutcome>,
+    ) -> Result<bool, FileRejection> {
+        let n = self.map.len().min(MAX_COLUMNS);
+        while out.len() < max {
+            let Source::Stream {
+                rx,
+                pending,
+                current,
+                finished,
+            } = &mut self.source
+            else {
+                return Ok(true);
+            };
+            let mut cells = [Cell::Empty; MAX_COLUMNS];
+            if let Some((row, values)) = pending.next() {
+                for (col, data) in &values {
+                    for (cell, m) in cells.iter_mut().zip(&self.map) {
+                        if *m == Some(*col as usize) {
+                            *cell = data_cell(data, self.is_1904);
+                        }
+                    }
+                }
+                if let Some(outcome) = builder.build(u64::from(row) + 1, &cells[..n]) {
+                    out.push(outcome);
+                }
+                continue;
+            }
+            if let Some((packed, next)) = current {
+                if let Some(&(row, _, _)) = packed.cells.get(*next) {
+                    while let Some((r, col, value)) = packed.cells.get(*next) {
+                        if *r != row {
+                            break;
+                        }
+                        *next += 1;
+                        let cell = match value {
+                            PackedValue::Text(a, b) => {
+                                Cell::Text(packed.text.get(*a..*b).unwrap_or_default())
+                            }
+                            PackedValue::Other(d) => data_cell(d, self.is_1904),
+                        };
+                        for (slot, m) in cells.iter_mut().zip(&self.map) {
+                            if *m == Some(*col as usize) {
+                                *slot = cell;
+                            }
+                        }
+                    }
+                    if let Some(outcome) = builder.build(u64::from(row) + 1, &cells[..n]) {
+                        out.push(outcome);
+                    }
+                    continue;
+                }
+            }
+            if *finished {
+                return Ok(true);
+            }
+            match rx.recv() {
+                Ok(Msg::Rows(packed)) => *current = Some((packed, 0)),
+                Ok(Msg::Done) => *finished = true,
+                Ok(Msg::Failed(e)) => {
+                    *finished = true;
+                    return Err(unparseable(&self.file, self.format, e));
+                }
+                Err(_) => {
+                    *finished = true;
+                    return Err(unparseable(
+                        &self.file,
+                        self.format,
+                        "the sheet reader stopped on malformed content",
+                    ));
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Appends outcomes until `out` holds `max`; `Ok(true)` once the sheet is done.
     pub(crate) fn next_rows(
         &mut self,
@@ -624,6 +837,9 @@ impl SheetRows {
         max: usize,
         out: &mut Vec<RowOutcome>,
     ) -> Result<bool, FileRejection> {
+        if matches!(self.source, Source::Stream { .. }) {
+            return self.next_streamed_rows(builder, max, out);
+        }
         while out.len() < max {
             let Some((row, values)) = self.next_row()? else {
                 return Ok(true);
