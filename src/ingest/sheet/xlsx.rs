@@ -295,7 +295,9 @@ fn number_formats<R: Read + Seek>(zip: &mut ZipArchive<R>) -> Option<Vec<NumberK
 }
 
 /// calamine 0.38's `detect_custom_number_format`: whether a number format code
-/// shows a date/time, a duration or a plain number.
+/// shows a date/time, a duration or a plain number. This function and
+/// [`builtin_number_kind`] are adapted from calamine (MIT licence, copyright (c)
+/// 2016 Johann Tuffe), which does not export them.
 fn custom_number_kind(format: &str) -> NumberKind {
     let mut escaped = false;
     let mut is_quote = false;
