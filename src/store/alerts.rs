@@ -201,13 +201,7 @@ impl Store {
             .await?;
         self.temp_table(&mut tx, "rule_postcodes", "postcode TEXT PRIMARY KEY")
             .await?;
-        for chunk in uprns.chunks(5000) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO rule_uprns (uprn) ");
-                qb.push_values(chunk, |mut q, u| { q.push_bind(*u); });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
+        self.fill_ids(&mut tx, "rule_uprns", "uprn", &uprns).await?;
         for chunk in postcodes.chunks(5000) {
             on_tx!(tx, t => {
                 let mut qb = QueryBuilder::new("INSERT INTO rule_postcodes (postcode) ");
@@ -249,13 +243,7 @@ impl Store {
             .await?;
         self.temp_table(&mut tx, "rule_families", "id BIGINT PRIMARY KEY")
             .await?;
-        for chunk in seeds.chunks(5000) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO rule_seeds (id) ");
-                qb.push_values(chunk, |mut q, id| { q.push_bind(*id); });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
+        self.fill_ids(&mut tx, "rule_seeds", "id", &seeds).await?;
         self.analyze(&mut tx, "rule_seeds").await?;
         let sql = format!(
             "{MENTION_COLUMNS} FROM rule_seeds s JOIN mentions m ON m.id = s.id {MENTION_JOINS}"
@@ -266,13 +254,8 @@ impl Store {
         let mut families: Vec<i64> = rows.iter().filter_map(|r| r.9).collect();
         families.sort_unstable();
         families.dedup();
-        for chunk in families.chunks(5000) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO rule_families (id) ");
-                qb.push_values(chunk, |mut q, id| { q.push_bind(*id); });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
+        self.fill_ids(&mut tx, "rule_families", "id", &families)
+            .await?;
         self.analyze(&mut tx, "rule_families").await?;
         let sql = format!(
             "{MENTION_COLUMNS} FROM rule_families f \

@@ -502,6 +502,26 @@ impl Store {
         Ok(())
     }
 
+    /// Fills the one-column temporary `table` with `ids`.
+    pub(super) async fn fill_ids(
+        &self,
+        tx: &mut Tx,
+        table: &str,
+        column: &str,
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(5000) {
+            on_tx!(*tx, t => {
+                let mut qb = QueryBuilder::new(format!("INSERT INTO {table} ({column}) "));
+                qb.push_values(chunk, |mut q, id| {
+                    q.push_bind(*id);
+                });
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Statistics for a temporary table on PostgreSQL (it has none otherwise, and
     /// the planner would guess at the joins).
     pub(super) async fn analyze(&self, tx: &mut Tx, name: &str) -> Result<(), StoreError> {

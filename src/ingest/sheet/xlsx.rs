@@ -122,27 +122,16 @@ fn xml_reader<R: Read>(r: R, capacity: usize) -> Xml<R> {
 /// The value of the attribute `key` (compared whole, as calamine does) of a tag,
 /// raw (not unescaped). Malformed attribute text yields `None`.
 fn attr<'a>(e: &'a BytesStart<'_>, key: &str) -> Option<&'a str> {
-    let mut rest = e.attributes_raw();
-    loop {
-        rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
-        let eq = rest.find('=')?;
-        let k = rest[..eq].trim_end();
-        let after = rest[eq + 1..].trim_start();
-        let quote = after.chars().next()?;
-        if quote != '"' && quote != '\'' {
-            return None;
-        }
-        let body = &after[1..];
-        let end = body.find(quote)?;
-        if k == key {
-            return Some(&body[..end]);
-        }
-        rest = &body[end + 1..];
-    }
+    attr_where(e, |k| k == key)
 }
 
 /// Like [`attr`], but matching a key by its local name (`r:id` for `id`).
 fn attr_local<'a>(e: &'a BytesStart<'_>, local: &str) -> Option<&'a str> {
+    attr_where(e, |k| k.rsplit(':').next() == Some(local))
+}
+
+/// The raw value of the first attribute whose key `wanted` accepts.
+fn attr_where<'a>(e: &'a BytesStart<'_>, wanted: impl Fn(&str) -> bool) -> Option<&'a str> {
     let mut rest = e.attributes_raw();
     loop {
         rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
@@ -155,7 +144,7 @@ fn attr_local<'a>(e: &'a BytesStart<'_>, local: &str) -> Option<&'a str> {
         }
         let body = &after[1..];
         let end = body.find(quote)?;
-        if k.rsplit(':').next() == Some(local) {
+        if wanted(k) {
             return Some(&body[..end]);
         }
         rest = &body[end + 1..];
