@@ -164,16 +164,20 @@ impl Store {
                 ranges.push((w.0, 2, ob, w.1 - day));
             }
         }
+        let t = std::time::Instant::now();
         let old = if moved.is_empty() {
             HashMap::new()
         } else {
             self.read_tallies().await?
         };
+        let read_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         let mut recounted = fresh.len();
         let (fresh_rows, moved_rows) = tokio::try_join!(
             self.count_fresh(&fresh, earliest),
             self.count_ranges(&ranges),
         )?;
+        let count_s = t.elapsed().as_secs_f64();
         let mut out: BTreeMap<(i64, i64), Tally> = BTreeMap::new();
         for ((m, urn), t) in old {
             if moved.contains_key(&urn) {
@@ -233,8 +237,16 @@ impl Store {
                 .filter(|(_, t)| t.marks > 0)
                 .collect();
         }
+        let t = std::time::Instant::now();
         self.keep_tallies(windows, &out, window_days, baseline_days, watermark)
             .await?;
+        tracing::debug!(
+            read_s,
+            count_s,
+            keep_s = t.elapsed().as_secs_f64(),
+            ranges = ranges.len(),
+            "Attendance tallies"
+        );
         Ok((out, recounted))
     }
 
