@@ -88,6 +88,27 @@ async fn notice_entries(store: &Store) -> Vec<OutboxEntry> {
         .collect()
 }
 
+/// A loopback SMTP server for `backend` that refuses `refused`; `None` where no
+/// server can run here (printed by `SmtpServer::start`).
+async fn refusing(name: &str, dir: &Path, backend: &str, refused: &[&str]) -> Option<SmtpServer> {
+    let options = SmtpOptions {
+        reject_rcpt: refused.iter().map(|r| r.to_string()).collect(),
+        ..SmtpOptions::default()
+    };
+    SmtpServer::start(name, &dir.join(format!("{backend}-smtp")), &options).await
+}
+
+/// The nightly job's stages on 20 November, as the scheduler runs them.
+async fn night(b: &Borough, store: &Store) -> Vec<StageResult> {
+    run_once(
+        b.settings.clone(),
+        store,
+        clock("2026-11-20"),
+        CancellationToken::new(),
+    )
+    .await
+}
+
 fn send_stage(stages: &[StageResult]) -> &StageResult {
     stages
         .iter()
@@ -111,25 +132,16 @@ async fn a_refused_digest_is_told_to_the_admin_once_with_its_id_and_reply() {
         let dir = tempfile::tempdir().unwrap();
         let name = "undelivered_refused_digest";
         for (backend, store) in stores(name, dir.path()).await {
-            let options = SmtpOptions {
-                reject_rcpt: vec!["dv.north@example.gov.uk".into()],
-                ..SmtpOptions::default()
-            };
-            let smtp_dir = dir.path().join(format!("{backend}-smtp"));
-            let Some(server) = SmtpServer::start(name, &smtp_dir, &options).await else {
+            let Some(server) =
+                refusing(name, dir.path(), backend, &["dv.north@example.gov.uk"]).await
+            else {
                 return;
             };
             let b = borough(dir.path(), backend, server.port);
             north_family(&b);
 
             // The scheduler's send step, as the nightly job runs it.
-            let stages = run_once(
-                b.settings.clone(),
-                &store,
-                clock("2026-11-20"),
-                CancellationToken::new(),
-            )
-            .await;
+            let stages = night(&b, &store).await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             assert!(
@@ -194,13 +206,7 @@ async fn a_refused_digest_is_told_to_the_admin_once_with_its_id_and_reply() {
             }
 
             // A second run reports nothing again.
-            let stages = run_once(
-                b.settings.clone(),
-                &store,
-                clock("2026-11-20"),
-                CancellationToken::new(),
-            )
-            .await;
+            let stages = night(&b, &store).await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             assert!(!stage.detail.contains("admin list"), "{backend}: {stage:?}");
@@ -219,12 +225,7 @@ async fn a_refused_recipient_among_accepted_ones_is_the_only_one_reported() {
         let dir = tempfile::tempdir().unwrap();
         let name = "undelivered_one_of_two";
         for (backend, store) in stores(name, dir.path()).await {
-            let options = SmtpOptions {
-                reject_rcpt: vec!["gone@example.gov.uk".into()],
-                ..SmtpOptions::default()
-            };
-            let smtp_dir = dir.path().join(format!("{backend}-smtp"));
-            let Some(server) = SmtpServer::start(name, &smtp_dir, &options).await else {
+            let Some(server) = refusing(name, dir.path(), backend, &["gone@example.gov.uk"]).await else {
                 return;
             };
             let mut settings = crate::helpers::settings(&dir.path().join(backend), vec![]);
@@ -326,25 +327,12 @@ async fn a_notice_that_cannot_be_delivered_is_not_reported_by_another() {
         for (backend, store) in stores(name, dir.path()).await {
             // The admin's own address is refused: its digest of unrouted alerts
             // fails, and so does the notice telling it so.
-            let options = SmtpOptions {
-                reject_rcpt: vec![
-                    "dv.north@example.gov.uk".into(),
-                    "admin@example.gov.uk".into(),
-                ],
-                ..SmtpOptions::default()
-            };
-            let smtp_dir = dir.path().join(format!("{backend}-smtp"));
-            let Some(server) = SmtpServer::start(name, &smtp_dir, &options).await else {
+            let Some(server) = refusing(name, dir.path(), backend, &["dv.north@example.gov.uk", "admin@example.gov.uk"]).await else {
                 return;
             };
             let b = borough(dir.path(), backend, server.port);
             north_family(&b);
-            let stages = run_once(
-                b.settings.clone(),
-                &store,
-                clock("2026-11-20"),
-                CancellationToken::new(),
-            ).await;
+            let stages = night(&b, &store).await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             let ours = notice_entries(&store).await;
@@ -364,12 +352,7 @@ async fn a_notice_that_cannot_be_delivered_is_not_reported_by_another() {
             assert_eq!(failed, 3, "{backend}: two digests and the notice");
 
             // The next run: no notice about the notice, nothing logged again.
-            let stages = run_once(
-                b.settings.clone(),
-                &store,
-                clock("2026-11-20"),
-                CancellationToken::new(),
-            ).await;
+            let stages = night(&b, &store).await;
             let stage = send_stage(&stages);
             assert_eq!(stage.outcome, "ok", "{backend}: {stages:?}");
             assert!(!stage.detail.contains("admin list"), "{backend}: {stage:?}");
