@@ -1064,27 +1064,37 @@ mod tests {
         assert_eq!(p.uprn.map(|u| u.get()), Some(10_000_000_123));
     }
 
-    /// Rewrites a workbook with `date1904` set, as a Mac Excel workbook has it.
-    fn with_1904(xlsx: &[u8]) -> Vec<u8> {
+    /// A copy of a workbook with the entry `name` passed through `edit`.
+    pub(super) fn with_entry(
+        xlsx: &[u8],
+        name: &str,
+        edit: impl Fn(Vec<u8>) -> Vec<u8>,
+    ) -> Vec<u8> {
         let mut zin = zip::ZipArchive::new(Cursor::new(xlsx)).unwrap();
         let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for i in 0..zin.len() {
             let mut entry = zin.by_index(i).unwrap();
-            let name = entry.name().unwrap().to_string();
+            let entry_name = entry.name().unwrap().to_string();
             let mut body = Vec::new();
             entry.read_to_end(&mut body).unwrap();
-            if name == "xl/workbook.xml" {
-                let text = String::from_utf8(body).unwrap();
-                assert!(text.contains("<workbookPr"), "{text}");
-                body = text
-                    .replace("<workbookPr", "<workbookPr date1904=\"1\"")
-                    .into_bytes();
+            if entry_name == name {
+                body = edit(body);
             }
-            out.start_file(name, zip::write::SimpleFileOptions::default())
+            out.start_file(entry_name, zip::write::SimpleFileOptions::default())
                 .unwrap();
             out.write_all(&body).unwrap();
         }
         out.finish().unwrap().into_inner()
+    }
+
+    /// Rewrites a workbook with `date1904` set, as a Mac Excel workbook has it.
+    fn with_1904(xlsx: &[u8]) -> Vec<u8> {
+        with_entry(xlsx, "xl/workbook.xml", |body| {
+            let text = String::from_utf8(body).unwrap();
+            assert!(text.contains("<workbookPr"), "{text}");
+            text.replace("<workbookPr", "<workbookPr date1904=\"1\"")
+                .into_bytes()
+        })
     }
 
     #[test]

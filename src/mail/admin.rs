@@ -13,7 +13,7 @@ use super::digest::{human_date, Renderer};
 use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::store::{FileNotice, NewOutboxMessage, Store};
+use crate::store::{FileNotice, Store};
 
 const TEMPLATE: &str = include_str!("../../config/templates/admin_files.txt");
 
@@ -166,19 +166,7 @@ pub async fn enqueue_file_notices(
     let composed = compose::compose(&mailer.from, &message, now)?;
     let sender = mailer.from.email.to_string();
     let stored = store
-        .mark_files_notified(
-            Some(&NewOutboxMessage {
-                idempotency_key: &message.idempotency_key,
-                message_id: &composed.message_id,
-                sender: &sender,
-                subject: &message.subject,
-                recipients: &composed.recipients,
-                raw: &composed.raw,
-                at: now,
-            }),
-            &ids,
-            now,
-        )
+        .mark_files_notified(Some(&composed.outbox(&message, &sender, now)), &ids, now)
         .await?;
     run.stored = stored.is_some_and(|e| e.created);
     Ok(run)

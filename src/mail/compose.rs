@@ -22,6 +22,26 @@ pub(super) struct Composed {
     pub raw: Vec<u8>,
 }
 
+impl Composed {
+    /// The outbox row of `message`, composed as here, from `sender`, due `at`.
+    pub fn outbox<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+        sender: &'a str,
+        at: DateTime<Utc>,
+    ) -> crate::store::NewOutboxMessage<'a> {
+        crate::store::NewOutboxMessage {
+            idempotency_key: &message.idempotency_key,
+            message_id: &self.message_id,
+            sender,
+            subject: &message.subject,
+            recipients: &self.recipients,
+            raw: &self.raw,
+            at,
+        }
+    }
+}
+
 /// The Message-ID for an idempotency key: `<kinlink.` + 32 hex digits of the key's
 /// SHA-256 + `@` + the sender's domain `>`. The same key always gives the same id,
 /// so a re-sent message is recognisably the same one (and mail clients thread or

@@ -808,15 +808,7 @@ pub async fn enqueue_digests(
         let composed = compose::compose(&mailer.from, &message, now)?;
         let stored = store
             .enqueue_digest(
-                &crate::store::NewOutboxMessage {
-                    idempotency_key: &message.idempotency_key,
-                    message_id: &composed.message_id,
-                    sender: &sender,
-                    subject: &message.subject,
-                    recipients: &composed.recipients,
-                    raw: &composed.raw,
-                    at: now,
-                },
+                &composed.outbox(&message, &sender, now),
                 &d.deliveries,
                 options.detail.as_str(),
             )

@@ -22,7 +22,7 @@ use super::{chart, compose, InlineImage, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::rules::Severity;
-use crate::store::{ClosedTooEarly, NewOutboxMessage, Referral, Store};
+use crate::store::{ClosedTooEarly, Referral, Store};
 
 const TEXT_TEMPLATE: &str = include_str!("../../config/templates/managers.txt");
 const HTML_TEMPLATE: &str = include_str!("../../config/templates/managers.html");
@@ -344,15 +344,7 @@ pub async fn enqueue_manager_digests(
             };
             let composed = compose::compose(&mailer.from, &message, now)?;
             let stored = store
-                .enqueue_outbox(&NewOutboxMessage {
-                    idempotency_key: &message.idempotency_key,
-                    message_id: &composed.message_id,
-                    sender: &sender,
-                    subject: &message.subject,
-                    recipients: &composed.recipients,
-                    raw: &composed.raw,
-                    at: now,
-                })
+                .enqueue_outbox(&composed.outbox(&message, &sender, now))
                 .await?;
             if stored.created {
                 run.stored += 1;

@@ -50,7 +50,7 @@ pub use stale::enqueue_stale_feed_notices;
 
 use crate::clock::Clock;
 use crate::config::{MailSettings, MailTransport, SecretError, SecretRef, SmtpTls};
-use crate::store::{Enqueued, NewOutboxMessage, Store, StoreError};
+use crate::store::{Enqueued, Store, StoreError};
 
 /// Errors callers act on.
 #[derive(Debug, thiserror::Error)]
@@ -243,15 +243,7 @@ impl Mailer {
         let composed = compose::compose(&self.from, message, now)?;
         let sender = self.from.email.to_string();
         let enqueued = store
-            .enqueue_outbox(&NewOutboxMessage {
-                idempotency_key: &message.idempotency_key,
-                message_id: &composed.message_id,
-                sender: &sender,
-                subject: &message.subject,
-                recipients: &composed.recipients,
-                raw: &composed.raw,
-                at: now,
-            })
+            .enqueue_outbox(&composed.outbox(message, &sender, now))
             .await?;
         if enqueued.created {
             tracing::info!(

@@ -22,7 +22,7 @@ use super::digest::Renderer;
 use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::store::{FailureNoticeStored, NewOutboxMessage, OutboxStatus, Store, Undelivered};
+use crate::store::{FailureNoticeStored, OutboxStatus, Store, Undelivered};
 
 const TEMPLATE: &str = include_str!("../../config/templates/admin_undelivered.txt");
 
@@ -144,15 +144,7 @@ async fn pass(
     let sender = mailer.from.email.to_string();
     let stored = store
         .store_failure_notice(
-            Some(&NewOutboxMessage {
-                idempotency_key: &message.idempotency_key,
-                message_id: &composed.message_id,
-                sender: &sender,
-                subject: &message.subject,
-                recipients: &composed.recipients,
-                raw: &composed.raw,
-                at: now,
-            }),
+            Some(&composed.outbox(&message, &sender, now)),
             &marks(&failures),
             now,
         )

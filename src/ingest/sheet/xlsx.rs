@@ -1259,7 +1259,7 @@ fn plain_value(v: &str, cell: Cell, plan: &Plan, text: &mut String) -> Result<Va
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Cursor, Write};
+    use std::io::Cursor;
 
     use calamine::{DataRef, Reader as _};
     use proptest::prelude::*;
@@ -1333,21 +1333,9 @@ mod tests {
 
     /// Replaces a workbook's first worksheet XML.
     fn with_sheet_xml(xlsx: &[u8], sheet_xml: &str) -> Vec<u8> {
-        let mut zin = zip::ZipArchive::new(Cursor::new(xlsx)).unwrap();
-        let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        for i in 0..zin.len() {
-            let mut entry = zin.by_index(i).unwrap();
-            let name = entry.name().unwrap().to_string();
-            let mut body = Vec::new();
-            entry.read_to_end(&mut body).unwrap();
-            if name == "xl/worksheets/sheet1.xml" {
-                body = sheet_xml.as_bytes().to_vec();
-            }
-            out.start_file(name, zip::write::SimpleFileOptions::default())
-                .unwrap();
-            out.write_all(&body).unwrap();
-        }
-        out.finish().unwrap().into_inner()
+        super::super::tests::with_entry(xlsx, "xl/worksheets/sheet1.xml", |_| {
+            sheet_xml.as_bytes().to_vec()
+        })
     }
 
     #[test]
