@@ -36,10 +36,11 @@ use crate::feeds::dir::Settle;
 use crate::feeds::http::HttpOutcome;
 use crate::feeds::{self, FeedError, FetchedFile, Origin, Validators};
 use crate::ingest::{self, FileRejection, RowReader};
-use crate::store::{FileCounts, NewFile, Store, StoredValidators};
+use crate::store::{self, FileCounts, NewFile, Store, StoredValidators};
 
-/// Rows handed from the parser thread to the store per batch.
-const BATCH_ROWS: usize = 4096;
+/// Rows handed from the parser thread to the store per batch: two SQLite
+/// statements of attendance marks.
+const BATCH_ROWS: usize = 2 * store::SQLITE_MARK_CHUNK;
 /// Batches parsed ahead of the store: parsing and writing overlap on two cores.
 const BATCHES_AHEAD: usize = 4;
 /// How many quarantined rows a rejection message quotes.

@@ -441,7 +441,8 @@ impl RowReader {
     /// skipped (they are neither records nor problems).
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<RowOutcome>, FileRejection> {
         let max = max.max(1);
-        let mut out = Vec::with_capacity(max.min(4096));
+        // Sized for the pipeline's batches up front: growing a Vec of rows moves them.
+        let mut out = Vec::with_capacity(max.min(1 << 15));
         if self.done {
             return Ok(out);
         }

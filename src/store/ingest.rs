@@ -6,10 +6,12 @@
 //! because PostgreSQL refuses to update one row twice in a single `INSERT`.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::QueryBuilder;
+use rustc_hash::{FxHashMap, FxHashSet};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, QueryBuilder};
 
 use super::{Pool, Store, StoreError, Tx};
 use crate::domain::{Mark, PersonMention, Record, RowProblem, Session};
@@ -18,11 +20,12 @@ use crate::domain::{Mark, PersonMention, Record, RowProblem, Session};
 /// 65,535 bound parameters for the widest table.
 const MENTION_CHUNK: usize = 500;
 const RECORD_CHUNK: usize = 1000;
-/// Attendance marks per `INSERT` on SQLite: 6 parameters each, so 4,096 rows bind
-/// 24,576 of SQLite's 32,766. One pipeline batch is one statement, which halves the
-/// per-statement work (reset, clearing bindings) of the hot path.
-const SQLITE_MARK_CHUNK: usize = 4096;
-const MARK_PARAMS: usize = 6;
+/// Attendance marks per `INSERT` on SQLite: 4 parameters each, so 8,191 rows bind
+/// 32,764 of SQLite's 32,766. A pipeline batch is two statements: each costs a
+/// round trip to the connection's thread and the per-statement work (reset,
+/// clearing bindings) of the hot path.
+pub const SQLITE_MARK_CHUNK: usize = 8191;
+const MARK_PARAMS: usize = 4;
 // SQLite refuses a statement with more than 32,766 parameters.
 const _: () = assert!(SQLITE_MARK_CHUNK * MARK_PARAMS <= 32_766);
 
@@ -56,9 +59,12 @@ pub struct FileTx {
     kind: String,
     /// mention key → (id, values last written), so a pupil with 300 marks is
     /// written once unless their details change within the file.
-    mentions: HashMap<String, (i64, PersonMention)>,
+    mentions: FxHashMap<String, (i64, PersonMention)>,
     /// The SQLite attendance `INSERT` for a given number of rows, built once.
     sqlite_marks_sql: HashMap<usize, String>,
+    /// The last chunk of marks, bound but not yet executed (SQLite): it runs while
+    /// the next chunk is bound, and [`FileTx::commit`] runs the last one.
+    staged_marks: Option<(usize, SqliteArguments<'static>)>,
     /// The code table in [`Mark::all`] order: a mark's position is the number the
     /// SQLite statement binds (present codes come first, so the scan is short).
     marks: Vec<Mark>,
@@ -66,10 +72,10 @@ pub struct FileTx {
     conflicted: Vec<String>,
     /// (URN, date) of every attendance mark in the file: the school days the
     /// attendance rule counts, written at commit.
-    school_days: HashSet<(i64, NaiveDate)>,
+    school_days: FxHashSet<(i64, NaiveDate)>,
     /// Each (pupil mention, URN)'s latest mark date in the file, written at commit
     /// (`pupil_schools`, and `mentions.last_mark_on` per mention).
-    last_marks: HashMap<(i64, i64), NaiveDate>,
+    last_marks: FxHashMap<(i64, i64), NaiveDate>,
 }
 
 impl FileTx {
@@ -89,12 +95,13 @@ impl FileTx {
             kind,
             tx,
             file_id,
-            mentions: HashMap::new(),
+            mentions: FxHashMap::default(),
             sqlite_marks_sql: HashMap::new(),
+            staged_marks: None,
             marks: Mark::all().collect(),
             conflicted: Vec::new(),
-            school_days: HashSet::new(),
-            last_marks: HashMap::new(),
+            school_days: FxHashSet::default(),
+            last_marks: FxHashMap::default(),
         })
     }
 
@@ -108,37 +115,62 @@ impl FileTx {
         if records.is_empty() {
             return Ok(());
         }
-        let ids = self.upsert_mentions(records).await?;
-        let rows: Vec<(&Record, i64)> = records.iter().map(Borrow::borrow).zip(ids).collect();
-        let mut last_day = None;
-        let mut last_mark = None;
-        for (r, id) in &rows {
-            if let Record::Attendance(a) = r {
-                let day = (i64::from(a.school_urn.get()), a.date);
-                // Rows come grouped by pupil and date: skip the hash for repeats.
-                if last_day != Some(day) {
-                    self.school_days.insert(day);
-                    last_day = Some(day);
-                }
-                if last_mark != Some((*id, day)) {
-                    let e = self.last_marks.entry((*id, day.0)).or_insert(a.date);
-                    if a.date > *e {
-                        *e = a.date;
-                    }
-                    last_mark = Some((*id, day));
-                }
+        // The mentions' scan needs no connection: on SQLite it runs while the
+        // chunk of marks staged by the last call is written.
+        let scan = match self.staged_marks.take() {
+            Some(staged) => {
+                let (done, scan) = tokio::join!(
+                    run_marks(
+                        &mut self.tx,
+                        &mut self.sqlite_marks_sql,
+                        self.file_id,
+                        staged
+                    ),
+                    async { scan_mentions(&self.mentions, records) }
+                );
+                done?;
+                scan
             }
-        }
+            None => scan_mentions(&self.mentions, records),
+        };
+        let ids = self.upsert_mentions(records, scan).await?;
+        let rows: Vec<(&Record, i64)> = records.iter().map(Borrow::borrow).zip(ids).collect();
         let sqlite_marks = matches!(self.tx, Tx::Sqlite(_))
             && matches!(rows.first(), Some((Record::Attendance(_), _)));
         if sqlite_marks {
             // No de-duplication needed: SQLite applies the rows of one upsert in
             // order, so a later row for the same key updates the earlier one.
+            // Each chunk is noted and bound while the one before it is written.
             for chunk in rows.chunks(SQLITE_MARK_CHUNK) {
-                self.insert_marks_sqlite(chunk).await?;
+                let (days, last_marks) = (&mut self.school_days, &mut self.last_marks);
+                let marks = &self.marks;
+                let mut prepare = || {
+                    note_days(days, last_marks, chunk);
+                    bind_marks(marks, chunk)
+                };
+                let next = match self.staged_marks.take() {
+                    None => prepare()?,
+                    Some(staged) => {
+                        // `join!` polls the statement first, which hands it to the
+                        // connection's thread; the binding then runs on this one.
+                        let (done, next) = tokio::join!(
+                            run_marks(
+                                &mut self.tx,
+                                &mut self.sqlite_marks_sql,
+                                self.file_id,
+                                staged
+                            ),
+                            async { prepare() }
+                        );
+                        done?;
+                        next?
+                    }
+                };
+                self.staged_marks = Some((chunk.len(), next));
             }
             return Ok(());
         }
+        note_days(&mut self.school_days, &mut self.last_marks, &rows);
         let rows = last_per_key(rows, |&(r, id)| natural_key(r, id));
         for chunk in rows.chunks(RECORD_CHUNK) {
             self.insert_records(chunk).await?;
@@ -169,6 +201,15 @@ impl FileTx {
 
     /// Marks the file ingested with its counts and commits everything.
     pub async fn commit(mut self, counts: FileCounts, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(staged) = self.staged_marks.take() {
+            run_marks(
+                &mut self.tx,
+                &mut self.sqlite_marks_sql,
+                self.file_id,
+                staged,
+            )
+            .await?;
+        }
         // A school day records the file that last wrote marks for it: an evaluation
         // that counted the day before this file recounts the school.
         let mut days: Vec<(i64, NaiveDate)> = self.school_days.drain().collect();
@@ -251,53 +292,19 @@ impl FileTx {
         Ok(())
     }
 
-    /// Writes the mentions of `records` that are new or changed in this file and
-    /// returns the mention id of every record, in order.
-    ///
-    /// Feeds list a person's rows together (a pupil's marks are consecutive), so
-    /// a row whose mention equals the row before's reuses its id without a hash
-    /// lookup; only a change of person consults the cache.
+    /// Writes the mentions of `records` that [`scan_mentions`] found new or changed
+    /// and returns the mention id of every record, in order.
     async fn upsert_mentions<R: Borrow<Record>>(
         &mut self,
         records: &[R],
+        scan: MentionScan<'_>,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut ids: Vec<Option<i64>> = Vec::with_capacity(records.len());
-        let mut pending: Vec<&PersonMention> = Vec::new();
-        let mut pending_at: HashMap<&str, usize> = HashMap::new();
-        let mut previous: Option<(&PersonMention, i64)> = None;
-        for r in records {
-            let m = r.borrow().mention();
-            if let Some((p, id)) = previous {
-                if p == m {
-                    ids.push(Some(id));
-                    continue;
-                }
-            }
-            match self.mentions.get(&m.mention_key) {
-                Some((id, last)) if last == m => {
-                    ids.push(Some(*id));
-                    previous = Some((m, *id));
-                    continue;
-                }
-                _ => {}
-            }
-            ids.push(None);
-            previous = None;
-            match pending_at.get(m.mention_key.as_str()) {
-                Some(&i) => {
-                    // Two rows of one batch under one key: the upsert sees only the
-                    // last, so a key naming two people is caught here.
-                    if two_people(pending[i], m) {
-                        self.conflicted.push(m.mention_key.clone());
-                    }
-                    pending[i] = m
-                }
-                None => {
-                    pending_at.insert(&m.mention_key, pending.len());
-                    pending.push(m);
-                }
-            }
-        }
+        let MentionScan {
+            ids,
+            pending,
+            conflicted,
+        } = scan;
+        self.conflicted.extend(conflicted);
         for chunk in pending.chunks(MENTION_CHUNK) {
             let returned = self.write_mentions(chunk).await?;
             if !self.conflicted.is_empty() {
@@ -328,48 +335,6 @@ impl FileTx {
                     }),
             })
             .collect()
-    }
-
-    /// Attendance marks on SQLite, the hot path of a large file. Every text value
-    /// bound costs two copies and two allocations (sqlx's and SQLite's), which was
-    /// most of the store's time, so session and mark are bound as their numbers
-    /// in [`Session::ALL`] and [`Mark::all`] and the statement turns them back into
-    /// the stored text; only the date is bound as text (ISO, as sqlx would store
-    /// a `NaiveDate`). One cached statement per chunk size, with positional `?`
-    /// parameters (no parameter names to parse per bind).
-    async fn insert_marks_sqlite(&mut self, rows: &[(&Record, i64)]) -> Result<(), StoreError> {
-        // Irrefutable when built without PostgreSQL.
-        #[allow(irrefutable_let_patterns)]
-        let Tx::Sqlite(t) = &mut self.tx
-        else {
-            return Err(StoreError::NotFound("a SQLite transaction".into()));
-        };
-        let sql = self
-            .sqlite_marks_sql
-            .entry(rows.len())
-            .or_insert_with(|| sqlite_marks_sql(rows.len()));
-        let mut query = sqlx::query(sql.as_str());
-        for (r, id) in rows {
-            let Record::Attendance(a) = r else {
-                continue;
-            };
-            let mark = self
-                .marks
-                .iter()
-                .position(|m| *m == a.mark)
-                .ok_or_else(|| {
-                    StoreError::NotFound(format!("mark code {:?} in the code table", a.mark.code()))
-                })? as i64;
-            query = query
-                .bind(*id)
-                .bind(i64::from(a.school_urn.get()))
-                .bind(iso_date(a.date))
-                .bind(session_number(a.session))
-                .bind(mark)
-                .bind(self.file_id);
-        }
-        query.execute(&mut **t).await?;
-        Ok(())
     }
 
     /// Flags the mentions whose keys named two people within one batch.
@@ -595,11 +560,154 @@ impl FileTx {
     }
 }
 
-/// `INSERT` of `rows` attendance marks with `?` parameters (SQLite only): per row
-/// (mention id, URN, ISO date, session number, mark number, file id). The `CASE`s
-/// are written once, in the `SELECT` over the `VALUES` list, from the domain's
-/// own tables, so the stored text is exactly `as_str()` / `code()`.
-fn sqlite_marks_sql(rows: usize) -> String {
+/// What [`scan_mentions`] found in a batch: each row's mention id where the cache
+/// knows it, the mentions to write (the last row of each key), and the keys seen
+/// naming two people.
+struct MentionScan<'a> {
+    ids: Vec<Option<i64>>,
+    pending: Vec<&'a PersonMention>,
+    conflicted: Vec<String>,
+}
+
+/// Finds the mentions of `records` that are new or changed since `cache` (mention
+/// key → id and values last written).
+///
+/// Feeds list a person's rows together (a pupil's marks are consecutive), so a
+/// row whose mention equals the row before's reuses its id without a hash lookup;
+/// only a change of person consults the cache.
+fn scan_mentions<'a, R: Borrow<Record>>(
+    cache: &FxHashMap<String, (i64, PersonMention)>,
+    records: &'a [R],
+) -> MentionScan<'a> {
+    let mut ids: Vec<Option<i64>> = Vec::with_capacity(records.len());
+    let mut pending: Vec<&PersonMention> = Vec::new();
+    let mut conflicted = Vec::new();
+    let mut pending_at: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut previous: Option<(&PersonMention, i64)> = None;
+    for r in records {
+        let m = r.borrow().mention();
+        if let Some((p, id)) = previous {
+            if p == m {
+                ids.push(Some(id));
+                continue;
+            }
+        }
+        match cache.get(&m.mention_key) {
+            Some((id, last)) if last == m => {
+                ids.push(Some(*id));
+                previous = Some((m, *id));
+                continue;
+            }
+            _ => {}
+        }
+        ids.push(None);
+        previous = None;
+        match pending_at.get(m.mention_key.as_str()) {
+            Some(&i) => {
+                // Two rows of one batch under one key: the upsert sees only the
+                // last, so a key naming two people is caught here.
+                if two_people(pending[i], m) {
+                    conflicted.push(m.mention_key.clone());
+                }
+                pending[i] = m
+            }
+            None => {
+                pending_at.insert(&m.mention_key, pending.len());
+                pending.push(m);
+            }
+        }
+    }
+    MentionScan {
+        ids,
+        pending,
+        conflicted,
+    }
+}
+
+/// Notes the school days and each pupil's latest mark date of `rows` (written at
+/// commit: `school_days`, `pupil_schools`, `mentions.last_mark_on`).
+fn note_days(
+    days: &mut FxHashSet<(i64, NaiveDate)>,
+    last_marks: &mut FxHashMap<(i64, i64), NaiveDate>,
+    rows: &[(&Record, i64)],
+) {
+    let mut last_day = None;
+    let mut last_mark = None;
+    for (r, id) in rows {
+        if let Record::Attendance(a) = r {
+            let day = (i64::from(a.school_urn.get()), a.date);
+            // Rows come grouped by pupil and date: skip the hash for repeats.
+            if last_day != Some(day) {
+                days.insert(day);
+                last_day = Some(day);
+            }
+            if last_mark != Some((*id, day)) {
+                let e = last_marks.entry((*id, day.0)).or_insert(a.date);
+                if a.date > *e {
+                    *e = a.date;
+                }
+                last_mark = Some((*id, day));
+            }
+        }
+    }
+}
+
+/// Writes a staged chunk of marks ([`sqlite_marks_sql`] for its row count).
+async fn run_marks(
+    tx: &mut Tx,
+    statements: &mut HashMap<usize, String>,
+    file_id: i64,
+    (rows, args): (usize, SqliteArguments<'static>),
+) -> Result<(), StoreError> {
+    // Irrefutable when built without PostgreSQL.
+    #[allow(irrefutable_let_patterns)]
+    let Tx::Sqlite(t) = tx
+    else {
+        return Err(StoreError::NotFound("a SQLite transaction".into()));
+    };
+    let sql = statements
+        .entry(rows)
+        .or_insert_with(|| sqlite_marks_sql(rows, file_id));
+    sqlx::query_with(sql.as_str(), args)
+        .execute(&mut **t)
+        .await?;
+    Ok(())
+}
+
+/// The parameters of [`sqlite_marks_sql`] for `rows`. Every text value bound costs
+/// two copies and two allocations (sqlx's and SQLite's), which was most of the
+/// store's time, so session and mark are bound as one number ([`mark_number`])
+/// and the statement turns it back into the stored text; only the date is bound as
+/// text (ISO, as sqlx would store a `NaiveDate`). The list is sized up front: growing 24,576 values by doubling
+/// touched fresh pages on every statement.
+fn bind_marks(
+    marks: &[Mark],
+    rows: &[(&Record, i64)],
+) -> Result<SqliteArguments<'static>, StoreError> {
+    let mut args = SqliteArguments::default();
+    args.reserve(rows.len() * MARK_PARAMS, 0);
+    for (r, id) in rows {
+        let Record::Attendance(a) = r else {
+            continue;
+        };
+        let code = mark_number(marks, a.mark, a.session)?;
+        for value in [*id, i64::from(a.school_urn.get())] {
+            args.add(value).map_err(sqlx::Error::Encode)?;
+        }
+        args.add(iso_date(a.date)).map_err(sqlx::Error::Encode)?;
+        args.add(code).map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
+}
+
+/// `INSERT` of `rows` attendance marks of file `file_id` with `?` parameters
+/// (SQLite only): per row (mention id, URN, ISO date, [`mark_number`]). The
+/// `CASE`s are written once, in the `SELECT` over the `VALUES` list, from the
+/// domain's own tables, so the stored text is exactly `as_str()` / `code()`. Four
+/// parameters a row, not six, let one statement carry twice the rows: each
+/// statement costs a round trip to the connection's thread.
+fn sqlite_marks_sql(rows: usize, file_id: i64) -> String {
+    let sessions = Session::ALL.len();
     let case = |column: &str, texts: &mut dyn Iterator<Item = &'static str>| {
         let mut out = format!("CASE {column}");
         for (i, text) in texts.enumerate() {
@@ -608,19 +716,21 @@ fn sqlite_marks_sql(rows: usize) -> String {
         out.push_str(" END");
         out
     };
-    let session = case("column4", &mut Session::ALL.iter().map(|s| s.as_str()));
-    let code = case("column5", &mut Mark::all().map(|m| m.code()));
-    let category = case("column5", &mut Mark::all().map(|m| m.category().as_str()));
+    let session_of = format!("(column4 % {sessions})");
+    let mark_of = format!("(column4 / {sessions})");
+    let session = case(&session_of, &mut Session::ALL.iter().map(|s| s.as_str()));
+    let code = case(&mark_of, &mut Mark::all().map(|m| m.code()));
+    let category = case(&mark_of, &mut Mark::all().map(|m| m.category().as_str()));
     let mut sql = String::with_capacity(2000 + rows * (MARK_PARAMS * 2 + 3));
     sql.push_str(&format!(
         "INSERT INTO attendance_marks (mention_id, school_urn, date, session, mark, category, file_id) \
-         SELECT column1, column2, column3, {session}, {code}, {category}, column6 FROM (VALUES "
+         SELECT column1, column2, column3, {session}, {code}, {category}, {file_id} FROM (VALUES "
     ));
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?)");
+        sql.push_str("(?,?,?,?)");
     }
     // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
     sql.push_str(
@@ -630,12 +740,14 @@ fn sqlite_marks_sql(rows: usize) -> String {
     sql
 }
 
-/// A session's number in [`Session::ALL`], as [`sqlite_marks_sql`] decodes it.
-fn session_number(session: Session) -> i64 {
-    Session::ALL
-        .iter()
-        .position(|s| *s == session)
-        .map_or(0, |i| i as i64)
+/// A mark's position in `marks` ([`Mark::all`]) and its session's in
+/// [`Session::ALL`], in one number, as [`sqlite_marks_sql`] decodes it.
+fn mark_number(marks: &[Mark], mark: Mark, session: Session) -> Result<i64, StoreError> {
+    let m = marks.iter().position(|m| *m == mark).ok_or_else(|| {
+        StoreError::NotFound(format!("mark code {:?} in the code table", mark.code()))
+    })?;
+    let s = Session::ALL.iter().position(|s| *s == session).unwrap_or(0);
+    Ok((m * Session::ALL.len() + s) as i64)
 }
 
 /// `YYYY-MM-DD`, exactly as chrono's `%F` writes it, without going through the
@@ -721,7 +833,7 @@ mod tests {
 
     #[test]
     fn marks_statement_has_one_parameter_per_value() {
-        let sql = sqlite_marks_sql(3);
+        let sql = sqlite_marks_sql(3, 7);
         assert_eq!(sql.matches('?').count(), 3 * MARK_PARAMS);
     }
 

@@ -133,7 +133,7 @@ pub use identity::{
     ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,
     LinkState, LinkWrite, NewHousehold, PersonExplain, ReviewRow, RunCounts,
 };
-pub use ingest::{FileCounts, FileTx};
+pub use ingest::{FileCounts, FileTx, SQLITE_MARK_CHUNK};
 pub use outbox::{
     AttemptOutcome, ClaimedMessage, Enqueued, FailureNoticeStored, LeaseRecovery, NewOutboxMessage,
     OutboxCounts, OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus, RetryOutcome,

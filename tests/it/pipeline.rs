@@ -416,3 +416,76 @@ async fn a_repeated_row_in_one_file_is_stored_once_the_last_one_winning() {
         assert_eq!(stored, vec![Some("N UA".to_string())], "{backend}");
     }
 }
+
+#[tokio::test]
+async fn a_file_of_many_store_batches_keeps_every_row_in_order() {
+    // More rows than two of the pipeline's batches, so the store writes a chunk of
+    // marks while it binds the next: the last row for a key must still win, and
+    // no chunk may be lost at a batch boundary or at commit.
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("many_store_batches", dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), attendance_source(&inbox, 0.05));
+        let (pupils, months, days) = (160u32, 4u32, 28u32);
+        let mut csv = String::from(HEADER);
+        for p in 0..pupils {
+            for m in 9..9 + months {
+                for d in 1..=days {
+                    for session in ["AM", "PM"] {
+                        csv.push_str(&format!(
+                            "100001,{},Pupil{p},Family{p},01/09/2015,M6 5AB,{d:02}/{m:02}/2025,{session},/\n",
+                            upn(p)
+                        ));
+                    }
+                }
+            }
+        }
+        // The first pupil's first mark, corrected at the end of the file.
+        csv.push_str(&format!(
+            "100001,{},Pupil0,Family0,01/09/2015,M6 5AB,01/09/2025,AM,N\n",
+            upn(0)
+        ));
+        let rows = u64::from(pupils * months * days * 2);
+        assert!(rows > 2 * kinlink::store::SQLITE_MARK_CHUNK as u64 * 2);
+        std::fs::write(inbox.join("term.csv"), csv).unwrap();
+
+        let files = run(&settings, &store).await;
+        assert!(
+            matches!(&files[..], [FileOutcome::Ingested { counts, .. }]
+                if counts.records == rows as i64 + 1 && counts.quarantined == 0),
+            "{backend}: {files:?}"
+        );
+        let counts = store.table_counts().await.unwrap();
+        assert_eq!(counts.attendance_marks as u64, rows, "{backend}");
+        assert_eq!(counts.mentions, i64::from(pupils), "{backend}");
+        let unexplained = store
+            .column_text(
+                "SELECT mark || ' ' || date || ' ' || session FROM attendance_marks \
+                 WHERE category <> 'P'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unexplained,
+            vec![Some("N 2025-09-01 AM".to_string())],
+            "{backend}"
+        );
+        let days_known = store
+            .column_text("SELECT CAST(COUNT(*) AS TEXT) FROM school_days")
+            .await
+            .unwrap();
+        assert_eq!(
+            days_known,
+            vec![Some((months * days).to_string())],
+            "{backend}"
+        );
+        let latest = store
+            .column_text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM pupil_schools WHERE last_mark_on = '2025-12-28'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(latest, vec![Some(pupils.to_string())], "{backend}");
+    }
+}
