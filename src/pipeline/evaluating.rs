@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, instrument, warn, Instrument};
 
 use crate::alerts::{self, Directory, LocalityEntry, PlanCounts, SchoolEntry};
 use crate::clock::Clock;
@@ -55,9 +55,11 @@ pub fn directory(settings: &Settings) -> Directory {
     }
 }
 
-/// Reads everything the rules need for `as_of`: the records and the attendance
-/// counts concurrently, each on a connection of its own; then only the mentions
-/// the rules can ask about ([`rules::mentions_needed`]).
+/// Reads everything the rules need for `as_of`: the attendance counts and the
+/// records concurrently, each branch a task of its own (the rows of each read are
+/// turned into values on a runtime thread of their own, not all on one), the
+/// records followed by the mentions they name; then the mentions of the pupils
+/// the rules can speak of ([`rules::pupil_seeds`], [`rules::record_seeds`]).
 pub async fn rule_input(
     store: &Store,
     settings: &Settings,
@@ -65,84 +67,117 @@ pub async fn rule_input(
 ) -> anyhow::Result<RuleInput> {
     let t0 = Instant::now();
     let config = settings.rules_config();
-    let a = &config.attendance_drop;
-    let pupils = async {
-        let t = Instant::now();
-        let count = store
-            .attendance_counts(as_of, a.window_school_days, a.baseline_school_days)
-            .await
-            .context("counting attendance")?;
-        debug!(
-            schools = count.schools,
-            recounted = count.recounted,
-            pupils = count.pupils.len(),
-            seconds = t.elapsed().as_secs_f64(),
-            "Counted attendance"
-        );
-        let t = Instant::now();
-        let mut pupils = count.pupils;
-        // Runs of unexplained absence only where a rule may speak of them.
-        let mut candidates: Vec<&mut rules::PupilAttendance> = pupils
-            .iter_mut()
-            .filter(|p| p.window.unexplained > 1 && rules::attendance_may_raise(p, a))
-            .collect();
-        store
-            .fill_unexplained_runs(&mut candidates)
-            .await
-            .context("reading runs of unexplained absence")?;
-        debug!(
-            seconds = t.elapsed().as_secs_f64(),
-            "Read runs of unexplained absence"
-        );
-        anyhow::Ok(pupils)
-    };
-    // The records, then the children living at their addresses, while the
-    // attendance is counted.
-    let records = async {
-        let (notifications, notices, cases) = tokio::try_join!(
-            async {
-                store
-                    .rule_notifications()
-                    .await
-                    .context("reading police notifications")
-            },
-            async {
-                store
-                    .rule_notices()
-                    .await
-                    .context("reading housing notices")
-            },
-            async { store.rule_cases().await.context("reading cases") },
-        )?;
-        let t = Instant::now();
-        let children = store
-            .children_at(&rules::places(&notifications, &notices))
-            .await
-            .context("reading the children at the records' addresses")?;
-        debug!(
-            children = children.len(),
-            seconds = t.elapsed().as_secs_f64(),
-            "Read children at addresses"
-        );
-        anyhow::Ok((notifications, notices, cases, children))
-    };
-    let (pupils, (notifications, notices, cases, children)) = tokio::try_join!(pupils, records)?;
+    let a = config.attendance_drop;
+    let pupils = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let t = Instant::now();
+            let count = store
+                .attendance_counts(as_of, a.window_school_days, a.baseline_school_days)
+                .await
+                .context("counting attendance")?;
+            debug!(
+                schools = count.schools,
+                recounted = count.recounted,
+                pupils = count.pupils.len(),
+                seconds = t.elapsed().as_secs_f64(),
+                "Counted attendance"
+            );
+            let t = Instant::now();
+            let mut pupils = count.pupils;
+            // Runs of unexplained absence only where a rule may speak of them.
+            let mut candidates: Vec<&mut rules::PupilAttendance> = pupils
+                .iter_mut()
+                .filter(|p| p.window.unexplained > 1 && rules::attendance_may_raise(p, &a))
+                .collect();
+            store
+                .fill_unexplained_runs(&mut candidates)
+                .await
+                .context("reading runs of unexplained absence")?;
+            debug!(
+                seconds = t.elapsed().as_secs_f64(),
+                "Read runs of unexplained absence"
+            );
+            anyhow::Ok(pupils)
+        }
+        .in_current_span()
+    });
+    // The records, the children living at their addresses, and the mentions of
+    // both, while the attendance is counted.
+    let records = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let (notifications, notices, cases) = tokio::try_join!(
+                async {
+                    store
+                        .rule_notifications()
+                        .await
+                        .context("reading police notifications")
+                },
+                async {
+                    store
+                        .rule_notices()
+                        .await
+                        .context("reading housing notices")
+                },
+                async { store.rule_cases().await.context("reading cases") },
+            )?;
+            let t = Instant::now();
+            let children = store
+                .children_at(&rules::places(&notifications, &notices))
+                .await
+                .context("reading the children at the records' addresses")?;
+            debug!(
+                children = children.len(),
+                seconds = t.elapsed().as_secs_f64(),
+                "Read children at addresses"
+            );
+            let t = Instant::now();
+            let mut seeds = rules::record_seeds(&notifications, &notices, &cases);
+            seeds.extend(children);
+            let mentions = store
+                .rule_mentions_for(&seeds)
+                .await
+                .context("reading mentions")?;
+            debug!(
+                seeds = seeds.len(),
+                mentions = mentions.len(),
+                seconds = t.elapsed().as_secs_f64(),
+                "Read the records' mentions"
+            );
+            anyhow::Ok((notifications, notices, cases, mentions))
+        }
+        .in_current_span()
+    });
+    let (pupils, records) = tokio::join!(pupils, records);
+    let pupils = pupils.context("the attendance task stopped unexpectedly")??;
+    let (notifications, notices, cases, mut mentions) =
+        records.context("the records task stopped unexpectedly")??;
     debug!(
         seconds = t0.elapsed().as_secs_f64(),
         "Read records and attendance"
     );
     let t = Instant::now();
-    let mut seeds = rules::mention_seeds(&pupils, &notifications, &notices, &cases, a);
-    seeds.extend(children);
-    let mentions = store
-        .rule_mentions_for(&seeds)
-        .await
-        .context("reading mentions")?;
+    let seeds: Vec<i64> = rules::pupil_seeds(&pupils, &a)
+        .into_iter()
+        .filter(|id| mentions.binary_search_by_key(id, |m| m.id).is_err())
+        .collect();
+    if !seeds.is_empty() {
+        mentions.extend(
+            store
+                .rule_mentions_for(&seeds)
+                .await
+                .context("reading pupils' mentions")?,
+        );
+        // A family member of a pupil may be a record's mention too.
+        mentions.sort_by_key(|m| m.id);
+        mentions.dedup_by_key(|m| m.id);
+    }
     debug!(
         seeds = seeds.len(),
         mentions = mentions.len(),
         seconds = t.elapsed().as_secs_f64(),
-        "Read mentions"
+        "Read the pupils' mentions"
     );
     Ok(RuleInput {
         as_of,

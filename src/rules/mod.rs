@@ -334,26 +334,30 @@ pub fn attendance_may_raise(p: &PupilAttendance, c: &crate::domain::rules::Atten
     attendance::read(p, c).is_some_and(|r| r.falling || r.severe)
 }
 
-/// The mentions the rules may look up, given the records and pupils they read:
-/// those of the records and of the pupils with something to say. With the
-/// children living at the records' addresses ([`places`]) and the families of
-/// all, these are the mentions the store reads for a run
-/// ([`crate::store::Store::rule_mentions_for`]); the rules find the same with
-/// them as with every mention.
-pub fn mention_seeds(
+/// The pupils' mentions the rules can ask about: a pupil's mention is looked up
+/// only for a signal (part-time or excluded, persistent absence) or an alert
+/// (falling away, severe absence).
+pub fn pupil_seeds(
     pupils: &[PupilAttendance],
-    notifications: &[DaRow],
-    notices: &[NoticeRow],
-    cases: &[CaseRow],
     c: &crate::domain::rules::AttendanceDrop,
 ) -> Vec<i64> {
-    // A pupil's mention is looked up only for a signal (part-time or excluded,
-    // persistent absence) or an alert (falling away, severe absence).
-    let mut seeds: Vec<i64> = pupils
+    distinct(
+        pupils
+            .iter()
+            .filter(|p| p.window.part_time_or_excluded > 0 || attendance_may_alert(p, c))
+            .map(|p| p.mention),
+    )
+}
+
+/// The mentions of the records (notifications, notices, cases). With the pupils'
+/// ([`pupil_seeds`]), the children living at the records' addresses ([`places`])
+/// and the families of all, these are the mentions the store reads for a run
+/// ([`crate::store::Store::rule_mentions_for`]); the rules find the same with
+/// them as with every mention.
+pub fn record_seeds(notifications: &[DaRow], notices: &[NoticeRow], cases: &[CaseRow]) -> Vec<i64> {
+    let mut seeds: Vec<i64> = notifications
         .iter()
-        .filter(|p| p.window.part_time_or_excluded > 0 || attendance_may_alert(p, c))
-        .map(|p| p.mention)
-        .chain(notifications.iter().map(|n| n.mention))
+        .map(|n| n.mention)
         .chain(notices.iter().map(|n| n.mention))
         .chain(cases.iter().map(|c| c.mention))
         .collect();
