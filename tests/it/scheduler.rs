@@ -500,8 +500,16 @@ async fn claim_expiry(store_a: Store, store_b: Store, backend: &str) {
     a.scheduler.start(t0 - Duration::seconds(1)).await.unwrap();
     b.scheduler.start(t0 - Duration::seconds(1)).await.unwrap();
 
-    // A claims the 10:00 run and is stuck in it; B finds it taken.
+    // A claims the 10:00 run and is stuck in it; B finds it taken. (A's step runs
+    // in a task of its own: wait until it has started, or dropping A below could
+    // abort it before it ever ran.)
     a.scheduler.tick(t0).await.unwrap();
+    within(30, async {
+        while blocking.calls_of("hourly").is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     tick_and_settle(&mut b.scheduler, t0).await;
     assert_eq!(runner_b.total.load(Ordering::SeqCst), 0, "{backend}");
 
