@@ -301,20 +301,20 @@ pub fn address_keys(uprn: Option<i64>, line: Option<&str>, postcode: Option<&str
     if let Some(u) = uprn {
         keys.push(format!("uprn:{u}"));
     }
-    if let (Some(line), Some(postcode)) = (line, postcode) {
-        let line = normalise_address_line(line);
-        let postcode = normalise_postcode(postcode);
-        if !line.is_empty() && !postcode.is_empty() {
-            keys.push(format!("addr:{line}|{postcode}"));
-        }
-    }
+    keys.extend(written_address_key(line, postcode));
     keys
 }
 
-fn written_key(m: &MentionFacts) -> Option<String> {
-    let line = normalise_address_line(m.address_line1.as_deref()?);
-    let postcode = normalise_postcode(m.postcode.as_deref()?);
+/// The `addr:LINE|POSTCODE` key of a written address (normalised), when both
+/// parts are there: the key the store keeps for each mention (`mentions.address_key`).
+pub fn written_address_key(line: Option<&str>, postcode: Option<&str>) -> Option<String> {
+    let line = normalise_address_line(line?);
+    let postcode = normalise_postcode(postcode?);
     (!line.is_empty() && !postcode.is_empty()).then(|| format!("addr:{line}|{postcode}"))
+}
+
+fn written_key(m: &MentionFacts) -> Option<String> {
+    written_address_key(m.address_line1.as_deref(), m.postcode.as_deref())
 }
 
 /// Upper case, punctuation to spaces, common street words abbreviated, so that

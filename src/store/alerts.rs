@@ -6,7 +6,7 @@
 //! Invariant: an evaluation's alerts, facts, deliveries and audit rows commit
 //! together or not at all; a delivery row never exists without its audit row.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -178,54 +178,52 @@ impl Store {
     }
 
     /// The child mentions living at any of `places` (household address keys), by
-    /// id: where the rules look for children at an address.
+    /// id: where the rules look for children at an address. A mention lives at a
+    /// place when its UPRN or its written address key (`mentions.address_key`) is
+    /// one of the place's keys; both are indexed.
     pub async fn children_at(&self, places: &[String]) -> Result<Vec<i64>, StoreError> {
-        // The places' UPRNs and postcodes (without spaces, as address keys compare
-        // them) find the candidates; their own keys decide.
-        let places: HashSet<&str> = places.iter().map(String::as_str).collect();
         let mut uprns: Vec<i64> = Vec::new();
-        let mut postcodes: Vec<String> = Vec::new();
-        for k in &places {
+        let mut written: Vec<&str> = Vec::new();
+        for k in places {
             if let Some(u) = k.strip_prefix("uprn:").and_then(|u| u.parse().ok()) {
                 uprns.push(u);
-            } else if let Some((_, pc)) = k.strip_prefix("addr:").and_then(|a| a.rsplit_once('|')) {
-                postcodes.push(pc.replace(' ', ""));
+            } else if k.starts_with("addr:") {
+                written.push(k);
             }
         }
         uprns.sort_unstable();
         uprns.dedup();
-        postcodes.sort_unstable();
-        postcodes.dedup();
+        written.sort_unstable();
+        written.dedup();
         let mut tx = Tx::begin(&self.pool).await?;
         self.temp_table(&mut tx, "rule_uprns", "uprn BIGINT PRIMARY KEY")
             .await?;
-        self.temp_table(&mut tx, "rule_postcodes", "postcode TEXT PRIMARY KEY")
+        self.temp_table(&mut tx, "rule_addresses", "address_key TEXT PRIMARY KEY")
             .await?;
         self.fill_ids(&mut tx, "rule_uprns", "uprn", &uprns).await?;
-        for chunk in postcodes.chunks(5000) {
+        for chunk in written.chunks(5000) {
             on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO rule_postcodes (postcode) ");
-                qb.push_values(chunk, |mut q, p| { q.push_bind(p.as_str()); });
+                let mut qb = QueryBuilder::new("INSERT INTO rule_addresses (address_key) ");
+                qb.push_values(chunk, |mut q, k| { q.push_bind(*k); });
                 qb.build().execute(&mut **t).await.map(|_| ())
             })?;
         }
-        type Candidate = (i64, Option<i64>, Option<String>, Option<String>);
-        let candidates: Vec<Candidate> = on_tx!(tx, t => sqlx::query_as(
-            "SELECT m.id, m.uprn, m.address_line1, m.postcode FROM mentions m \
-             WHERE (m.kind = 'attendance' OR lower(m.role) = 'child') \
-             AND (m.uprn IN (SELECT uprn FROM rule_uprns) \
-                  OR REPLACE(m.postcode, ' ', '') IN (SELECT postcode FROM rule_postcodes))")
+        self.analyze(&mut tx, "rule_uprns").await?;
+        self.analyze(&mut tx, "rule_addresses").await?;
+        // CROSS JOIN keeps SQLite's loop over the (small) places, each looked up
+        // in the mentions' index.
+        let ids: Vec<(i64,)> = on_tx!(tx, t => sqlx::query_as(
+            "SELECT m.id FROM rule_uprns u CROSS JOIN mentions m \
+             WHERE m.uprn = u.uprn AND (m.kind = 'attendance' OR lower(m.role) = 'child') \
+             UNION \
+             SELECT m.id FROM rule_addresses a CROSS JOIN mentions m \
+             WHERE m.address_key = a.address_key \
+             AND (m.kind = 'attendance' OR lower(m.role) = 'child')")
             .fetch_all(&mut **t).await)?;
         drop(tx);
-        Ok(candidates
-            .into_iter()
-            .filter_map(|(id, uprn, line, pc)| {
-                address_keys(uprn, line.as_deref(), pc.as_deref())
-                    .iter()
-                    .any(|k| places.contains(k.as_str()))
-                    .then_some(id)
-            })
-            .collect())
+        let mut ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// The mentions the rules can ask about, as [`Self::rule_mentions`] reads them:

@@ -15,6 +15,7 @@ use sqlx::{Arguments, QueryBuilder};
 
 use super::{Pool, Store, StoreError, Tx};
 use crate::domain::{Mark, PersonMention, Record, RowProblem, Session};
+use crate::link::family::written_address_key;
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's
 /// 65,535 bound parameters for the widest table.
@@ -362,7 +363,7 @@ impl FileTx {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO mentions (source, kind, mention_key, role, forename, surname, dob, gender, \
                  address_line1, postcode, postcode_valid, uprn, upn, upn_valid, nhs_number, nhs_valid, \
-                 school_urn, first_file_id, last_file_id) ",
+                 school_urn, first_file_id, last_file_id, address_key) ",
             );
             qb.push_values(chunk, |mut b, m| {
                 b.push_bind(source.clone())
@@ -383,7 +384,11 @@ impl FileTx {
                     .push_bind(m.nhs_number.as_ref().map(|n| n.is_valid()))
                     .push_bind(m.school_urn.map(|u| i64::from(u.get())))
                     .push_bind(file_id)
-                    .push_bind(file_id);
+                    .push_bind(file_id)
+                    .push_bind(written_address_key(
+                        m.address_line1.as_deref(),
+                        m.postcode.as_ref().map(|p| p.as_str()),
+                    ));
             });
             qb.push(
                 " ON CONFLICT (source, mention_key) DO UPDATE SET role = excluded.role, \
@@ -393,6 +398,7 @@ impl FileTx {
                  uprn = excluded.uprn, upn = excluded.upn, upn_valid = excluded.upn_valid, \
                  nhs_number = excluded.nhs_number, nhs_valid = excluded.nhs_valid, \
                  school_urn = excluded.school_urn, last_file_id = excluded.last_file_id, \
+                 address_key = excluded.address_key, \
                  identity_conflict = (mentions.identity_conflict OR ( \
                      mentions.dob IS NOT NULL AND excluded.dob IS NOT NULL \
                      AND mentions.dob <> excluded.dob \

@@ -121,6 +121,7 @@ mod outbox;
 mod retention;
 mod runs;
 mod tallies;
+mod upgrades;
 
 pub use alerts::{AckOutcome, AlertRow, AlertSummary, AttendanceCount, AuditRow};
 pub use digests::{
@@ -280,9 +281,11 @@ impl Store {
             side.push(suffix);
             restrict_mode(Path::new(&side));
         }
-        Ok(Store {
+        let store = Store {
             pool: Pool::Sqlite(pool),
-        })
+        };
+        store.finish_upgrades().await?;
+        Ok(store)
     }
 
     /// Opens a PostgreSQL database by URL and runs migrations.
@@ -306,9 +309,11 @@ impl Store {
         sqlx::migrate!("src/store/migrations/postgres")
             .run(&pool)
             .await?;
-        Ok(Store {
+        let store = Store {
             pool: Pool::Postgres(pool),
-        })
+        };
+        store.finish_upgrades().await?;
+        Ok(store)
     }
 
     /// Without the `postgres` feature a PostgreSQL URL is a clear error.

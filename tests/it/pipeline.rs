@@ -489,3 +489,88 @@ async fn a_file_of_many_store_batches_keeps_every_row_in_order() {
         assert_eq!(latest, vec![Some(pupils.to_string())], "{backend}");
     }
 }
+
+#[tokio::test]
+async fn mentions_stored_before_address_keys_get_them_when_the_store_next_opens() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let test = "address_keys_upgrade";
+    for (backend, store) in stores(test, dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let mut source = attendance_source(&inbox, 0.05);
+        source
+            .columns
+            .insert("address_line1".into(), "Address".into());
+        let settings = settings(dir.path(), source);
+        let header = HEADER.replace(",Post code,", ",Address,Post code,");
+        let csv = format!(
+            "{header}100001,{},Ann,Oak,01/09/2015,\"12 Oak Road,\",m6 5ab,01/10/2025,AM,/\n\
+             100001,{},Ben,Elm,01/09/2015,,M6 5AB,01/10/2025,AM,/\n",
+            upn(1),
+            upn(2)
+        );
+        std::fs::write(inbox.join("marks.csv"), csv).unwrap();
+        run(&settings, &store).await;
+        let keys = store
+            .column_text("SELECT address_key FROM mentions ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec![Some("addr:12 OAK RD|M6 5AB".to_string()), None],
+            "{backend}: the key ingest keeps"
+        );
+        store.close().await;
+
+        // The store as the migration leaves an older one: keys missing, the
+        // upgrade pending.
+        let forget = [
+            "UPDATE mentions SET address_key = NULL",
+            "INSERT INTO store_upgrades (name) VALUES ('mention_address_keys')",
+        ];
+        let pg_url = kinlink::bench::with_database(
+            &crate::backends::postgres_url(),
+            &format!("kinlink_it_{test}"),
+        );
+        let sqlite_path = dir.path().join("kinlink.db");
+        if backend == "sqlite" {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", sqlite_path.display()))
+                    .await
+                    .unwrap();
+            for sql in forget {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+        } else {
+            let mut c = sqlx::PgConnection::connect(&pg_url).await.unwrap();
+            for sql in forget {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+        }
+
+        let store = if backend == "sqlite" {
+            Store::open_sqlite(&sqlite_path).await.unwrap()
+        } else {
+            Store::open_postgres(&pg_url).await.unwrap()
+        };
+        assert_eq!(
+            store
+                .column_text("SELECT address_key FROM mentions ORDER BY id")
+                .await
+                .unwrap(),
+            keys,
+            "{backend}: the keys filled in at opening"
+        );
+        assert_eq!(
+            store
+                .scalar_i64("SELECT COUNT(*) FROM store_upgrades")
+                .await
+                .unwrap(),
+            0,
+            "{backend}: nothing left pending"
+        );
+    }
+}
