@@ -124,6 +124,8 @@ enum Source {
     /// XLSX cells from the streaming thread.
     Stream {
         rx: Receiver<Msg>,
+        /// The streaming thread, joined when the source is dropped.
+        worker: Option<std::thread::JoinHandle<()>>,
         /// Rows unpacked for the header search, handed out first.
         pending: std::vec::IntoIter<SparseRow>,
         /// The chunk being read after the header, and its next cell.
@@ -135,6 +137,21 @@ enum Source {
         range: calamine::Range<Data>,
         next: usize,
     },
+}
+
+impl Drop for Source {
+    /// Closes the channel, so that a streaming thread blocked on a full one stops,
+    /// then waits for the thread: a reader dropped early (a rejected file, a stop)
+    /// leaves no thread behind still holding the workbook.
+    fn drop(&mut self) {
+        if let Source::Stream { rx, worker, .. } = self {
+            drop(std::mem::replace(rx, sync_channel(0).1));
+            if let Some(worker) = worker.take() {
+                // A panic on the thread has already ended its rows as an error.
+                let _ = worker.join();
+            }
+        }
+    }
 }
 
 /// Rows of one worksheet after its header.
@@ -483,12 +500,13 @@ fn check_declared(
 /// Starts the streaming thread for an xlsx worksheet.
 fn stream(wb: calamine::Xlsx<Box<dyn ReadSeek>>, sheet: String) -> Result<Source, String> {
     let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("kinlink-xlsx".into())
         .spawn(move || stream_cells(wb, &sheet, &tx))
         .map_err(|e| format!("cannot start the sheet reader thread ({e})"))?;
     Ok(Source::Stream {
         rx,
+        worker: Some(worker),
         pending: Vec::new().into_iter(),
         current: None,
         finished: false,
@@ -501,12 +519,13 @@ fn stream_part(
     plan: xlsx::Plan,
 ) -> Result<Source, String> {
     let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("kinlink-xlsx".into())
         .spawn(move || read_part(zip, plan, &tx))
         .map_err(|e| format!("cannot start the sheet reader thread ({e})"))?;
     Ok(Source::Stream {
         rx,
+        worker: Some(worker),
         pending: Vec::new().into_iter(),
         current: None,
         finished: false,
@@ -764,6 +783,7 @@ impl SheetRows {
                 pending,
                 current,
                 finished,
+                ..
             } = &mut self.source
             else {
                 return Ok(true);
