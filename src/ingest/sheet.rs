@@ -1010,6 +1010,19 @@ mod tests {
     }
 
     #[test]
+    fn an_overflowing_cell_reference_in_calamine_s_reader_is_a_clean_rejection() {
+        // Found by the ingest_xlsx fuzz target: a sheet kinlink's own reader hands to
+        // calamine's, whose cell-reference arithmetic overflows (it panics where
+        // overflow checks are on, as in this test). The panic stays on the reader
+        // thread; the file ends as a rejection, and the drop joins the thread.
+        let bytes = include_bytes!("testdata/overflowing_cell_ref_fallback.xlsx").to_vec();
+        let source = test_source(FeedKind::Attendance, Format::Xlsx, &[]);
+        let result = open_bytes(&source, "odd.xlsx", bytes).and_then(read_all);
+        let err = result.expect_err("the sheet is unreadable, so the file is rejected");
+        assert!(err.to_string().contains("odd.xlsx"), "{err}");
+    }
+
+    #[test]
     fn the_first_sheet_is_the_default_and_a_missing_sheet_names_the_others() {
         // The first sheet ("Cover") has no attendance header.
         let err = open_bytes(&att(Format::Xlsx), "m.xlsx", marks_workbook()).unwrap_err();
