@@ -497,6 +497,36 @@ fn check_declared(
     Ok(())
 }
 
+/// The streaming thread's next chunk of rows; `None` once it is done (and
+/// `finished` set). A failure, or a thread that stopped without saying why (a
+/// panic on malformed content), ends the sheet as an error.
+fn receive(
+    rx: &Receiver<Msg>,
+    finished: &mut bool,
+    file: &str,
+    format: Format,
+) -> Result<Option<Packed>, FileRejection> {
+    match rx.recv() {
+        Ok(Msg::Rows(packed)) => Ok(Some(packed)),
+        Ok(Msg::Done) => {
+            *finished = true;
+            Ok(None)
+        }
+        Ok(Msg::Failed(e)) => {
+            *finished = true;
+            Err(unparseable(file, format, e))
+        }
+        Err(_) => {
+            *finished = true;
+            Err(unparseable(
+                file,
+                format,
+                "the sheet reader stopped on malformed content",
+            ))
+        }
+    }
+}
+
 /// Starts the streaming thread for an xlsx worksheet.
 fn stream(wb: calamine::Xlsx<Box<dyn ReadSeek>>, sheet: String) -> Result<Source, String> {
     let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
@@ -729,21 +759,8 @@ impl SheetRows {
                 if *finished {
                     return Ok(None);
                 }
-                match rx.recv() {
-                    Ok(Msg::Rows(packed)) => *pending = packed.unpack().into_iter(),
-                    Ok(Msg::Done) => *finished = true,
-                    Ok(Msg::Failed(e)) => {
-                        *finished = true;
-                        return Err(unparseable(&self.file, self.format, e));
-                    }
-                    Err(_) => {
-                        *finished = true;
-                        return Err(unparseable(
-                            &self.file,
-                            self.format,
-                            "the sheet reader stopped on malformed content",
-                        ));
-                    }
+                if let Some(packed) = receive(rx, finished, &self.file, self.format)? {
+                    *pending = packed.unpack().into_iter();
                 }
             },
             Source::Range { range, next } => {
@@ -830,21 +847,8 @@ impl SheetRows {
             if *finished {
                 return Ok(true);
             }
-            match rx.recv() {
-                Ok(Msg::Rows(packed)) => *current = Some((packed, 0)),
-                Ok(Msg::Done) => *finished = true,
-                Ok(Msg::Failed(e)) => {
-                    *finished = true;
-                    return Err(unparseable(&self.file, self.format, e));
-                }
-                Err(_) => {
-                    *finished = true;
-                    return Err(unparseable(
-                        &self.file,
-                        self.format,
-                        "the sheet reader stopped on malformed content",
-                    ));
-                }
+            if let Some(packed) = receive(rx, finished, &self.file, self.format)? {
+                *current = Some((packed, 0));
             }
         }
         Ok(false)

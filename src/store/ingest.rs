@@ -61,8 +61,8 @@ pub struct FileTx {
     /// mention key → (id, values last written), so a pupil with 300 marks is
     /// written once unless their details change within the file.
     mentions: FxHashMap<String, (i64, PersonMention)>,
-    /// The SQLite attendance `INSERT` for a given number of rows, built once.
-    sqlite_marks_sql: HashMap<usize, String>,
+    /// The SQLite attendance `INSERT`s of this file.
+    mark_statements: MarkStatements,
     /// The last chunk of marks, bound but not yet executed (SQLite): it runs while
     /// the next chunk is bound, and [`FileTx::commit`] runs the last one.
     staged_marks: Option<(usize, SqliteArguments<'static>)>,
@@ -97,7 +97,10 @@ impl FileTx {
             tx,
             file_id,
             mentions: FxHashMap::default(),
-            sqlite_marks_sql: HashMap::new(),
+            mark_statements: MarkStatements {
+                file_id,
+                sql: HashMap::new(),
+            },
             staged_marks: None,
             marks: Mark::all().collect(),
             conflicted: Vec::new(),
@@ -120,15 +123,10 @@ impl FileTx {
         // chunk of marks staged by the last call is written.
         let scan = match self.staged_marks.take() {
             Some(staged) => {
-                let (done, scan) = tokio::join!(
-                    run_marks(
-                        &mut self.tx,
-                        &mut self.sqlite_marks_sql,
-                        self.file_id,
-                        staged
-                    ),
-                    async { scan_mentions(&self.mentions, records) }
-                );
+                let (done, scan) =
+                    tokio::join!(self.mark_statements.run(&mut self.tx, staged), async {
+                        scan_mentions(&self.mentions, records)
+                    });
                 done?;
                 scan
             }
@@ -154,15 +152,10 @@ impl FileTx {
                     Some(staged) => {
                         // `join!` polls the statement first, which hands it to the
                         // connection's thread; the binding then runs on this one.
-                        let (done, next) = tokio::join!(
-                            run_marks(
-                                &mut self.tx,
-                                &mut self.sqlite_marks_sql,
-                                self.file_id,
-                                staged
-                            ),
-                            async { prepare() }
-                        );
+                        let (done, next) =
+                            tokio::join!(self.mark_statements.run(&mut self.tx, staged), async {
+                                prepare()
+                            });
                         done?;
                         next?
                     }
@@ -203,13 +196,7 @@ impl FileTx {
     /// Marks the file ingested with its counts and commits everything.
     pub async fn commit(mut self, counts: FileCounts, at: DateTime<Utc>) -> Result<(), StoreError> {
         if let Some(staged) = self.staged_marks.take() {
-            run_marks(
-                &mut self.tx,
-                &mut self.sqlite_marks_sql,
-                self.file_id,
-                staged,
-            )
-            .await?;
+            self.mark_statements.run(&mut self.tx, staged).await?;
         }
         // A school day records the file that last wrote marks for it: an evaluation
         // that counted the day before this file recounts the school.
@@ -658,26 +645,36 @@ fn note_days(
     }
 }
 
-/// Writes a staged chunk of marks ([`sqlite_marks_sql`] for its row count).
-async fn run_marks(
-    tx: &mut Tx,
-    statements: &mut HashMap<usize, String>,
+/// The SQLite attendance `INSERT`s of one file ([`sqlite_marks_sql`]), one per row
+/// count, built once.
+struct MarkStatements {
     file_id: i64,
-    (rows, args): (usize, SqliteArguments<'static>),
-) -> Result<(), StoreError> {
-    // Irrefutable when built without PostgreSQL.
-    #[allow(irrefutable_let_patterns)]
-    let Tx::Sqlite(t) = tx
-    else {
-        return Err(StoreError::NotFound("a SQLite transaction".into()));
-    };
-    let sql = statements
-        .entry(rows)
-        .or_insert_with(|| sqlite_marks_sql(rows, file_id));
-    sqlx::query_with(sql.as_str(), args)
-        .execute(&mut **t)
-        .await?;
-    Ok(())
+    sql: HashMap<usize, String>,
+}
+
+impl MarkStatements {
+    /// Writes a staged chunk of marks.
+    async fn run(
+        &mut self,
+        tx: &mut Tx,
+        (rows, args): (usize, SqliteArguments<'static>),
+    ) -> Result<(), StoreError> {
+        // Irrefutable when built without PostgreSQL.
+        #[allow(irrefutable_let_patterns)]
+        let Tx::Sqlite(t) = tx
+        else {
+            return Err(StoreError::NotFound("a SQLite transaction".into()));
+        };
+        let file_id = self.file_id;
+        let sql = self
+            .sql
+            .entry(rows)
+            .or_insert_with(|| sqlite_marks_sql(rows, file_id));
+        sqlx::query_with(sql.as_str(), args)
+            .execute(&mut **t)
+            .await?;
+        Ok(())
+    }
 }
 
 /// The parameters of [`sqlite_marks_sql`] for `rows`. Every text value bound costs

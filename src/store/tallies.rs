@@ -41,6 +41,17 @@ pub(super) struct Tally {
     pub marks: i64,
 }
 
+impl Tally {
+    /// A tally from its stored (or counted) form: packed window and baseline sums.
+    fn from_packed(window: i64, baseline: i64, marks: i64) -> Tally {
+        Tally {
+            window: unpack(window, FIELDS),
+            baseline: unpack(baseline, BASELINE_FIELDS),
+            marks,
+        }
+    }
+}
+
 pub(super) const FIELDS: usize = 5;
 /// Fields of the baseline: attended, authorised, unauthorised.
 const BASELINE_FIELDS: usize = 3;
@@ -204,14 +215,7 @@ impl Store {
             }
         }
         for (m, urn, window, baseline, n) in fresh_rows {
-            out.insert(
-                (m, urn),
-                Tally {
-                    window: unpack(window, FIELDS),
-                    baseline: unpack(baseline, BASELINE_FIELDS),
-                    marks: n,
-                },
-            );
+            out.insert((m, urn), Tally::from_packed(window, baseline, n));
         }
         out.retain(|_, t| t.marks > 0);
         if out
@@ -226,14 +230,7 @@ impl Store {
             let rows = self.count_fresh(windows, earliest).await?;
             out = rows
                 .into_iter()
-                .map(|(m, urn, w, b, n)| {
-                    let t = Tally {
-                        window: unpack(w, FIELDS),
-                        baseline: unpack(b, BASELINE_FIELDS),
-                        marks: n,
-                    };
-                    ((m, urn), t)
-                })
+                .map(|(m, urn, w, b, n)| ((m, urn), Tally::from_packed(w, b, n)))
                 .filter(|(_, t)| t.marks > 0)
                 .collect();
         }
@@ -289,14 +286,7 @@ impl Store {
             .fetch_all(p).await)?;
         Ok(rows
             .into_iter()
-            .map(|(m, urn, w, b, n)| {
-                let t = Tally {
-                    window: unpack(w, FIELDS),
-                    baseline: unpack(b, BASELINE_FIELDS),
-                    marks: n,
-                };
-                ((m, urn), t)
-            })
+            .map(|(m, urn, w, b, n)| ((m, urn), Tally::from_packed(w, b, n)))
             .collect())
     }
 
