@@ -143,6 +143,7 @@ fn bench_source(format: Format, columns: BTreeMap<String, String>, dir: &Path) -
         next_path: None,
         stale_after_hours: None,
         columns,
+        limits: Default::default(),
     }
 }
 

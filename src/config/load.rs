@@ -19,7 +19,7 @@ use toml_edit::{Item, Value};
 use super::{
     redact_url, DatabaseUrl, DetailLevel, HttpAuth, HttpListen, HttpTransport, LinkageSettings,
     Locality, MailSettings, MailTransport, RetentionSettings, School, SecretError, SecretRef,
-    Settings, SmtpSettings, SmtpTls, SourceSettings, TextEncoding, Transport,
+    Settings, SmtpSettings, SmtpTls, SourceLimits, SourceSettings, TextEncoding, Transport,
 };
 pub use crate::domain::Problem;
 use crate::domain::{FeedKind, Format, Urn};
@@ -126,6 +126,10 @@ const SOURCE_KEYS: &[&str] = &[
     "next_path",
     "stale_after_hours",
     "columns",
+    "max_line_bytes",
+    "max_field_bytes",
+    "multiline_fields",
+    "max_lengths",
 ];
 
 /// Keys of an http transport besides `type`; none of them belongs on a dir one.
@@ -1147,6 +1151,7 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
         next_path: None,
         stale_after_hours: None,
         columns: BTreeMap::new(),
+        limits: SourceLimits::default(),
     };
 
     // Format-specific keys: each only where it means something.
@@ -1182,8 +1187,15 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
             if let Some(i) = choice(cx, sec, "encoding", &["utf-8", "windows-1252"]) {
                 source.encoding = [TextEncoding::Utf8, TextEncoding::Windows1252][i];
             }
+            csv_limits(cx, sec, &mut source.limits);
         } else {
-            for key in ["delimiter", "encoding"] {
+            for key in [
+                "delimiter",
+                "encoding",
+                "max_line_bytes",
+                "max_field_bytes",
+                "multiline_fields",
+            ] {
                 sec.forbid(
                     &mut cx.sink,
                     key,
@@ -1254,8 +1266,86 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
         }
     }
 
+    if let Some(kind) = kind {
+        source.limits.max_lengths = max_lengths(cx, sec, kind);
+    }
+
     (kind.is_some() && format.is_some() && transport.is_some() && !source.name.is_empty())
         .then_some(source)
+}
+
+/// The largest `max_line_bytes` / `max_field_bytes` accepted: 64 MiB. The parser
+/// holds a line in memory, so the limits are what bound a file's memory.
+const MAX_CSV_LIMIT: i64 = 64 << 20;
+
+/// `max_line_bytes`, `max_field_bytes` and `multiline_fields` of a csv source.
+fn csv_limits(cx: &mut Cx<'_>, sec: &Section<'_>, limits: &mut SourceLimits) {
+    let line = sec.integer_in(&mut cx.sink, "max_line_bytes", 64, MAX_CSV_LIMIT);
+    let field = sec.integer_in(&mut cx.sink, "max_field_bytes", 16, MAX_CSV_LIMIT);
+    if let Some((n, _)) = line {
+        limits.max_line_bytes = n as usize;
+    }
+    if let Some((n, _)) = field {
+        limits.max_field_bytes = n as usize;
+    }
+    if limits.max_field_bytes > limits.max_line_bytes {
+        let at = field.or(line).map_or(sec.line, |(_, l)| l);
+        cx.sink.push(
+            at,
+            format!(
+                "`max_field_bytes` ({}) in {} is more than `max_line_bytes` ({}): a field is part of a line",
+                limits.max_field_bytes, sec.label, limits.max_line_bytes
+            ),
+            "make max_field_bytes at most max_line_bytes",
+        );
+    }
+    if let Some((on, _)) = sec.boolean(&mut cx.sink, "multiline_fields") {
+        limits.multiline_fields = on;
+    }
+}
+
+/// `[source.max_lengths]`: canonical column = the most characters its value may have.
+fn max_lengths(cx: &mut Cx<'_>, sec: &Section<'_>, kind: FeedKind) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let label = format!("the max_lengths of {}", sec.label);
+    let Some(table) = sec.table(
+        &mut cx.sink,
+        "max_lengths",
+        label,
+        "a [source.max_lengths] table: canonical column = characters, e.g. notification_id = 128",
+    ) else {
+        return out;
+    };
+    let valid = canonical_columns(kind);
+    for entry in table.entries() {
+        if !valid.contains(&entry.key.as_str()) {
+            let list = valid.join(", ");
+            let fix = match closest(&entry.key, valid.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`? the columns of {kind} are: {list}"),
+                None => format!("the columns of {kind} are: {list}"),
+            };
+            cx.sink.push(
+                entry.line,
+                format!("`{}` is not a column of kind {kind}", entry.key),
+                fix,
+            );
+            continue;
+        }
+        match entry.item.as_integer() {
+            Some(n) if (1..=1_000_000).contains(&n) => {
+                out.insert(entry.key.clone(), n as usize);
+            }
+            _ => cx.sink.push(
+                entry.line,
+                format!(
+                    "`{}` in {} must be a number of characters from 1 to 1000000",
+                    entry.key, table.label
+                ),
+                format!("write {} = 128", entry.key),
+            ),
+        }
+    }
+    out
 }
 
 /// A dotted path into a JSON document (`meta.pagination.next`).

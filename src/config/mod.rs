@@ -260,6 +260,47 @@ pub struct SourceSettings {
     pub stale_after_hours: Option<u32>,
     /// canonical column → the source's own header.
     pub columns: BTreeMap<String, String>,
+    /// What one file of the source may hold.
+    pub limits: SourceLimits,
+}
+
+/// The limits of one `[[source]]`: how long a CSV line and field may be, whether a
+/// quoted CSV field may span lines, and how long each canonical column's value may
+/// be. A file over a line or field limit is rejected whole; a value over its
+/// column's length quarantines its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// csv: bytes one line may hold (with `multiline_fields`, one record).
+    pub max_line_bytes: usize,
+    /// csv: bytes one field may hold, quotes included.
+    pub max_field_bytes: usize,
+    /// csv: whether a quoted field may hold line breaks (off by default: an
+    /// unbalanced quote must not swallow the rows after it).
+    pub multiline_fields: bool,
+    /// canonical column → the most characters its value may have, where the
+    /// source overrides ingest's defaults (`[source.max_lengths]`).
+    pub max_lengths: BTreeMap<String, usize>,
+}
+
+impl SourceLimits {
+    /// `max_line_bytes` unless configured: 32 MiB.
+    pub const DEFAULT_MAX_LINE_BYTES: usize = 32 << 20;
+    /// `max_field_bytes` unless configured: 16 MiB. Far above any real value, so
+    /// that a runaway cell reaches its column's length check and quarantines its
+    /// row rather than rejecting the file; a line or field beyond these is what
+    /// rejects a file, with memory bounded by them.
+    pub const DEFAULT_MAX_FIELD_BYTES: usize = 16 << 20;
+}
+
+impl Default for SourceLimits {
+    fn default() -> Self {
+        SourceLimits {
+            max_line_bytes: Self::DEFAULT_MAX_LINE_BYTES,
+            max_field_bytes: Self::DEFAULT_MAX_FIELD_BYTES,
+            multiline_fields: false,
+            max_lengths: BTreeMap::new(),
+        }
+    }
 }
 
 /// CSV text encodings a source may declare.

@@ -211,7 +211,7 @@ pub(crate) fn open(
             next_index: 1,
             paths,
         },
-        Builder::new(source.kind, present),
+        Builder::new(source, present),
     ))
 }
 

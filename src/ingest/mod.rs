@@ -38,13 +38,16 @@ pub type RowOutcome = Result<Record, RowProblem>;
 #[derive(Debug, thiserror::Error)]
 pub enum FileRejection {
     /// The header lacks one or more required columns.
-    #[error("{}", missing_message(.file, .source_name, .missing, .found))]
+    #[error("{}", missing_message(.file, .source_name, .missing, .found, .known))]
     MissingColumns {
         file: String,
         source_name: String,
         missing: Vec<MissingColumn>,
         /// The headers the file does have, as written.
         found: Vec<String>,
+        /// The header names kinlink knows for this source (canonical columns and
+        /// `[source.columns]` entries): only these are quoted in the message.
+        known: Vec<String>,
     },
     /// Nothing before the end of the file: no header row.
     #[error(
@@ -69,6 +72,19 @@ pub enum FileRejection {
         source_name: String,
         line: u64,
         byte: u64,
+    },
+    /// A CSV file that breaks its source's limits or quoting: a line or field too
+    /// long, or a quote left open (see `csv/guard.rs`).
+    #[error(
+        "file {file:?} of source {source_name:?} is malformed: {problem}; nothing from this file was stored. {fix}"
+    )]
+    Malformed {
+        file: String,
+        source_name: String,
+        /// The physical line the problem is on (1 = the file's first line).
+        line: u64,
+        problem: String,
+        fix: String,
     },
     /// The configured sheet does not exist.
     #[error(
@@ -115,6 +131,7 @@ fn missing_message(
     source_name: &str,
     missing: &[MissingColumn],
     found: &[String],
+    known: &[String],
 ) -> String {
     let mut out = format!(
         "file {file:?} of source {source_name:?} lacks required column{}: ",
@@ -143,14 +160,37 @@ fn missing_message(
         }
     }
     out.push_str(&format!(
-        "; headers found: {}; fix the [source.columns] entries or ask the sender to include the columns",
-        if found.is_empty() {
-            "none".to_string()
-        } else {
-            quoted_list(found)
-        }
+        "; {}; fix the [source.columns] entries or ask the sender to include the columns",
+        found_headers(found, known)
     ));
     out
+}
+
+/// The headers a file has, as a rejection names them. Only headers kinlink knows
+/// (a canonical column or a `[source.columns]` entry, ignoring case) are quoted;
+/// the rest are counted. A file sent without a header row has a person's data in
+/// its first row, and a rejection reason goes to the admin's mail and beside the
+/// file: it must never carry that row.
+fn found_headers(found: &[String], known: &[String]) -> String {
+    if found.is_empty() {
+        return "headers found: none".to_string();
+    }
+    let (named, other): (Vec<&String>, Vec<&String>) = found
+        .iter()
+        .partition(|h| known.iter().any(|k| header_key(k) == header_key(h)));
+    let named: Vec<String> = named.into_iter().cloned().collect();
+    match (named.is_empty(), other.len()) {
+        (true, n) => format!(
+            "{n} header{} found, none of them a column name kinlink knows (not quoted here: a file without a header row would have data there)",
+            if n == 1 { "" } else { "s" }
+        ),
+        (false, 0) => format!("headers found: {}", quoted_list(&named)),
+        (false, n) => format!(
+            "headers found: {} and {n} other{} not named in [source.columns]",
+            quoted_list(&named),
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 fn quoted_list(items: &[String]) -> String {
@@ -378,6 +418,11 @@ pub(crate) fn resolve_columns<T>(
                 .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            known: cols
+                .iter()
+                .map(|c| c.name.to_string())
+                .chain(source.columns.values().cloned())
+                .collect(),
         })
     }
 }
@@ -562,6 +607,7 @@ pub(crate) fn test_source(
         records_path: None,
         next_path: None,
         stale_after_hours: None,
+        limits: Default::default(),
         columns: columns
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -626,6 +672,19 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains(r#"headers found: "URN", "Forename""#), "{msg}");
+
+        // A file without a header row: its first row is data, never quoted.
+        let data_row: Vec<String> = ["100001", "Ann", "Smith", "04/03/2015", "/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let msg = map_header(&source, "a.csv", &data_row)
+            .unwrap_err()
+            .to_string();
+        for value in &data_row {
+            assert!(!msg.contains(value.as_str()), "{msg}");
+        }
+        assert!(msg.contains("5 headers found, none of them"), "{msg}");
         assert!(msg.contains(r#""a.csv""#), "{msg}");
     }
 

@@ -12,6 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::values::{self, clean};
 use super::{columns, Cell, Column, RowOutcome};
+use crate::config::SourceSettings;
 use crate::domain::UnknownValue;
 use crate::domain::{
     AttendanceMark, CaseMember, CaseRole, DaPerson, DaRole, FeedKind, HousingNotice, Mark,
@@ -29,16 +30,32 @@ pub(crate) struct Builder {
     /// police_da: rows seen so far per notification_id (as read), for `N` in the
     /// mention key. Counts every row of the notification, quarantined ones too.
     police_counts: HashMap<String, u32>,
+    /// The most characters each canonical column's value may have.
+    max_len: Vec<usize>,
 }
 
 impl Builder {
-    pub(crate) fn new(kind: FeedKind, present: Vec<bool>) -> Builder {
+    /// A builder for one file of `source`; `present` says which canonical columns
+    /// the file has.
+    pub(crate) fn new(source: &SourceSettings, present: Vec<bool>) -> Builder {
+        let cols = columns(source.kind);
         Builder {
-            kind,
-            cols: columns(kind),
+            kind: source.kind,
+            cols,
             present,
             is_1904: false,
             police_counts: HashMap::new(),
+            max_len: cols
+                .iter()
+                .map(|c| {
+                    source
+                        .limits
+                        .max_lengths
+                        .get(c.name)
+                        .copied()
+                        .unwrap_or_else(|| default_max_len(c.name))
+                })
+                .collect(),
         }
     }
 
@@ -63,7 +80,14 @@ impl Builder {
             cols: self.cols,
             present: &self.present,
             is_1904: self.is_1904,
+            max_len: &self.max_len,
         };
+        // police_da checks lengths itself, after counting the row for its notification.
+        if self.kind != FeedKind::PoliceDa {
+            if let Some(problem) = r.too_long(0..self.cols.len()) {
+                return Some(Err(problem));
+            }
+        }
         Some(match self.kind {
             FeedKind::Attendance => attendance(&r),
             FeedKind::PoliceDa => police(&r, &mut self.police_counts),
@@ -84,6 +108,18 @@ impl Builder {
     }
 }
 
+/// The most characters a canonical column's value may have unless the source says
+/// otherwise (`[source.max_lengths]`): names 100, addresses and free text 255,
+/// everything else (ids, codes, dates, enumerations, numbers) 64. Generous for any
+/// real value, and small enough that a runaway cell cannot become a stored id.
+pub(crate) fn default_max_len(column: &str) -> usize {
+    match column {
+        "forename" | "surname" | "tenant_forename" | "tenant_surname" => 100,
+        "address_line1" | "closure_reason" | "lead_professional" | "locality" | "tenure" => 255,
+        _ => 64,
+    }
+}
+
 /// One row being typed.
 struct Row<'r, 'a> {
     cells: &'r [Cell<'a>],
@@ -91,6 +127,7 @@ struct Row<'r, 'a> {
     cols: &'static [Column],
     present: &'r [bool],
     is_1904: bool,
+    max_len: &'r [usize],
 }
 
 type Res<T> = Result<T, RowProblem>;
@@ -104,15 +141,42 @@ impl<'a> Row<'_, 'a> {
         self.cols.get(c).map_or("?", |col| col.name)
     }
 
+    /// The first cell longer than its column allows, as a problem (no value in
+    /// the reason).
+    fn too_long(&self, columns: std::ops::Range<usize>) -> Option<RowProblem> {
+        columns.into_iter().find_map(|c| {
+            let Cell::Text(s) = self.cell(c) else {
+                return None;
+            };
+            let limit = self.max_len.get(c).copied().unwrap_or(usize::MAX);
+            // Bytes first: a value within the limit in bytes is within it in characters.
+            (s.len() > limit && s.trim().chars().count() > limit).then(|| {
+                self.problem(
+                    c,
+                    format!(
+                        "{}: longer than {limit} characters; if the sender's values really are this long, raise it in [source.max_lengths]",
+                        self.name(c)
+                    ),
+                )
+            })
+        })
+    }
+
     /// The row's mapped cells as read, as a JSON object (canonical column → text).
+    /// A cell longer than its column allows is kept only up to that length, marked
+    /// as cut, so a runaway cell is not stored whole.
     fn raw(&self) -> String {
         let mut map = serde_json::Map::new();
         for (i, col) in self.cols.iter().enumerate() {
             if self.present.get(i).copied().unwrap_or(false) {
-                map.insert(
-                    col.name.to_string(),
-                    serde_json::Value::String(self.cell(i).as_text().into_owned()),
-                );
+                let cell = self.cell(i);
+                let text = cell.as_text();
+                let limit = self.max_len.get(i).copied().unwrap_or(usize::MAX);
+                let kept = match text.char_indices().nth(limit) {
+                    Some((cut, _)) => format!("{}… [cut at {limit} characters]", &text[..cut]),
+                    None => text.into_owned(),
+                };
+                map.insert(col.name.to_string(), serde_json::Value::String(kept));
             }
         }
         serde_json::Value::Object(map).to_string()
@@ -125,6 +189,19 @@ impl<'a> Row<'_, 'a> {
             reason,
             raw: self.raw(),
         }
+    }
+
+    /// A value outside an enumeration: the reason names what is expected, never
+    /// the value itself (reasons go to the admin's mail and the rejected folder).
+    fn unknown(&self, c: usize, e: &UnknownValue) -> RowProblem {
+        self.problem(
+            c,
+            format!(
+                "{}: not a known value (expected one of: {})",
+                self.name(c),
+                e.expected
+            ),
+        )
     }
 
     fn missing(&self, c: usize) -> RowProblem {
@@ -174,9 +251,12 @@ impl<'a> Row<'_, 'a> {
         match self.cell(c) {
             Cell::Empty => Ok(None),
             Cell::Text(s) if s.trim().is_empty() => Ok(None),
-            Cell::Text(s) => values::parse_date(s)
-                .map(Some)
-                .map_err(|e| self.problem(c, format!("{name}: {e}"))),
+            Cell::Text(s) => values::parse_date(s).map(Some).map_err(|_| {
+                self.problem(
+                    c,
+                    format!("{name}: not a date (expected {})", values::DATE_FORMS),
+                )
+            }),
             Cell::Int(i) => self.serial(c, i as f64).map(|dt| Some(dt.date())),
             Cell::Float(f) => self.serial(c, f).map(|dt| Some(dt.date())),
             Cell::DateTime(dt) => Ok(Some(dt.date())),
@@ -196,9 +276,8 @@ impl<'a> Row<'_, 'a> {
             self.problem(
                 c,
                 format!(
-                    "{}: {} is not a valid Excel date serial (expected {})",
+                    "{}: the number is not a valid Excel date serial (expected {})",
                     self.name(c),
-                    values::number_text(f),
                     values::DATE_FORMS
                 ),
             )
@@ -212,9 +291,15 @@ impl<'a> Row<'_, 'a> {
     fn required_datetime(&self, c: usize) -> Res<DateTime<Utc>> {
         let name = self.name(c);
         match self.cell(c) {
-            Cell::Text(s) if !s.trim().is_empty() => {
-                values::parse_datetime(s).map_err(|e| self.problem(c, format!("{name}: {e}")))
-            }
+            Cell::Text(s) if !s.trim().is_empty() => values::parse_datetime(s).map_err(|_| {
+                self.problem(
+                    c,
+                    format!(
+                        "{name}: not a date or datetime (expected {})",
+                        values::DATETIME_FORMS
+                    ),
+                )
+            }),
             Cell::Empty | Cell::Text(_) => Err(self.missing(c)),
             Cell::Int(i) => self.serial(c, i as f64).map(values::london_to_utc),
             Cell::Float(f) => self.serial(c, f).map(values::london_to_utc),
@@ -237,7 +322,7 @@ impl<'a> Row<'_, 'a> {
             Some(t) => t
                 .parse()
                 .map(Some)
-                .map_err(|e: UnknownValue| self.problem(c, format!("{}: {e}", self.name(c)))),
+                .map_err(|e: UnknownValue| self.unknown(c, &e)),
         }
     }
 
@@ -247,16 +332,16 @@ impl<'a> Row<'_, 'a> {
 
     fn mark(&self, c: usize) -> Res<Mark> {
         let t = self.value(c)?.ok_or_else(|| self.missing(c))?;
-        Mark::parse(&t).map_err(|e| self.problem(c, format!("{}: {e}", self.name(c))))
+        Mark::parse(&t).map_err(|e| self.unknown(c, &e))
     }
 
     /// A school URN; a value that is given but is not a URN quarantines the row.
     fn urn(&self, c: usize) -> Res<Option<Urn>> {
         match self.value(c)? {
             None => Ok(None),
-            Some(t) => Urn::parse(&t)
-                .map(Some)
-                .map_err(|e| self.problem(c, format!("{}: {e}", self.name(c)))),
+            Some(t) => Urn::parse(&t).map(Some).map_err(|_| {
+                self.problem(c, format!("{}: not a school URN (6 digits)", self.name(c)))
+            }),
         }
     }
 
@@ -316,7 +401,7 @@ impl<'a> Row<'_, 'a> {
             }
             _ => Err(self.problem(
                 c,
-                format!("{}: {t:?} is not a whole number of 0 or more", self.name(c)),
+                format!("{}: not a whole number of 0 or more", self.name(c)),
             )),
         }
     }
@@ -461,7 +546,11 @@ fn pupil_key(urn: Urn, surname: &str, forename: &str, dob: NaiveDate) -> String 
 fn police(r: &Row<'_, '_>, counts: &mut HashMap<String, u32>) -> RowOutcome {
     use pol::*;
     // Count the row for its notification before anything else can quarantine it:
-    // N is the order among *all* rows of the notification in the file.
+    // N is the order among *all* rows of the notification in the file. A runaway
+    // notification id names no real notification, so it is not counted.
+    if let Some(problem) = r.too_long(NOTIFICATION..NOTIFICATION + 1) {
+        return Err(problem);
+    }
     let notification = r.text(NOTIFICATION)?;
     let n = notification.as_ref().map(|id| match counts.get_mut(id) {
         Some(c) => {
@@ -476,6 +565,9 @@ fn police(r: &Row<'_, '_>, counts: &mut HashMap<String, u32>) -> RowOutcome {
     let (Some(notification_id), Some(n)) = (notification, n) else {
         return Err(r.missing(NOTIFICATION));
     };
+    if let Some(problem) = r.too_long(0..r.cols.len()) {
+        return Err(problem);
+    }
     let incident_at = r.required_datetime(INCIDENT_AT)?;
     let role: DaRole = r.required_enum(ROLE)?;
     let (forename, surname) = r.names(FORENAME, SURNAME)?;
@@ -639,7 +731,8 @@ mod tests {
 
     fn build(kind: FeedKind, cells: &[Cell<'_>]) -> Option<RowOutcome> {
         let n = columns(kind).len();
-        let mut b = Builder::new(kind, vec![true; n]);
+        let source = super::super::test_source(kind, crate::domain::Format::Csv, &[]);
+        let mut b = Builder::new(&source, vec![true; n]);
         b.build(9, cells)
     }
 

@@ -328,7 +328,7 @@ pub(crate) fn open(
         headers[*c as usize] = data_cell(d, is_1904).as_text().into_owned();
     }
     rows.map = map_header(source, file, &headers)?;
-    let mut builder = Builder::new(source.kind, rows.map.iter().map(Option::is_some).collect());
+    let mut builder = Builder::new(source, rows.map.iter().map(Option::is_some).collect());
     builder.set_1904(is_1904);
     Ok((rows, builder))
 }

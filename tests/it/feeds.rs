@@ -33,6 +33,7 @@ fn source(format: Format, transport: Transport) -> SourceSettings {
         records_path: None,
         next_path: None,
         stale_after_hours: None,
+        limits: Default::default(),
         columns: Default::default(),
     }
 }

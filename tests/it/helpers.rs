@@ -403,6 +403,7 @@ pub fn csv_source(
         records_path: None,
         next_path: None,
         stale_after_hours: None,
+        limits: Default::default(),
         columns: columns
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -10,6 +10,7 @@ mod feeds;
 mod health;
 mod helpers;
 mod identity;
+mod limits;
 mod link_quality;
 mod mail;
 mod pipeline;

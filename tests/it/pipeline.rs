@@ -45,6 +45,7 @@ fn attendance_source(inbox: &Path, max_bad_rows: f64) -> SourceSettings {
         records_path: None,
         next_path: None,
         stale_after_hours: None,
+        limits: Default::default(),
         columns,
     }
 }
