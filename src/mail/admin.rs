@@ -1,6 +1,8 @@
 //! Admin notices about feed files: a file rejected whole (the reason, and where the
-//! raw file now is) and a file kept but with many rows quarantined (at least half
-//! of its source's `max_bad_rows`, so it came close to being rejected). One email
+//! raw file now is) and a file kept with rows quarantined (any row of a police,
+//! housing or case file; for attendance at least half of its source's
+//! `max_bad_rows`, so it came close to being rejected), listing the first
+//! quarantined rows by row, column and reason (never their values). One email
 //! per run to the admin list; job and step failures are mailed by the scheduler.
 //!
 //! Invariant: the notice and the files' `notified_at` commit together, so a file is
@@ -13,6 +15,7 @@ use super::digest::{human_date, Renderer};
 use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::FeedKind;
 use crate::store::{FileNotice, Store};
 
 const TEMPLATE: &str = include_str!("../../config/templates/admin_files.txt");
@@ -39,17 +42,37 @@ struct FileLine {
     reason: Option<String>,
     raw_path: String,
     action: String,
+    /// The first quarantined rows: where and why, never their values.
+    rows: Vec<QuarantineLine>,
+    /// Quarantined rows beyond those listed.
+    more_rows: usize,
 }
 
-/// Whether a kept file quarantined enough rows to tell the admin: at least half
-/// of its source's `max_bad_rows` (which would have rejected it).
-pub fn quarantine_worth_telling(f: &FileNotice, max_bad_rows: f64) -> bool {
+#[derive(Debug, Serialize)]
+struct QuarantineLine {
+    row: i64,
+    column: String,
+    reason: String,
+}
+
+/// Whether a kept file quarantined enough rows to tell the admin. A police,
+/// housing or case file has no row to spare (each row is a notification, a
+/// notice or a case member), so any quarantined row is worth telling; an
+/// attendance file (thousands of session marks) only at half of its source's
+/// `max_bad_rows` (which would have rejected it).
+pub fn quarantine_worth_telling(f: &FileNotice, kind: FeedKind, max_bad_rows: f64) -> bool {
     if f.quarantined == 0 || f.rows_read <= 0 {
         return false;
+    }
+    if kind != FeedKind::Attendance {
+        return true;
     }
     let share = f.quarantined as f64 / f.rows_read as f64;
     share >= max_bad_rows / 2.0
 }
+
+/// How many quarantined rows a notice lists per file (row, column and reason).
+const LISTED_ROWS: usize = 10;
 
 /// Tells the admin list about files rejected or heavily quarantined since the last
 /// notice. Files not worth telling are marked as looked at without an email. In a
@@ -69,11 +92,10 @@ pub async fn enqueue_file_notices(
     let mut lines = Vec::new();
     let mut reported = Vec::new();
     for f in &files {
-        let max_bad = settings
-            .sources
-            .iter()
-            .find(|s| s.name == f.source)
-            .map_or(0.05, |s| s.max_bad_rows);
+        let source = settings.sources.iter().find(|s| s.name == f.source);
+        let max_bad = source.map_or(0.05, |s| s.max_bad_rows);
+        // A source no longer in config: treated as the strictest kind.
+        let kind = source.map_or(FeedKind::PoliceDa, |s| s.kind);
         let line = if f.status == "rejected" {
             run.rejected += 1;
             FileLine {
@@ -84,11 +106,12 @@ pub async fn enqueue_file_notices(
                 ),
                 ..file_line(f)
             }
-        } else if quarantine_worth_telling(f, max_bad) {
+        } else if quarantine_worth_telling(f, kind, max_bad) {
             run.quarantine += 1;
+            let rows = store.quarantined_rows(f.id, LISTED_ROWS).await?;
             FileLine {
                 headline: format!(
-                    "Kept, but {} of {} rows quarantined (the source rejects a file above {:.1}%)",
+                    "Kept, but {} of {} rows quarantined: those rows were not stored (the source rejects a file above {:.1}%)",
                     f.quarantined,
                     f.rows_read,
                     max_bad * 100.0
@@ -96,6 +119,15 @@ pub async fn enqueue_file_notices(
                 action:
                     "ask the sender to correct the quarantined rows; a corrected file replaces them"
                         .into(),
+                more_rows: (f.quarantined as usize).saturating_sub(rows.len()),
+                rows: rows
+                    .into_iter()
+                    .map(|q| QuarantineLine {
+                        row: q.row_number,
+                        column: q.column.unwrap_or_else(|| "the whole row".into()),
+                        reason: q.reason,
+                    })
+                    .collect(),
                 ..file_line(f)
             }
         } else {
@@ -128,7 +160,7 @@ pub async fn enqueue_file_notices(
         ));
     }
     if run.quarantine > 0 {
-        parts.push(format!("{} with many rows quarantined", run.quarantine));
+        parts.push(format!("{} with rows quarantined", run.quarantine));
     }
     let subject = format!("kinlink: {}", parts.join(", "));
     let mut renderer = Renderer::new()?;
@@ -186,5 +218,7 @@ fn file_line(f: &FileNotice) -> FileLine {
         reason: f.reason.clone(),
         raw_path: f.raw_path.clone(),
         action: String::new(),
+        rows: Vec::new(),
+        more_rows: 0,
     }
 }

@@ -502,11 +502,17 @@ impl Store {
         })
     }
 
-    /// The quarantined rows of one file, in row order.
-    pub async fn quarantined_rows(&self, file_id: i64) -> Result<Vec<QuarantinedRow>, StoreError> {
-        let sql = "SELECT file_id, row_number, column_name, reason, raw FROM quarantine WHERE file_id = $1 ORDER BY row_number, id";
-        let rows: Vec<(i64, i64, Option<String>, String, String)> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(file_id).fetch_all(p).await)?;
+    /// The first `limit` quarantined rows of one file, in row order.
+    pub async fn quarantined_rows(
+        &self,
+        file_id: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedRow>, StoreError> {
+        let sql = "SELECT file_id, row_number, column_name, reason, raw FROM quarantine \
+                   WHERE file_id = $1 ORDER BY row_number, id LIMIT $2";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, i64, Option<String>, String, String)> = on_pool!(self, p =>
+            sqlx::query_as(sql).bind(file_id).bind(limit).fetch_all(p).await)?;
         Ok(rows
             .into_iter()
             .map(

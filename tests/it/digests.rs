@@ -242,6 +242,53 @@ async fn a_rejected_feed_file_is_told_to_the_admin_once() {
 }
 
 #[tokio::test]
+async fn one_quarantined_police_row_is_told_to_the_admin_by_row_and_column_never_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("digests_quarantined_row", dir.path()).await {
+        let b = Borough::new(dir.path(), backend);
+        // 40 rows, one with an impossible incident date: 2.5% quarantined, under
+        // max_bad_rows (5%), so the file is kept; on attendance the admin would
+        // hear of it only from 2.5% up, but a DA notification has no row to spare.
+        let mut rows: Vec<String> = (0..39)
+            .map(|i| format!("N{i},2026-11-18 23:30,victim,Dawn,Mill,,{HOME},medium"))
+            .collect();
+        rows.insert(
+            20,
+            format!("N99,31/02/2026 23:30,child,Zebedee,Quixley,01/09/2016,{HOME},medium"),
+        );
+        b.drop_file(FeedKind::PoliceDa, "police.csv", &rows);
+        pipeline::ingest(
+            &b.settings,
+            &store,
+            clock("2026-11-20"),
+            &IngestRequest::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+        let r = send(&b.settings, &store, clock("2026-11-20"), false).await;
+        assert_eq!(r.admin_notices.quarantine, 1, "{backend}: {r:?}");
+        let entries = store.outbox_entries().await.unwrap();
+        let notice = entries
+            .iter()
+            .find(|e| e.subject == "kinlink: 1 with rows quarantined")
+            .unwrap_or_else(|| panic!("{backend}: {entries:?}"));
+        let (_, raw) = store.outbox_message(notice.id).await.unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(raw.contains("1 of 40 rows quarantined"), "{raw}");
+        // Row 22: the header is row 1 and the bad row is the 21st data row.
+        assert!(
+            raw.contains("Row 22 (incident_at): incident_at: not a date or datetime"),
+            "{raw}"
+        );
+        for value in ["31/02/2026", "Zebedee", "Quixley", "N99"] {
+            assert!(!raw.contains(value), "{backend}: {value} in {raw}");
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
 async fn the_managers_digest_carries_its_chart_once_a_week() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, store) in stores("digests_managers", dir.path()).await {
