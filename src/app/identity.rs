@@ -408,19 +408,22 @@ pub async fn export_csv(store: &Store, out: &mut dyn Write) -> Result<usize, Fai
         .context("writing the export")?;
     let n = store
         .export_persons(|r: ExportRow| {
-            w.write_record([
-                r.person_id.map(|p| format!("P{p}")).unwrap_or_default(),
-                r.family_id.map(|f| format!("F{f}")).unwrap_or_default(),
-                r.kind,
-                r.source,
-                r.mention_key,
-                r.forename.unwrap_or_default(),
-                r.surname.unwrap_or_default(),
-                r.dob
-                    .map(|d| d.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default(),
-                r.postcode.unwrap_or_default(),
-            ])
+            w.write_record(
+                [
+                    r.person_id.map(|p| format!("P{p}")).unwrap_or_default(),
+                    r.family_id.map(|f| format!("F{f}")).unwrap_or_default(),
+                    r.kind,
+                    r.source,
+                    r.mention_key,
+                    r.forename.unwrap_or_default(),
+                    r.surname.unwrap_or_default(),
+                    r.dob
+                        .map(|d| d.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default(),
+                    r.postcode.unwrap_or_default(),
+                ]
+                .map(spreadsheet_safe),
+            )
             .map_err(std::io::Error::other)
         })
         .await
@@ -434,9 +437,46 @@ pub async fn export_csv(store: &Store, out: &mut dyn Write) -> Result<usize, Fai
     Ok(n)
 }
 
+/// A CSV cell that a spreadsheet will not run as a formula: text that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return (what spreadsheets read as the
+/// start of a formula) gets a leading apostrophe, as OWASP's advice on CSV
+/// injection has it. Feed values are staff-typed or partner-sent text, so an
+/// export opened in a spreadsheet must not execute any of them.
+pub fn spreadsheet_safe(cell: String) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::describe_evidence;
+    use super::{describe_evidence, spreadsheet_safe};
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for bad in [
+            "=HYPERLINK(\"x\")",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+        ] {
+            assert_eq!(spreadsheet_safe(bad.to_string()), format!("'{bad}"));
+        }
+        for fine in [
+            "",
+            "Smith",
+            "P12",
+            "2015-03-04",
+            "M6 5AB",
+            "'quoted",
+            " =space first",
+        ] {
+            assert_eq!(spreadsheet_safe(fine.to_string()), fine);
+        }
+    }
 
     #[test]
     fn evidence_reads_in_plain_words() {
