@@ -501,3 +501,50 @@ async fn the_latest_mark_date_is_kept_at_ingest() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn the_export_neutralises_cells_a_spreadsheet_would_run_as_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("export_formula_cells", dir.path()).await {
+        let inbox = dir.path().join(format!("schools-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let settings = settings(dir.path(), vec![source("schools", &inbox)]);
+        let mut text = String::from(HEADER);
+        for (p, forename, surname) in [
+            (1, "=HYPERLINK(\"http://x\";\"y\")", "Mill"),
+            (2, "+cmd|' /C calc'!A0", "@SUM(A1)"),
+            (3, "-1+2", "Ann"),
+        ] {
+            text.push_str(&format!(
+                "100001,{},\"{}\",\"{}\",01/09/2015,1 Oak Road,M6 5AB,01/10/2025,AM,/\n",
+                upn(p),
+                forename.replace('"', "\"\""),
+                surname
+            ));
+        }
+        std::fs::write(inbox.join("a.csv"), text).unwrap();
+        ingest(&settings, &store).await;
+        link(&settings, &store).await;
+        let (_, text) = export(&store).await;
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let mut cells: Vec<String> = Vec::new();
+        for row in r.records() {
+            let row = row.unwrap();
+            cells.extend([row[5].to_string(), row[6].to_string()]);
+        }
+        cells.sort();
+        assert_eq!(
+            cells,
+            vec![
+                "'+cmd|' /C calc'!A0",
+                "'-1+2",
+                "'=HYPERLINK(\"http://x\";\"y\")",
+                "'@SUM(A1)",
+                "Ann",
+                "Mill"
+            ],
+            "{backend}"
+        );
+        store.close().await;
+    }
+}
