@@ -2593,6 +2593,54 @@ review = 0.7
     }
 
     #[test]
+    fn source_limits_are_read_and_checked() {
+        let fx = Fixture::new();
+        let ok = fx
+            .load(&format!(
+                "{MINIMAL}max_line_bytes = 4096\nmax_field_bytes = 1024\nmultiline_fields = true\n\
+                 [source.max_lengths]\nnotification_id = 128\n"
+            ))
+            .unwrap();
+        let limits = &ok.sources[0].limits;
+        assert_eq!(
+            (
+                limits.max_line_bytes,
+                limits.max_field_bytes,
+                limits.multiline_fields
+            ),
+            (4096, 1024, true)
+        );
+        assert_eq!(limits.max_lengths.get("notification_id"), Some(&128));
+        let defaults = &fx.load(MINIMAL).unwrap().sources[0].limits;
+        assert_eq!(*defaults, SourceLimits::default());
+
+        let text = format!(
+            "{MINIMAL}max_line_bytes = 100\nmax_field_bytes = 200\n[source.max_lengths]\nnotificaton_id = 9\nsurname = 0\n"
+        );
+        let problems = fx.problems(&text);
+        assert!(
+            find(&problems, "`max_field_bytes` (200)")
+                .fix
+                .contains("at most max_line_bytes"),
+            "{problems:#?}"
+        );
+        assert!(find(
+            &problems,
+            "`notificaton_id` is not a column of kind police_da"
+        )
+        .fix
+        .contains("`notification_id`"));
+        assert_eq!(find(&problems, "`surname` in the max_lengths").line, 11);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+
+        let sheet = MINIMAL.replace("format = \"csv\"", "format = \"xlsx\"");
+        let problems = fx.problems(&format!("{sheet}multiline_fields = true\n"));
+        assert!(find(&problems, "`multiline_fields`")
+            .message
+            .contains("only for csv"));
+    }
+
+    #[test]
     fn unknown_keys_anywhere_name_the_table_and_suggest() {
         let fx = Fixture::new();
         let text = format!(
