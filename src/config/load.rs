@@ -24,7 +24,7 @@ use super::{
 pub use crate::domain::Problem;
 use crate::domain::{FeedKind, Format, Urn};
 use crate::jobs;
-use crate::jobs::walk::{closest, describe, looks_secret, Section, Sink};
+use crate::jobs::walk::{closest, describe, looks_secret, Entry, Section, Sink};
 
 /// Every problem found, sorted by file then line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -1229,24 +1229,9 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
         columns_label,
         "a [source.columns] table: canonical = \"their header\"",
     ) {
-        let valid = kind.map(canonical_columns);
         for entry in columns.entries() {
-            if let (Some(valid), Some(kind)) = (valid, kind) {
-                if !valid.contains(&entry.key.as_str()) {
-                    let list = valid.join(", ");
-                    let fix = match closest(&entry.key, valid.iter().copied()) {
-                        Some(best) => {
-                            format!("did you mean `{best}`? the columns of {kind} are: {list}")
-                        }
-                        None => format!("the columns of {kind} are: {list}"),
-                    };
-                    cx.sink.push(
-                        entry.line,
-                        format!("`{}` is not a column of kind {kind}", entry.key),
-                        fix,
-                    );
-                    continue;
-                }
+            if kind.is_some_and(|kind| !is_column_of(cx, entry, kind)) {
+                continue;
             }
             match entry.item.as_str() {
                 Some(header) if !header.trim().is_empty() => {
@@ -1272,6 +1257,26 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
 
     (kind.is_some() && format.is_some() && transport.is_some() && !source.name.is_empty())
         .then_some(source)
+}
+
+/// Whether a table key names a canonical column of `kind`; if not, a problem that
+/// suggests the closest column.
+fn is_column_of(cx: &mut Cx<'_>, entry: &Entry<'_>, kind: FeedKind) -> bool {
+    let valid = canonical_columns(kind);
+    if valid.contains(&entry.key.as_str()) {
+        return true;
+    }
+    let list = valid.join(", ");
+    let fix = match closest(&entry.key, valid.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`? the columns of {kind} are: {list}"),
+        None => format!("the columns of {kind} are: {list}"),
+    };
+    cx.sink.push(
+        entry.line,
+        format!("`{}` is not a column of kind {kind}", entry.key),
+        fix,
+    );
+    false
 }
 
 /// The largest `max_line_bytes` / `max_field_bytes` accepted: 64 MiB. The parser
@@ -1316,19 +1321,8 @@ fn max_lengths(cx: &mut Cx<'_>, sec: &Section<'_>, kind: FeedKind) -> BTreeMap<S
     ) else {
         return out;
     };
-    let valid = canonical_columns(kind);
     for entry in table.entries() {
-        if !valid.contains(&entry.key.as_str()) {
-            let list = valid.join(", ");
-            let fix = match closest(&entry.key, valid.iter().copied()) {
-                Some(best) => format!("did you mean `{best}`? the columns of {kind} are: {list}"),
-                None => format!("the columns of {kind} are: {list}"),
-            };
-            cx.sink.push(
-                entry.line,
-                format!("`{}` is not a column of kind {kind}", entry.key),
-                fix,
-            );
+        if !is_column_of(cx, entry, kind) {
             continue;
         }
         match entry.item.as_integer() {

@@ -10,14 +10,13 @@
 
 use std::path::Path;
 
-use kinlink::clock::Clock;
-use kinlink::config::{Settings, SourceSettings};
+use kinlink::config::SourceSettings;
 use kinlink::domain::FeedKind;
-use kinlink::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
-use kinlink::store::Store;
+use kinlink::pipeline::FileOutcome;
 
 use crate::backends::stores;
 use crate::helpers::csv_source;
+use crate::pipeline::run;
 
 const POLICE: &str =
     "notification_id,incident_at,role,forename,surname,dob,address_line1,postcode,dash_risk";
@@ -40,19 +39,6 @@ fn police_csv(rows: usize) -> String {
     s
 }
 
-async fn ingest(settings: &Settings, store: &Store) -> Vec<FileOutcome> {
-    pipeline::ingest(
-        settings,
-        store,
-        Clock::system(),
-        &IngestRequest::default(),
-        &NoProgress,
-    )
-    .await
-    .expect("ingest step")
-    .files
-}
-
 #[tokio::test]
 async fn a_stray_quote_rejects_the_police_file_naming_its_line_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,7 +55,7 @@ async fn a_stray_quote_rejects_the_police_file_naming_its_line_and_stores_nothin
         );
         std::fs::write(inbox.join("police.csv"), text).unwrap();
 
-        let files = ingest(&settings, &store).await;
+        let files = run(&settings, &store).await;
         let [FileOutcome::Rejected {
             reason, moved_to, ..
         }] = &files[..]
@@ -105,7 +91,7 @@ async fn a_quote_spanning_lines_is_kept_where_the_source_allows_it() {
         let settings = crate::helpers::settings(dir.path(), vec![source]);
         let text = police_csv(20).replacen(",3 Mill Road,", ",\"Flat 3\nMill Road\",", 1);
         std::fs::write(inbox.join("police.csv"), text).unwrap();
-        let files = ingest(&settings, &store).await;
+        let files = run(&settings, &store).await;
         let [FileOutcome::Ingested { counts, .. }] = &files[..] else {
             panic!("{backend}: {files:?}")
         };
@@ -128,7 +114,7 @@ async fn a_runaway_value_quarantines_its_row_and_is_not_stored_whole() {
             .replacen("Surname20,", &format!("{long_surname},"), 1);
         std::fs::write(inbox.join("police.csv"), text).unwrap();
 
-        let files = ingest(&settings, &store).await;
+        let files = run(&settings, &store).await;
         let [FileOutcome::Ingested {
             counts, file_id, ..
         }] = &files[..]

@@ -77,7 +77,8 @@ fn marks_csv(pupils: u32, days: u32, bad_rows: u32) -> String {
     s
 }
 
-async fn run(settings: &Settings, store: &Store) -> Vec<FileOutcome> {
+/// One ingest run with the system clock: what happened to each file.
+pub(crate) async fn run(settings: &Settings, store: &Store) -> Vec<FileOutcome> {
     pipeline::ingest(
         settings,
         store,
