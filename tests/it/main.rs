@@ -4,6 +4,7 @@
 mod alerts;
 mod backends;
 mod binary;
+mod cli;
 mod daemon;
 mod digests;
 mod feeds;
