@@ -267,12 +267,40 @@ pub fn print_report(report: &IngestReport) {
             FileOutcome::FetchFailed { source, error } => {
                 println!("FAILED    {source:<22} {error}")
             }
+            FileOutcome::Unsettled {
+                source,
+                files,
+                settle_secs,
+            } => println!(
+                "waiting   {source:<22} {files} file(s) modified in the last {settle_secs} s, probably still being written: left for the next run"
+            ),
+            FileOutcome::Refused {
+                source,
+                file,
+                reason,
+                moved_to,
+            } => {
+                println!("REFUSED   {source:<22} {file}: {reason}");
+                if let Some(p) = moved_to {
+                    println!("          the file is now {}", p.display());
+                }
+            }
+            FileOutcome::Changed {
+                source, file, reason, ..
+            } => println!("CHANGED   {source:<22} {file}: {reason}"),
         }
     }
     let (files, records, quarantined, rejected) = report.totals();
     println!(
         "{files} file(s) ingested: {records} rows stored, {quarantined} quarantined; {rejected} file(s) rejected"
     );
+    let held = report.held_back();
+    if held != pipeline::HeldBack::default() {
+        println!(
+            "held back: {} file(s) still being written, {} changed while read (left in the inbox), {} inbox entr(ies) refused",
+            held.unsettled, held.changed, held.refused
+        );
+    }
 }
 
 /// `kinlink run`: signals first (so a SIGTERM during migrations is not lost), then

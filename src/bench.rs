@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{BenchCommand, BenchIngestArgs};
 use crate::clock::Clock;
-use crate::config::{SourceSettings, TextEncoding, Transport};
+use crate::config::{DirTransport, SourceSettings, TextEncoding, Transport};
 use crate::domain::{FeedKind, Format};
 use crate::pipeline::{self, FileOutcome, NoProgress};
 use crate::store::{NewFile, Store};
@@ -132,9 +132,11 @@ fn bench_source(format: Format, columns: BTreeMap<String, String>, dir: &Path) -
         name: format!("bench-{}", format.as_str()),
         kind: FeedKind::Attendance,
         format,
-        transport: Transport::Dir {
-            path: dir.join("inbox"),
-        },
+        // The bench writes its files whole before ingesting them.
+        transport: Transport::Dir(DirTransport {
+            settle_secs: 0,
+            ..DirTransport::new(dir.join("inbox"))
+        }),
         max_bad_rows: 0.05,
         sheet: None,
         delimiter: b',',

@@ -10,9 +10,14 @@
 //!   sha256 makes a second delivery a no-op).
 //! - A rejected file is reported, not a failed step; only the store failing (or a
 //!   source that cannot be fetched) fails the step.
-//! - Shutdown (the request's `stop` token) is honoured between batches: the file
-//!   being stored is rolled back and stays waiting in the ledger and the inbox, no
-//!   further file is taken, and the stage ends with [`Stopped`].
+//! - Shutdown (the request's `stop` token) is honoured between batches and inside
+//!   every fetch (request, body, page, retry wait): the file being stored is rolled
+//!   back and stays waiting in the ledger and the inbox, a download in progress is
+//!   discarded, no further file is taken, and the stage ends with [`Stopped`].
+//! - An inbox file is taken only once it has settled (not modified for the dir
+//!   transport's `settle_secs`), and its rows are committed only if it is still the
+//!   file that was copied; one that changed is left in the inbox for the next run
+//!   and nothing from it is stored.
 
 mod evaluating;
 mod linking;
@@ -23,6 +28,7 @@ pub use linking::{compute as compute_link, link, link_options, LinkReport};
 pub use purging::{cutoffs as purge_cutoffs, purge, PurgeReport};
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -30,9 +36,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
 use crate::clock::Clock;
-use crate::config::{Settings, SourceSettings, Transport};
+use crate::config::{DirTransport, Settings, SourceSettings, Transport};
 use crate::domain::{Record, RowProblem};
-use crate::feeds::dir::Settle;
+use crate::feeds::dir::{Settle, Stamp};
 use crate::feeds::http::HttpOutcome;
 use crate::feeds::{self, FeedError, FetchedFile, Origin, Validators};
 use crate::ingest::{self, FileRejection, RowReader};
@@ -126,6 +132,42 @@ pub enum FileOutcome {
     NotModified { source: String },
     /// The source could not be fetched at all.
     FetchFailed { source: String, error: String },
+    /// Files of a dir source modified within its `settle_secs`: probably still
+    /// being written, so left for a later run. Not an error.
+    Unsettled {
+        source: String,
+        files: usize,
+        settle_secs: u64,
+    },
+    /// An inbox entry refused without being read: not a regular file (left where it
+    /// is), or larger than `max_file_bytes` (moved to `rejected/` with the reason).
+    Refused {
+        source: String,
+        file: String,
+        reason: String,
+        moved_to: Option<PathBuf>,
+    },
+    /// An inbox file changed while it was read or before it could be settled: it is
+    /// still being written. It stays in the inbox; the next run takes it again.
+    Changed {
+        source: String,
+        file: String,
+        /// The ledger row of the copy that was read, marked rejected, when it got
+        /// that far.
+        file_id: Option<i64>,
+        reason: String,
+    },
+}
+
+/// Files an ingest run held back rather than stored or rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldBack {
+    /// Still being written (modified within `settle_secs`).
+    pub unsettled: usize,
+    /// Changed while they were read.
+    pub changed: usize,
+    /// Not regular files, or too large.
+    pub refused: usize,
 }
 
 /// Everything one ingest run did.
@@ -140,6 +182,20 @@ impl IngestReport {
         self.files
             .iter()
             .any(|f| matches!(f, FileOutcome::FetchFailed { .. }))
+    }
+
+    /// What was held back, by count.
+    pub fn held_back(&self) -> HeldBack {
+        let mut h = HeldBack::default();
+        for f in &self.files {
+            match f {
+                FileOutcome::Unsettled { files, .. } => h.unsettled += files,
+                FileOutcome::Changed { .. } => h.changed += 1,
+                FileOutcome::Refused { .. } => h.refused += 1,
+                _ => {}
+            }
+        }
+        h
     }
 
     /// (files ingested, rows stored, rows quarantined, files rejected).
@@ -191,20 +247,23 @@ pub async fn ingest(
     for source in sources {
         run.check_stop()?;
         let raw_dir = settings.state_dir.join("raw").join(&source.name);
-        std::fs::create_dir_all(&raw_dir)
-            .with_context(|| format!("cannot create {}", raw_dir.display()))?;
+        feeds::create_raw_dir(&raw_dir)?;
         recover(store, source, &run, &mut report).await?;
         let fetched = match &request.file {
             Some(file) => ingest_given_file(store, source, file, &raw_dir, &run, &mut report).await,
             None => match &source.transport {
-                Transport::Dir { path } => {
-                    ingest_dir(store, source, path, &raw_dir, &run, &mut report).await
+                Transport::Dir(dir) => {
+                    ingest_dir(store, source, dir, &raw_dir, &run, &mut report).await
                 }
                 Transport::Http(_) => ingest_http(store, source, &raw_dir, &run, &mut report).await,
             },
         };
         if let Err(e) = fetched {
             match e.downcast::<FeedError>() {
+                Ok(FeedError::Stopped) => {
+                    info!(source = %source.name, "Shutdown: the fetch in progress was abandoned; nothing of it was kept");
+                    return Err(Stopped.into());
+                }
                 Ok(feed_error) => {
                     warn!(source = %source.name, error = %feed_error, "Source could not be fetched");
                     report.files.push(FileOutcome::FetchFailed {
@@ -269,6 +328,7 @@ async fn recover(
             &waiting.original_name,
             &waiting.raw_path,
             run,
+            None,
         )
         .await?;
         report.files.push(outcome);
@@ -279,20 +339,134 @@ async fn recover(
 async fn ingest_dir(
     store: &Store,
     source: &SourceSettings,
-    inbox: &Path,
+    dir: &DirTransport,
     raw_dir: &Path,
     run: &Run<'_>,
     report: &mut IngestReport,
 ) -> anyhow::Result<()> {
-    let pending = feeds::dir::pending(inbox)?;
-    for inbox_file in pending {
+    let inbox = feeds::dir::scan(
+        &dir.path,
+        Duration::from_secs(dir.settle_secs),
+        feeds::dir::file_clock(),
+    )?;
+    if inbox.unsettled > 0 {
+        info!(
+            source = %source.name,
+            files = inbox.unsettled,
+            settle_secs = dir.settle_secs,
+            "Inbox files modified within settle_secs are left for the next run"
+        );
+        report.files.push(FileOutcome::Unsettled {
+            source: source.name.clone(),
+            files: inbox.unsettled,
+            settle_secs: dir.settle_secs,
+        });
+    }
+    for refused in inbox.refused {
+        let e = FeedError::NotRegularFile {
+            path: refused.path.clone(),
+            what: refused.what,
+        };
+        report.files.push(refuse(source, &refused.path, e, None));
+    }
+    for inbox_file in inbox.ready {
         run.check_stop()?;
-        let fetched = feeds::dir::take(&source.name, &inbox_file, raw_dir)?;
+        let fetched = match feeds::dir::take(
+            &source.name,
+            &inbox_file,
+            raw_dir,
+            dir.max_file_bytes,
+            run.stop,
+        ) {
+            Ok(f) => f,
+            Err(e @ FeedError::NotRegularFile { .. }) => {
+                report.files.push(refuse(source, &inbox_file, e, None));
+                continue;
+            }
+            Err(e @ FeedError::FileTooLarge { .. }) => {
+                // Out of the inbox with its reason, so it is not refused every night.
+                let reason = e.to_string();
+                let moved = feeds::dir::settle(&inbox_file, Settle::Rejected { reason: &reason })?;
+                report
+                    .files
+                    .push(refuse(source, &inbox_file, e, Some(moved)));
+                continue;
+            }
+            Err(e @ FeedError::Changed { .. }) => {
+                report.files.push(changed(source, &inbox_file, None, &e));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let outcome = take_and_store(store, source, &fetched, run).await?;
+        if let FileOutcome::Changed { .. } = outcome {
+            report.files.push(outcome);
+            continue;
+        }
+        // Committed (or rejected) as read; if the file changed since, it is left
+        // in the inbox: the next run ingests the complete file.
+        if let Origin::Dir { stamp, .. } = &fetched.origin {
+            if let Err(e) = feeds::dir::unchanged(&source.name, &inbox_file, stamp) {
+                report
+                    .files
+                    .push(changed(source, &inbox_file, outcome_file_id(&outcome), &e));
+                continue;
+            }
+        }
         let moved = settle_inbox(&inbox_file, &outcome)?;
         report.files.push(with_moved_to(outcome, moved));
     }
     Ok(())
+}
+
+/// A refused inbox entry, logged by name (never content) and reported.
+fn refuse(
+    source: &SourceSettings,
+    path: &Path,
+    e: FeedError,
+    moved_to: Option<PathBuf>,
+) -> FileOutcome {
+    let file = file_name(path);
+    warn!(source = %source.name, entry = %file, error = %e, "Inbox entry refused without being read");
+    FileOutcome::Refused {
+        source: source.name.clone(),
+        file,
+        reason: e.to_string(),
+        moved_to,
+    }
+}
+
+/// A file that changed while it was read, logged by name and reported.
+fn changed(
+    source: &SourceSettings,
+    path: &Path,
+    file_id: Option<i64>,
+    e: &FeedError,
+) -> FileOutcome {
+    let file = file_name(path);
+    warn!(source = %source.name, entry = %file, file_id, error = %e, "Inbox file changed while it was read; left in the inbox");
+    FileOutcome::Changed {
+        source: source.name.clone(),
+        file,
+        file_id,
+        reason: e.to_string(),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn outcome_file_id(outcome: &FileOutcome) -> Option<i64> {
+    match outcome {
+        FileOutcome::Ingested { file_id, .. } | FileOutcome::Rejected { file_id, .. } => {
+            Some(*file_id)
+        }
+        FileOutcome::Changed { file_id, .. } => *file_id,
+        _ => None,
+    }
 }
 
 async fn ingest_given_file(
@@ -303,15 +477,21 @@ async fn ingest_given_file(
     run: &Run<'_>,
     report: &mut IngestReport,
 ) -> anyhow::Result<()> {
-    let fetched = feeds::dir::take(&source.name, file, raw_dir)?;
+    // Named by the operator: taken at once (no settle time), but still only a
+    // regular file, within the size limit, and unchanged while it is read.
+    let max_bytes = match &source.transport {
+        Transport::Dir(dir) => dir.max_file_bytes,
+        Transport::Http(_) => DirTransport::DEFAULT_MAX_FILE_BYTES,
+    };
+    let fetched = feeds::dir::take(&source.name, file, raw_dir, max_bytes, run.stop)?;
     let outcome = take_and_store(store, source, &fetched, run).await?;
     // A file handed over from the source's own inbox is settled like any other;
     // a file elsewhere belongs to whoever named it and is left where it is.
     let in_inbox = match &source.transport {
-        Transport::Dir { path } => file.parent().is_some_and(|p| same_dir(p, path)),
+        Transport::Dir(dir) => file.parent().is_some_and(|p| same_dir(p, &dir.path)),
         Transport::Http(_) => false,
     };
-    if in_inbox {
+    if in_inbox && !matches!(outcome, FileOutcome::Changed { .. }) {
         let moved = settle_inbox(file, &outcome)?;
         report.files.push(with_moved_to(outcome, moved));
     } else {
@@ -338,7 +518,7 @@ async fn ingest_http(
     };
     let client = feeds::http::client()?;
     let policy = feeds::http::RetryPolicy::default();
-    match feeds::http::fetch(&client, source, http, &prior, raw_dir, &policy).await? {
+    match feeds::http::fetch(&client, source, http, &prior, raw_dir, &policy, run.stop).await? {
         HttpOutcome::NotModified => {
             info!(source = %source.name, "Feed not modified since the last fetch");
             report.files.push(FileOutcome::NotModified {
@@ -382,7 +562,7 @@ async fn take_and_store(
         });
     }
     let origin = match &fetched.origin {
-        Origin::Dir { inbox_file } => format!("dir:{}", inbox_file.display()),
+        Origin::Dir { inbox_file, .. } => format!("dir:{}", inbox_file.display()),
         Origin::Http { url, .. } => url.clone(),
     };
     let file_id = store
@@ -398,6 +578,10 @@ async fn take_and_store(
         })
         .await?;
     info!(source = %source.name, file_id, bytes = fetched.size, "Feed file taken");
+    let guard = match &fetched.origin {
+        Origin::Dir { inbox_file, stamp } => Some((inbox_file.as_path(), stamp)),
+        Origin::Http { .. } => None,
+    };
     store_watched(
         store,
         source,
@@ -405,9 +589,13 @@ async fn take_and_store(
         &fetched.original_name,
         &fetched.path,
         run,
+        guard,
     )
     .await
 }
+
+/// An inbox file and its [`Stamp`] as copied: checked again before the rows commit.
+type Guard<'a> = Option<(&'a Path, &'a Stamp)>;
 
 /// Parses a raw file on a blocking thread and stores it in one transaction, or
 /// rejects it whole.
@@ -425,7 +613,7 @@ pub async fn store_file(
         progress,
         stop: &CancellationToken::new(),
     };
-    store_watched(store, source, file_id, file_name, raw_path, &run).await
+    store_watched(store, source, file_id, file_name, raw_path, &run, None).await
 }
 
 /// [`store_file`], stopping at the next batch once shutdown begins.
@@ -437,11 +625,12 @@ async fn store_watched(
     file_name: &str,
     raw_path: &Path,
     run: &Run<'_>,
+    guard: Guard<'_>,
 ) -> anyhow::Result<FileOutcome> {
     let (clock, progress) = (run.clock, run.progress);
     let size = std::fs::metadata(raw_path).map(|m| m.len()).unwrap_or(0);
     progress.file_started(&source.name, file_name, size);
-    let result = parse_and_store(store, source, file_id, file_name, raw_path, run).await;
+    let result = parse_and_store(store, source, file_id, file_name, raw_path, run, guard).await;
     progress.file_done();
     let (counts, rejection) = match result? {
         Stored::Committed(counts) => {
@@ -459,6 +648,25 @@ async fn store_watched(
             });
         }
         Stored::Rejected(counts, reason) => (counts, reason),
+        Stored::Changed(counts, e) => {
+            // Nothing stored; the ledger row of this copy is closed so no later run
+            // resumes it, and the inbox file is left for the next run.
+            let reason = e.to_string();
+            warn!(
+                rows = counts.rows_read,
+                error = %e,
+                "Feed file changed while it was read; rolled back and left in the inbox"
+            );
+            store
+                .reject_file(file_id, &reason, counts, clock.now())
+                .await?;
+            return Ok(FileOutcome::Changed {
+                source: source.name.clone(),
+                file: file_name.to_string(),
+                file_id: Some(file_id),
+                reason,
+            });
+        }
         Stored::Stopped(counts) => {
             info!(
                 rows = counts.rows_read,
@@ -489,6 +697,8 @@ enum Stored {
     Rejected(FileCounts, String),
     /// Shutdown began: rolled back after the rows counted.
     Stopped(FileCounts),
+    /// The inbox file changed after it was copied: rolled back.
+    Changed(FileCounts, FeedError),
 }
 
 type Batch = Result<Vec<Result<Record, RowProblem>>, FileRejection>;
@@ -500,6 +710,7 @@ async fn parse_and_store(
     file_name: &str,
     raw_path: &Path,
     run: &Run<'_>,
+    guard: Guard<'_>,
 ) -> anyhow::Result<Stored> {
     let (clock, progress) = (run.clock, run.progress);
     let (tx_batches, mut rx_batches) = mpsc::channel::<Batch>(BATCHES_AHEAD);
@@ -590,6 +801,20 @@ async fn parse_and_store(
         }
         return Ok(Stored::Stopped(counts));
     }
+    // Whatever the rows came to, they are kept (or the file rejected) only if the
+    // inbox file is still the one that was copied: a file still being written is
+    // neither stored in part nor moved to rejected/.
+    if let Some((inbox_file, stamp)) = guard {
+        if let Err(e) = feeds::dir::unchanged(&source.name, inbox_file, stamp) {
+            if let Some(tx) = tx {
+                tx.rollback().await?;
+            }
+            return match e {
+                FeedError::Changed { .. } => Ok(Stored::Changed(counts, e)),
+                other => Err(other.into()),
+            };
+        }
+    }
 
     if rejection.is_none() && counts.rows_read > 0 {
         let share = counts.quarantined as f64 / counts.rows_read as f64;
@@ -657,7 +882,11 @@ fn settle_inbox(inbox_file: &Path, outcome: &FileOutcome) -> anyhow::Result<Opti
     let settle = match outcome {
         FileOutcome::Rejected { reason, .. } => Settle::Rejected { reason },
         FileOutcome::Ingested { .. } | FileOutcome::Duplicate { .. } => Settle::Archived,
-        FileOutcome::NotModified { .. } | FileOutcome::FetchFailed { .. } => return Ok(None),
+        FileOutcome::NotModified { .. }
+        | FileOutcome::FetchFailed { .. }
+        | FileOutcome::Unsettled { .. }
+        | FileOutcome::Refused { .. }
+        | FileOutcome::Changed { .. } => return Ok(None),
     };
     Ok(Some(feeds::dir::settle(inbox_file, settle)?))
 }

@@ -863,7 +863,7 @@ pub fn config_text(schools: usize) -> String {
         let _ = writeln!(
             out,
             "[[source]]\nname = \"{name}\"\nkind = \"{kind}\"\nformat = \"csv\"\n\
-             transport = {{ type = \"dir\", path = \"inbox/{name}\" }}\n"
+             transport = {{ type = \"dir\", path = \"inbox/{name}\", settle_secs = 0 }}\n"
         );
     }
     let districts = all_districts();

@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use toml_edit::{Item, Value};
 
 use super::{
-    redact_url, DatabaseUrl, DetailLevel, HttpAuth, HttpListen, HttpTransport, LinkageSettings,
-    Locality, MailSettings, MailTransport, RetentionSettings, School, SecretError, SecretRef,
-    Settings, SmtpSettings, SmtpTls, SourceLimits, SourceSettings, TextEncoding, Transport,
+    redact_url, DatabaseUrl, DetailLevel, DirTransport, HttpAuth, HttpListen, HttpTransport,
+    LinkageSettings, Locality, MailSettings, MailTransport, OtherOriginPages, RetentionSettings,
+    School, SecretError, SecretRef, Settings, SmtpSettings, SmtpTls, SourceLimits, SourceSettings,
+    TextEncoding, Transport,
 };
 pub use crate::domain::Problem;
 use crate::domain::{FeedKind, Format, Urn};
@@ -146,7 +147,12 @@ const HTTP_TRANSPORT_KEYS: &[&str] = &[
     "retries",
     "backoff_ms",
     "max_body_bytes",
+    "other_origin_pages",
 ];
+
+/// Keys of a dir transport besides `type` and `path`; none of them belongs on an
+/// http one.
+const DIR_TRANSPORT_KEYS: &[&str] = &["settle_secs", "max_file_bytes"];
 
 const LOCALITY_KEYS: &[&str] = &["name", "postcodes", "dv_champions", "champions", "managers"];
 const SCHOOL_KEYS: &[&str] = &["urn", "name", "locality", "ewos"];
@@ -1140,9 +1146,9 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
         name: name.unwrap_or_default(),
         kind: kind.unwrap_or(FeedKind::Attendance),
         format: format.unwrap_or(Format::Csv),
-        transport: transport.clone().unwrap_or(Transport::Dir {
-            path: PathBuf::new(),
-        }),
+        transport: transport
+            .clone()
+            .unwrap_or_else(|| Transport::Dir(DirTransport::new(PathBuf::new()))),
         max_bad_rows,
         sheet: None,
         delimiter: b',',
@@ -1364,6 +1370,7 @@ fn json_path(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str) -> Option<String> {
 fn transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<Transport> {
     let mut known = vec!["type", "path"];
     known.extend_from_slice(HTTP_TRANSPORT_KEYS);
+    known.extend_from_slice(DIR_TRANSPORT_KEYS);
     sec.check_keys(&mut cx.sink, &known);
     if !sec.require(&mut cx.sink, "type", "\"dir\" or \"http\"") {
         return None;
@@ -1385,10 +1392,21 @@ fn transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<Transport> {
             ) {
                 return None;
             }
+            let settle_secs = sec
+                .integer_in(&mut cx.sink, "settle_secs", 0, 86_400)
+                .map(|(n, _)| n);
+            let max_file_bytes = sec
+                .integer_in(&mut cx.sink, "max_file_bytes", 1, i64::MAX)
+                .map(|(n, _)| n);
             let (path, _) = non_empty_string(cx, sec, "path")?;
-            Some(Transport::Dir {
-                path: cx.path(&path),
-            })
+            let mut dir = DirTransport::new(cx.path(&path));
+            if let Some(n) = settle_secs {
+                dir.settle_secs = u64::try_from(n).ok()?;
+            }
+            if let Some(n) = max_file_bytes {
+                dir.max_file_bytes = u64::try_from(n).ok()?;
+            }
+            Some(Transport::Dir(dir))
         }
         _ => {
             sec.forbid(
@@ -1397,6 +1415,14 @@ fn transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<Transport> {
                 "is only used with type = \"dir\"",
                 "remove it; an http transport has a `url`",
             );
+            for key in DIR_TRANSPORT_KEYS {
+                sec.forbid(
+                    &mut cx.sink,
+                    key,
+                    "is only used with type = \"dir\"",
+                    "remove it, or make this a dir transport",
+                );
+            }
             http_transport(cx, sec).map(Transport::Http)
         }
     }
@@ -1445,6 +1471,20 @@ fn http_transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<HttpTransport> {
     let retries = int(cx, "retries", 0, 100, 3);
     let backoff_ms = int(cx, "backoff_ms", 0, 3_600_000, 1000);
     let max_body_bytes = int(cx, "max_body_bytes", 1, i64::MAX, 536_870_912);
+    let other_origin_pages = if sec.has("other_origin_pages") {
+        match choice(
+            cx,
+            sec,
+            "other_origin_pages",
+            &["refuse", "without_credentials"],
+        ) {
+            Some(0) => Some(OtherOriginPages::Refuse),
+            Some(_) => Some(OtherOriginPages::WithoutCredentials),
+            None => None,
+        }
+    } else {
+        Some(OtherOriginPages::Refuse)
+    };
     if !auth_ok {
         return None;
     }
@@ -1456,6 +1496,7 @@ fn http_transport(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<HttpTransport> {
         retries: u32::try_from(retries).ok()?,
         backoff_ms: u64::try_from(backoff_ms).ok()?,
         max_body_bytes: u64::try_from(max_body_bytes).ok()?,
+        other_origin_pages: other_origin_pages?,
     })
 }
 
@@ -2177,7 +2218,7 @@ pub fn summary(settings: &Settings) -> String {
         .iter()
         .map(|s| {
             let transport = match &s.transport {
-                Transport::Dir { path } => format!("dir {}", path.display()),
+                Transport::Dir(d) => format!("dir {}", d.path.display()),
                 Transport::Http(h) => {
                     let auth = match h.auth {
                         HttpAuth::None => "",
@@ -2397,9 +2438,7 @@ transport = { type = "dir", path = "inbox/police" }
         assert_eq!(src.encoding, TextEncoding::Utf8);
         assert_eq!(src.stale_after_hours, None);
         assert!(src.columns.is_empty());
-        assert!(
-            matches!(&src.transport, Transport::Dir { path } if *path == base.join("inbox/police"))
-        );
+        assert!(matches!(&src.transport, Transport::Dir(d) if d.path == base.join("inbox/police")));
     }
 
     #[test]
@@ -2992,6 +3031,70 @@ lookback_days = 2.5
     }
 
     #[test]
+    fn dir_settle_and_size_keys_and_the_other_origin_setting() {
+        let fx = Fixture::new();
+        let s = fx.load(MINIMAL).unwrap();
+        let Transport::Dir(d) = &s.sources[0].transport else {
+            panic!("not dir")
+        };
+        assert_eq!((d.settle_secs, d.max_file_bytes), (60, 536_870_912));
+        let s = fx
+            .load(
+                r#"
+[[source]]
+name = "a"
+kind = "housing"
+format = "csv"
+transport = { type = "dir", path = "in", settle_secs = 0, max_file_bytes = 1000 }
+
+[[source]]
+name = "b"
+kind = "housing"
+format = "json"
+transport = { type = "http", url = "https://x.example/b", other_origin_pages = "without_credentials" }
+"#,
+            )
+            .unwrap();
+        let Transport::Dir(d) = &s.sources[0].transport else {
+            panic!("not dir")
+        };
+        assert_eq!((d.settle_secs, d.max_file_bytes), (0, 1000));
+        let Transport::Http(h) = &s.sources[1].transport else {
+            panic!("not http")
+        };
+        assert_eq!(h.other_origin_pages, OtherOriginPages::WithoutCredentials);
+
+        let problems = fx.problems(
+            r#"
+[[source]]
+name = "a"
+kind = "housing"
+format = "csv"
+transport = { type = "dir", path = "in", settle_secs = -1, max_file_bytes = "1G", other_origin_pages = "refuse" }
+
+[[source]]
+name = "b"
+kind = "housing"
+format = "json"
+transport = { type = "http", url = "https://x.example/b", settle_secs = 5, max_file_bytes = 9, other_origin_pages = "anyone" }
+"#,
+        );
+        let of =
+            |key: &str, source: &str| format!("`{key}` in the transport of [[source]] {source:?}");
+        assert_eq!(find(&problems, &of("settle_secs", "a")).line, 6);
+        assert_eq!(find(&problems, &of("max_file_bytes", "a")).line, 6);
+        let p = find(&problems, &of("other_origin_pages", "a"));
+        assert!(p.fix.contains("http transport"), "{p:?}");
+        let p = find(&problems, &of("settle_secs", "b"));
+        assert_eq!(p.line, 12);
+        assert!(p.fix.contains("dir transport"), "{p:?}");
+        find(&problems, &of("max_file_bytes", "b"));
+        let p = find(&problems, &of("other_origin_pages", "b"));
+        assert_eq!(p.line, 12);
+        assert!(p.fix.contains("without_credentials"), "{p:?}");
+    }
+
+    #[test]
     fn format_specific_source_keys() {
         let fx = Fixture::new();
         let text = r#"
@@ -3069,7 +3172,7 @@ transport = { type = "dir", path = "../inbox" }
             matches!(&s.mail.transport, MailTransport::File { dir } if *dir == base.join("var").join("mail-out"))
         );
         assert!(
-            matches!(&s.sources[1].transport, Transport::Dir { path } if *path == base.join("../inbox"))
+            matches!(&s.sources[1].transport, Transport::Dir(d) if d.path == base.join("../inbox"))
         );
         let Transport::Http(http) = &s.sources[0].transport else {
             panic!("not http")

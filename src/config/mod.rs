@@ -315,10 +315,35 @@ pub enum TextEncoding {
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// A folder that another job drops files into.
-    Dir {
-        path: PathBuf,
-    },
+    Dir(DirTransport),
     Http(HttpTransport),
+}
+
+/// An inbox folder that another job (SFTP, an agent) drops files into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirTransport {
+    pub path: PathBuf,
+    /// A file is taken only once it has not been modified for this long (its
+    /// mtime is at least this old); default [`DirTransport::DEFAULT_SETTLE_SECS`].
+    pub settle_secs: u64,
+    /// A larger file is refused unread; default 512 MiB, as http's `max_body_bytes`.
+    pub max_file_bytes: u64,
+}
+
+impl DirTransport {
+    /// config.md's default for `settle_secs`.
+    pub const DEFAULT_SETTLE_SECS: u64 = 60;
+    /// config.md's default for `max_file_bytes` (512 MiB).
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 536_870_912;
+
+    /// The inbox at `path` with the default settle time and size limit.
+    pub fn new(path: impl Into<PathBuf>) -> DirTransport {
+        DirTransport {
+            path: path.into(),
+            settle_secs: Self::DEFAULT_SETTLE_SECS,
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
+        }
+    }
 }
 
 /// An HTTP(S) feed endpoint.
@@ -336,6 +361,20 @@ pub struct HttpTransport {
     pub backoff_ms: u64,
     /// Largest body accepted, default 512 MiB.
     pub max_body_bytes: u64,
+    /// What to do with a next-page link to another origin (scheme, host, port).
+    pub other_origin_pages: OtherOriginPages,
+}
+
+/// `other_origin_pages` of an http transport: whether a next-page link may lead to
+/// another origin. Credentials only ever go to the configured origin, and an https
+/// feed never follows a link to plain http, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtherOriginPages {
+    /// Such a link stops the fetch with an error (the default).
+    #[default]
+    Refuse,
+    /// Such a page is fetched, without the source's credentials.
+    WithoutCredentials,
 }
 
 /// How to authenticate to an HTTP feed.

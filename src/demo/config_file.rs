@@ -55,9 +55,11 @@ fn write_source(out: &mut String, s: &Source<'_>) {
     let _ = writeln!(out, "name = {}", toml_str(s.name));
     let _ = writeln!(out, "kind = {}", toml_str(s.kind));
     let _ = writeln!(out, "format = {}", toml_str(s.format));
+    // settle_secs = 0: the demo writes each file whole before it ingests; a real
+    // inbox keeps the default, so a file still being written is not taken.
     let _ = writeln!(
         out,
-        "transport = {{ type = \"dir\", path = {} }}",
+        "transport = {{ type = \"dir\", path = {}, settle_secs = 0 }}",
         toml_str(&format!("inbox/{}", s.name))
     );
     let _ = writeln!(out, "max_bad_rows = 0.05");

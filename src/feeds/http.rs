@@ -15,9 +15,10 @@ use reqwest::{Client, StatusCode, Url};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 use super::{display_url, raw_name, FeedError, FetchedFile, Origin, PartFile, Validators};
-use crate::config::{HttpAuth, HttpTransport, Secret, SourceSettings};
+use crate::config::{HttpAuth, HttpTransport, OtherOriginPages, Secret, SourceSettings};
 use crate::domain::Format;
 
 /// Sent with every request, so a provider can tell us apart in its logs.
@@ -102,6 +103,13 @@ impl RetryPolicy {
 /// file: the records of every page concatenated into one array placed at
 /// `records_path` (e.g. records_path "data" → `{"data":[...]}`; no records_path → a
 /// bare array).
+///
+/// Credentials go only to the configured URL's origin (scheme, host, port): a
+/// next-page link elsewhere is an error unless `other_origin_pages` allows it, and
+/// then it is fetched without them; an https feed never follows a link to http.
+///
+/// Once `stop` is cancelled the request, the body, every page and every retry
+/// wait end at once with [`FeedError::Stopped`], leaving nothing behind.
 pub async fn fetch(
     client: &Client,
     source: &SourceSettings,
@@ -109,6 +117,7 @@ pub async fn fetch(
     prior: &Validators,
     raw_dir: &Path,
     policy: &RetryPolicy,
+    stop: &CancellationToken,
 ) -> Result<HttpOutcome, FeedError> {
     let feed = source.name.as_str();
     let url = parse_url(feed, &http.url)?;
@@ -120,15 +129,16 @@ pub async fn fetch(
         own_client = build_client(Duration::from_secs(http.connect_timeout_secs))?;
         &own_client
     };
-    tokio::fs::create_dir_all(raw_dir)
-        .await
+    super::create_private_dir(raw_dir)
         .map_err(|e| FeedError::io("create raw folder", raw_dir, e))?;
     let fetcher = Fetcher {
         client,
         feed,
         http,
         auth,
+        origin: origin(&url),
         policy,
+        stop,
     };
     let ext = source.format.as_str();
     let original_name = name_from_url(&url).unwrap_or_else(|| format!("{feed}.{ext}"));
@@ -242,9 +252,12 @@ struct FileSink {
 impl FileSink {
     async fn create(raw_dir: &Path) -> Result<FileSink, FeedError> {
         let part = PartFile::new(raw_dir);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // The body is personal data: only the service user may read it.
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options
             .open(&part.path)
             .await
             .map_err(|e| FeedError::io("create", &part.path, e))?;
@@ -332,7 +345,10 @@ struct Fetcher<'a> {
     feed: &'a str,
     http: &'a HttpTransport,
     auth: Auth,
+    /// The configured URL's origin: the only one the credentials are sent to.
+    origin: UrlOrigin,
     policy: &'a RetryPolicy,
+    stop: &'a CancellationToken,
 }
 
 impl Fetcher<'_> {
@@ -353,6 +369,9 @@ impl Fetcher<'_> {
         let shown = display_url(url.as_str());
         let mut retry = 0u32;
         loop {
+            if self.stop.is_cancelled() {
+                return Err(FeedError::Stopped);
+            }
             let attempt = retry + 1;
             let sink = new_sink().await?;
             let (detail, retry_after, truncated) = match self
@@ -398,7 +417,10 @@ impl Fetcher<'_> {
                 delay_ms = delay.as_millis() as u64,
                 "Fetch failed; retrying"
             );
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stop.cancelled() => return Err(FeedError::Stopped),
+            }
             retry += 1;
         }
     }
@@ -416,7 +438,9 @@ impl Fetcher<'_> {
             .client
             .get(url.clone())
             .timeout(Duration::from_secs(self.http.timeout_secs));
-        req = self.auth.apply(req);
+        if origin(url) == self.origin {
+            req = self.auth.apply(req);
+        }
         if let Some(prior) = conditional {
             if let Some(etag) = &prior.etag {
                 req = req.header(header::IF_NONE_MATCH, etag.as_str());
@@ -425,7 +449,12 @@ impl Fetcher<'_> {
                 req = req.header(header::IF_MODIFIED_SINCE, date.as_str());
             }
         }
-        let mut resp = match req.send().await {
+        let stopped = || Err(Failure::Fatal(FeedError::Stopped));
+        let sent = tokio::select! {
+            sent = req.send() => sent,
+            _ = self.stop.cancelled() => return stopped(),
+        };
+        let mut resp = match sent {
             Ok(resp) => resp,
             Err(e) => return Err(Failure::transient(self.describe(&e))),
         };
@@ -477,7 +506,11 @@ impl Fetcher<'_> {
         let validators = validators(resp.headers());
         let mut received = 0u64;
         loop {
-            match resp.chunk().await {
+            let chunk = tokio::select! {
+                chunk = resp.chunk() => chunk,
+                _ = self.stop.cancelled() => return stopped(),
+            };
+            match chunk {
                 Ok(Some(chunk)) => {
                     received += chunk.len() as u64;
                     // Checked as bytes arrive: a server may send no length, or lie.
@@ -639,7 +672,7 @@ impl Fetcher<'_> {
             tracing::debug!(feed = self.feed, page, records = records.len(), "Page read");
 
             let Some(next) = next else { break };
-            url = url
+            let next_url = url
                 .join(&next)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -649,6 +682,9 @@ impl Fetcher<'_> {
                         display_url(&next)
                     ))
                 })?;
+            check_next(first, &next_url, self.http.other_origin_pages)
+                .map_err(|detail| pagination(format!("page {page} {detail}")))?;
+            url = next_url;
         }
         tracing::info!(feed = self.feed, records = records.len(), "Pages combined");
         let combined = wrap(records, records_path);
@@ -656,6 +692,55 @@ impl Fetcher<'_> {
             .map_err(|e| pagination(format!("cannot write the combined file ({e})")))?;
         Ok(Some((bytes, first_validators.unwrap_or_default())))
     }
+}
+
+/// A URL's origin: scheme, host and port (the scheme's default when not written).
+type UrlOrigin = (String, Option<String>, Option<u16>);
+
+fn origin(url: &Url) -> UrlOrigin {
+    (
+        url.scheme().to_ascii_lowercase(),
+        url.host_str().map(str::to_ascii_lowercase),
+        url.port_or_known_default(),
+    )
+}
+
+/// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a next-page link may be followed: never from https to plain http, plain
+/// http only to this machine (as for transport.url), and to another origin only when
+/// `other_origin_pages` allows it (then without credentials: see
+/// [`Fetcher::attempt`]). The error completes "page N …".
+fn check_next(first: &Url, next: &Url, other_origin: OtherOriginPages) -> Result<(), String> {
+    let shown = display_url(next.as_str());
+    if first.scheme() == "https" && next.scheme() == "http" {
+        return Err(format!(
+            "links to {shown}, plain http from an https feed; kinlink never downgrades a feed to plain http (ask the provider to correct its next links)"
+        ));
+    }
+    if next.scheme() == "http" && !is_loopback(next) {
+        return Err(format!(
+            "links to {shown}, plain http to another machine; personal data would travel unencrypted"
+        ));
+    }
+    if origin(next) != origin(first) && other_origin == OtherOriginPages::Refuse {
+        return Err(format!(
+            "links to {shown}, another origin (scheme, host or port) than transport.url; the source's credentials go only to its own origin. If the provider really serves pages from there, set transport.other_origin_pages = \"without_credentials\" to follow such links without them"
+        ));
+    }
+    Ok(())
 }
 
 /// Writes an in-memory body to the raw folder the same way a streamed one is written.
@@ -865,6 +950,60 @@ mod tests {
         assert_eq!(name_from_url(&u).as_deref(), Some("attendance.csv"));
         let u = Url::parse("https://x.example/").unwrap();
         assert_eq!(name_from_url(&u), None);
+    }
+
+    #[test]
+    fn next_links_never_downgrade_and_stay_on_their_origin_unless_allowed() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let first = u("https://feeds.example/api/p1");
+        let refuse = OtherOriginPages::Refuse;
+        let allow = OtherOriginPages::WithoutCredentials;
+        assert_eq!(
+            check_next(&first, &u("https://feeds.example/api/p2"), refuse),
+            Ok(())
+        );
+        for setting in [refuse, allow] {
+            for next in ["http://feeds.example/api/p2", "http://127.0.0.1:8080/p2"] {
+                let e = check_next(&first, &u(next), setting).unwrap_err();
+                assert!(e.contains("never downgrades"), "{e}");
+            }
+        }
+        let e = check_next(&first, &u("https://other.example/p2"), refuse).unwrap_err();
+        assert!(e.contains("other_origin_pages"), "{e}");
+        let e = check_next(&first, &u("https://feeds.example:8443/p2"), refuse).unwrap_err();
+        assert!(e.contains("another origin"), "{e}");
+        assert_eq!(
+            check_next(&first, &u("https://other.example/p2"), allow),
+            Ok(())
+        );
+        let local = u("http://127.0.0.1:8080/p1");
+        let e = check_next(&local, &u("http://feeds.example/p2"), allow).unwrap_err();
+        assert!(e.contains("unencrypted"), "{e}");
+        assert_eq!(
+            check_next(&local, &u("https://feeds.example/p2"), allow),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            origin(&u("https://X.example/a")),
+            origin(&u("https://x.example:443/b?c"))
+        );
+        assert_ne!(
+            origin(&u("https://x.example/a")),
+            origin(&u("http://x.example/a"))
+        );
+        assert_ne!(
+            origin(&u("http://127.0.0.1:80/a")),
+            origin(&u("http://127.0.0.1:81/a"))
+        );
+        assert!(is_loopback(&u("http://127.0.0.1:9/")));
+        assert!(is_loopback(&u("http://[::1]:9/")));
+        assert!(is_loopback(&u("http://localhost/")));
+        assert!(!is_loopback(&u("http://feeds.example/")));
     }
 
     #[test]

@@ -36,8 +36,13 @@ pub struct FetchedFile {
 /// Where a fetched file came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Origin {
-    /// Taken from an inbox folder; settle it with [`dir::settle`] after ingest.
-    Dir { inbox_file: PathBuf },
+    /// Taken from an inbox folder; settle it with [`dir::settle`] after ingest, once
+    /// [`dir::unchanged`] says it is still the file that was copied.
+    Dir {
+        inbox_file: PathBuf,
+        /// The inbox file as it was copied.
+        stamp: dir::Stamp,
+    },
     /// Downloaded; keep `validators` for the next conditional GET. `url` is the
     /// configured URL in its [`display_url`] form (no user info or query).
     Http { url: String, validators: Validators },
@@ -106,6 +111,29 @@ pub enum FeedError {
     /// A credential was read but cannot be sent in an HTTP header.
     #[error("source {feed}: its bearer token contains characters not allowed in an HTTP header (a stray newline or control character?); correct the secret")]
     BadCredential { feed: String },
+    /// An inbox entry is a symlink, FIFO, device, socket or otherwise not a regular
+    /// file: it was refused without being read.
+    #[error("inbox entry {} is {what}, not a regular file; kinlink did not read it. Put the file itself in the inbox (symlinks, FIFOs and devices are never followed or read)", path.display())]
+    NotRegularFile { path: PathBuf, what: &'static str },
+    /// An inbox file is larger than the dir transport's `max_file_bytes`.
+    #[error("source {feed}: {} is {size} bytes, more than the {limit}-byte limit; nothing was read. Raise transport.max_file_bytes if the feed really is this large", path.display())]
+    FileTooLarge {
+        feed: String,
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    /// An inbox file changed after (or while) it was copied: it is still being
+    /// written. Nothing from it may be stored.
+    #[error("source {feed}: {} changed while kinlink was reading it ({detail}), so it is still being written; nothing from it was stored and it stays in the inbox for the next run. If this repeats, have the sender write to a .part name and rename the file when it is complete, or raise transport.settle_secs", path.display())]
+    Changed {
+        feed: String,
+        path: PathBuf,
+        detail: String,
+    },
+    /// Shutdown began while fetching; nothing of the file was kept.
+    #[error("stopped by shutdown while fetching; nothing of the file was kept")]
+    Stopped,
     /// The inbox folder of a dir source is missing.
     #[error("inbox folder {} does not exist; create it or correct the source's transport.path in the config", path.display())]
     InboxMissing { path: PathBuf },
@@ -199,6 +227,44 @@ impl Drop for PartFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (a folder kinlink makes
+/// holds personal data: only the service user may list or read it).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates the raw folder (mode 0700), and makes an existing one 0700 too: it is
+/// kinlink's own, inside the state dir, and older versions made it 0755.
+pub fn create_raw_dir(raw_dir: &Path) -> Result<(), FeedError> {
+    create_private_dir(raw_dir).map_err(|e| FeedError::io("create raw folder", raw_dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(raw_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| FeedError::io("make private", raw_dir, e))?;
+    }
+    Ok(())
+}
+
+/// Opens a new file for writing, failing if it exists; mode 0600.
+fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 /// Flushes a directory entry change (rename, create) to disk. Best effort: some

@@ -597,9 +597,7 @@ pub(crate) fn test_source(
         name: "test".into(),
         kind,
         format,
-        transport: crate::config::Transport::Dir {
-            path: std::path::PathBuf::from("/nonexistent"),
-        },
+        transport: crate::config::Transport::Dir(crate::config::DirTransport::new("/nonexistent")),
         max_bad_rows: 0.05,
         sheet: None,
         delimiter: b',',

@@ -209,6 +209,23 @@ fn ingest_summary(report: &pipeline::IngestReport) -> Result<String, StepError> 
         }
     }
     let (files, records, quarantined, rejected) = report.totals();
+    let held = report.held_back();
+    let mut held_text = String::new();
+    if held.unsettled > 0 {
+        held_text.push_str(&format!(
+            "; {} file(s) still being written, left for the next run",
+            held.unsettled
+        ));
+    }
+    if held.changed > 0 {
+        held_text.push_str(&format!(
+            "; {} file(s) changed while read, left in the inbox",
+            held.changed
+        ));
+    }
+    if held.refused > 0 {
+        held_text.push_str(&format!("; {} inbox entr(ies) refused", held.refused));
+    }
     if !unreachable.is_empty() {
         return Err(StepError::Failed(format!(
             "{} source(s) could not be fetched: {}",
@@ -217,6 +234,6 @@ fn ingest_summary(report: &pipeline::IngestReport) -> Result<String, StepError> 
         )));
     }
     Ok(format!(
-        "{files} file(s) ingested: {records} row(s) stored, {quarantined} quarantined; {rejected} file(s) rejected"
+        "{files} file(s) ingested: {records} row(s) stored, {quarantined} quarantined; {rejected} file(s) rejected{held_text}"
     ))
 }

@@ -39,7 +39,7 @@ fn dir_config(dir: &Path, database_url: &str, columns: &str) -> PathBuf {
         format!(
             "state_dir = \"state\"\ndatabase_url = {database_url:?}\n\n\
              [[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
-             transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+             transport = {{ type = \"dir\", path = \"inbox\", settle_secs = 0 }}\n[source.columns]\n{columns}"
         ),
     )
     .unwrap();
@@ -640,4 +640,360 @@ fn alerts_list_json_ack_and_audit_through_the_binary() {
         Some(2),
         "--family or --recipient is required"
     );
+}
+
+/// Runs `kinlink --config <config> <args…>`, failing the test if it has not exited
+/// within `secs` (a FIFO read by mistake would hang it).
+fn kinlink_within(config: &Path, args: &[&str], secs: u64) -> std::process::Output {
+    let child = Command::new(KINLINK)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("KINLINK_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the kinlink binary");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.expect("wait for kinlink"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("kinlink {args:?} did not exit within {secs} s");
+        }
+    }
+}
+
+/// Every regular file under `dir` (symlinks not followed, FIFOs not opened) whose
+/// bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A symlink in the inbox to a private file is refused unread: its content appears
+/// nowhere (rejected/, stdout, stderr, state dir, store). A FIFO does not hang the
+/// run. What kinlink writes is private: files 0600, folders 0700.
+async fn symlinks_and_fifos_on(backend: &str, dir: &Path, database_url: &str, store: Store) {
+    const CANARY: &str = "CANARY-PRIVATE-7f3a9c";
+    let private = dir.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    let secret = private.join("payroll.csv");
+    std::fs::write(
+        &secret,
+        format!("{CANARY},Alice,Example,1980-01-01\nrow,2\n"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let columns = kinlink::demo::write_attendance(&inbox.join("good.csv"), Format::Csv, 20, 3)
+        .expect("write the good file");
+    let config = dir_config(dir, database_url, &columns_toml(&columns));
+    std::fs::write(inbox.join("bad.csv"), "not,the,right,header\n1,2,3,4\n").unwrap();
+    std::os::unix::fs::symlink(&secret, inbox.join("link.csv")).unwrap();
+    let fifo = inbox.join("pipe.csv");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+
+    let out = kinlink_within(&config, &["ingest"], 60);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{backend}: {stdout}\n{stderr}");
+    assert!(
+        !stdout.contains(CANARY) && !stderr.contains(CANARY),
+        "{backend}: {stdout}\n{stderr}"
+    );
+    for entry in ["link.csv", "pipe.csv"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("REFUSED") && l.contains(entry)),
+            "{backend}: {entry} not reported: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("a symlink") && stdout.contains("a FIFO"),
+        "{stdout}"
+    );
+    // Anywhere kinlink could have written it: the inbox and its sub-folders, the
+    // state dir (raw copies, the SQLite database and its WAL, the outbox).
+    let leaked = [
+        files_containing(&inbox, CANARY.as_bytes()),
+        files_containing(&dir.join("state"), CANARY.as_bytes()),
+    ]
+    .concat();
+    assert!(
+        leaked.is_empty(),
+        "{backend}: the private file's content is in {leaked:?}"
+    );
+    // Refused entries are left alone; the private file is untouched.
+    assert!(std::fs::symlink_metadata(inbox.join("link.csv"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::symlink_metadata(&fifo).is_ok());
+    assert!(std::fs::read_to_string(&secret)
+        .unwrap()
+        .starts_with(CANARY));
+    // Only the two real files reached the ledger.
+    let mut names: Vec<String> = store
+        .ledger("schools")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| format!("{} {}", f.original_name, f.status))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["bad.csv rejected", "good.csv ingested"],
+        "{backend}"
+    );
+
+    // What kinlink made is private to the service user.
+    let state = dir.join("state");
+    for folder in [
+        state.join("raw"),
+        state.join("raw/schools"),
+        inbox.join("archive"),
+        inbox.join("rejected"),
+    ] {
+        assert_eq!(mode(&folder), 0o700, "{backend}: {}", folder.display());
+    }
+    let raw_files: Vec<PathBuf> = std::fs::read_dir(state.join("raw/schools"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(raw_files.len(), 2, "{backend}: {raw_files:?}");
+    for file in raw_files
+        .iter()
+        .chain([&inbox.join("rejected/bad.csv.reason.txt")])
+    {
+        assert_eq!(mode(file), 0o600, "{backend}: {}", file.display());
+    }
+    if backend == "sqlite" {
+        assert_eq!(mode(&state.join("kinlink.db")), 0o600);
+    }
+    store.close().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_symlinks_and_fifos_are_refused_unread_and_what_kinlink_writes_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir).unwrap();
+    let store = Store::open_sqlite(&sqlite_dir.join("state/kinlink.db"))
+        .await
+        .unwrap();
+    symlinks_and_fifos_on("sqlite", &sqlite_dir, "sqlite://kinlink.db", store).await;
+    if let Some(store) = fresh_postgres("symlinks").await {
+        let pg_dir = dir.path().join("postgres");
+        std::fs::create_dir_all(&pg_dir).unwrap();
+        let url = kinlink::bench::with_database(&postgres_url(), "kinlink_it_symlinks");
+        symlinks_and_fifos_on("postgres", &pg_dir, &url, store).await;
+    }
+}
+
+// ------------------------------------------------------- SIGTERM while fetching
+
+/// An attendance CSV source fetched from `url`, retries and long timeouts as in
+/// production (so only the signal can end the fetch quickly).
+fn http_config(dir: &Path, database_url: &str, url: &str, paged: bool) -> PathBuf {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    let path = dir.join("kinlink.toml");
+    let format = if paged {
+        "format = \"json\"\nrecords_path = \"data\"\nnext_path = \"next\"\n"
+    } else {
+        "format = \"csv\"\n"
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = \"state\"\ndatabase_url = {database_url:?}\n\n\
+             [[source]]\nname = \"mis\"\nkind = \"attendance\"\n{format}\
+             transport = {{ type = \"http\", url = {url:?}, timeout_secs = 600, retries = 5 }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `kinlink <args>` against `config`, waits until `server` has had
+/// `requests` requests (plus a moment), sends SIGTERM, and returns the exit status,
+/// the time from signal to exit, and stderr.
+async fn sigterm_while_fetching(
+    config: &Path,
+    args: &[&str],
+    server: &FeedServer,
+    requests: usize,
+) -> (std::process::ExitStatus, Duration, String, String) {
+    let dir = config.parent().unwrap();
+    let err_path = dir.join(format!("{}.err", args[0]));
+    let out_path = dir.join(format!("{}.out", args[0]));
+    let mut child = Command::new(KINLINK)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("KINLINK_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("start kinlink");
+    let t0 = Instant::now();
+    while server.requests().len() < requests {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "kinlink exited ({status}) before SIGTERM: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no request arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Inside the fetch now: the body, the page or the retry wait is pending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("kinlink did not exit within 30 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (
+        status,
+        signalled.elapsed(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+    )
+}
+
+async fn sigterm_while_fetching_on(backend: &str, dir: &Path, database_url: &str, store: Store) {
+    let server = FeedServer::start().await;
+    // Headers and the first bytes, then the body stalls for ten minutes.
+    server.route(
+        "/stalled.csv",
+        [Reply::ok(vec![b'x'; 4096]).stall_after(100, Duration::from_secs(600))],
+    );
+    // Pages arrive slowly: page 1 at once, page 2 after ten minutes.
+    server.route(
+        "/pages",
+        [Reply::json(&json!({"data": [], "next": "/pages/2"}))],
+    );
+    server.route(
+        "/pages/2",
+        [Reply::json(&json!({"data": [], "next": null})).delay(Duration::from_secs(600))],
+    );
+    // Busy: come back in five minutes.
+    server.route(
+        "/busy.csv",
+        [Reply::status(503).header("Retry-After", "300")],
+    );
+
+    let cases = [
+        ("stalled body", "/stalled.csv", false, 1, "ingest"),
+        ("slow pagination", "/pages", true, 2, "ingest"),
+        ("retry wait", "/busy.csv", false, 1, "ingest"),
+        ("stalled body", "/stalled.csv", false, 1, "run-once"),
+    ];
+    for (i, (what, path, paged, requests, command)) in cases.into_iter().enumerate() {
+        let case_dir = dir.join(format!("case{i}"));
+        let config = http_config(&case_dir, database_url, &server.url(path), paged);
+        let before = server.requests().len();
+        let (status, took, stderr, stdout) =
+            sigterm_while_fetching(&config, &[command], &server, before + requests).await;
+        let label = format!("{backend}, {command}, {what}");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{label}: {status:?}\n{stderr}\n{stdout}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{label}: exited {took:?} after SIGTERM"
+        );
+        assert!(
+            stderr.contains("stopped by SIGTERM/SIGINT"),
+            "{label}: {stderr}"
+        );
+        if command == "run-once" {
+            assert!(stdout.contains("ingest    stopped"), "{label}: {stdout}");
+        }
+        // Nothing half-stored: no raw file or scrap, no ledger row.
+        let raw = case_dir.join("state/raw/mis");
+        let left: Vec<_> = std::fs::read_dir(&raw)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{label}: {left:?}");
+        assert!(store.ledger("mis").await.unwrap().is_empty(), "{label}");
+        eprintln!("{label}: exit 0 {took:?} after SIGTERM");
+    }
+    store.close().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_ingest_and_run_once_within_seconds_while_fetching_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(sqlite_dir.join("state")).unwrap();
+    // One database for every case: each case's config names it by absolute path.
+    let db = sqlite_dir.join("state/kinlink.db");
+    let store = Store::open_sqlite(&db).await.unwrap();
+    let url = format!("sqlite://{}", db.display());
+    sigterm_while_fetching_on("sqlite", &sqlite_dir, &url, store).await;
+    if let Some(store) = fresh_postgres("sigterm_fetch").await {
+        let pg_dir = dir.path().join("postgres");
+        std::fs::create_dir_all(&pg_dir).unwrap();
+        let url = kinlink::bench::with_database(&postgres_url(), "kinlink_it_sigterm_fetch");
+        sigterm_while_fetching_on("postgres", &pg_dir, &url, store).await;
+    }
 }

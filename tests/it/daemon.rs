@@ -300,7 +300,7 @@ fn run_once_runs_every_stage_in_order_and_a_rejected_file_does_not_fail_it() {
         dir.path(),
         &format!(
             "[[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
-             transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+             transport = {{ type = \"dir\", path = \"inbox\", settle_secs = 0 }}\n[source.columns]\n{columns}"
         ),
     );
     let out = Command::new(KINLINK)
@@ -348,7 +348,7 @@ fn attendance_source(columns: &std::collections::BTreeMap<String, String>) -> St
         .collect();
     format!(
         "[[source]]\nname = \"schools\"\nkind = \"attendance\"\nformat = \"csv\"\n\
-         transport = {{ type = \"dir\", path = \"inbox\" }}\n[source.columns]\n{columns}"
+         transport = {{ type = \"dir\", path = \"inbox\", settle_secs = 0 }}\n[source.columns]\n{columns}"
     )
 }
 

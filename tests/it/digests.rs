@@ -206,7 +206,8 @@ async fn a_rejected_feed_file_is_told_to_the_admin_once() {
         let b = Borough::new(dir.path(), backend);
         // No `role` column: the file is rejected whole.
         let inbox = b.settings.sources[1].transport.clone();
-        let kinlink::config::Transport::Dir { path } = inbox else {
+        let kinlink::config::Transport::Dir(kinlink::config::DirTransport { path, .. }) = inbox
+        else {
             panic!("dir inbox")
         };
         std::fs::write(

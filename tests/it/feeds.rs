@@ -2,20 +2,26 @@
 //! real HTTP/1.1 server on loopback.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
 use kinlink::config::{
-    HttpAuth, HttpTransport, SecretRef, SourceSettings, TextEncoding, Transport,
+    DirTransport, HttpAuth, HttpTransport, OtherOriginPages, SecretRef, SourceSettings,
+    TextEncoding, Transport,
 };
 use kinlink::domain::{FeedKind, Format};
 use kinlink::feeds::dir::{self, Settle};
 use kinlink::feeds::http::{self, HttpOutcome, RetryPolicy};
 use kinlink::feeds::{FeedError, FetchedFile, Origin, Validators};
+use kinlink::shutdown::CancellationToken;
 
-use crate::helpers::{within, BlackHole, FeedServer, Framing, Reply};
+use kinlink::pipeline::{self, FileOutcome, IngestRequest, NoProgress, Progress};
+
+use crate::backends::stores;
+use crate::helpers::{settings, within, BlackHole, FeedServer, Framing, Reply};
 
 // sha256("abc"), a published test vector.
 const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -48,6 +54,7 @@ fn transport(url: String) -> HttpTransport {
         retries: 2,
         backoff_ms: 1,
         max_body_bytes: 1024 * 1024,
+        other_origin_pages: Default::default(),
     }
 }
 
@@ -66,7 +73,16 @@ async fn get(
     policy: &RetryPolicy,
 ) -> Result<HttpOutcome, FeedError> {
     let client = http::client().expect("client");
-    http::fetch(&client, src, http, prior, raw, policy).await
+    http::fetch(
+        &client,
+        src,
+        http,
+        prior,
+        raw,
+        policy,
+        &CancellationToken::new(),
+    )
+    .await
 }
 
 async fn get_csv(http: &HttpTransport, raw: &Path) -> Result<HttpOutcome, FeedError> {
@@ -101,6 +117,11 @@ fn write_at(path: &Path, content: &str, secs_after_epoch: u64) {
 }
 
 // ---------------------------------------------------------------- dir transport
+
+/// `dir::take` with no size limit and no shutdown.
+fn take(source: &str, file: &Path, raw: &Path) -> Result<FetchedFile, FeedError> {
+    dir::take(source, file, raw, u64::MAX, &CancellationToken::new())
+}
 
 #[test]
 fn pending_lists_oldest_first_and_skips_unfinished_hidden_and_folders() {
@@ -150,23 +171,22 @@ fn take_copies_hashes_and_stores_the_same_content_once() {
     fs::write(inbox.join("Monday.CSV"), "abc").unwrap();
     fs::write(inbox.join("tuesday.csv"), "abc").unwrap();
 
-    let first = dir::take("police", &inbox.join("Monday.CSV"), &raw).unwrap();
+    let first = take("police", &inbox.join("Monday.CSV"), &raw).unwrap();
     assert_eq!(first.source, "police");
     assert_eq!(first.sha256, ABC_SHA256);
     assert_eq!(first.size, 3);
     assert_eq!(first.original_name, "Monday.CSV");
     assert_eq!(first.path, raw.join(format!("{ABC_SHA256}.csv")));
     assert_eq!(fs::read_to_string(&first.path).unwrap(), "abc");
-    assert_eq!(
-        first.origin,
-        Origin::Dir {
-            inbox_file: inbox.join("Monday.CSV")
-        }
-    );
+    let Origin::Dir { inbox_file, stamp } = &first.origin else {
+        panic!("{:?}", first.origin)
+    };
+    assert_eq!(*inbox_file, inbox.join("Monday.CSV"));
+    assert_eq!(stamp.size, 3);
     // The inbox file stays until it is settled.
     assert!(inbox.join("Monday.CSV").exists());
 
-    let second = dir::take("police", &inbox.join("tuesday.csv"), &raw).unwrap();
+    let second = take("police", &inbox.join("tuesday.csv"), &raw).unwrap();
     assert_eq!(second.path, first.path);
     assert_eq!(listing(&raw), [format!("{ABC_SHA256}.csv")]);
 }
@@ -175,7 +195,7 @@ fn take_copies_hashes_and_stores_the_same_content_once() {
 fn take_of_a_vanished_file_is_an_io_error_and_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
-    let err = dir::take("s", &tmp.path().join("gone.csv"), &raw).unwrap_err();
+    let err = take("s", &tmp.path().join("gone.csv"), &raw).unwrap_err();
     assert!(matches!(err, FeedError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("gone.csv"));
     assert!(listing(&raw).is_empty());
@@ -967,4 +987,425 @@ async fn the_size_limit_covers_all_pages_together() {
         assert!(listing(tmp.path()).is_empty());
     })
     .await;
+}
+
+// ------------------------------------------------- credentials stay on their origin
+
+/// Page 1 on one loopback server links to page 2 on another port: another origin.
+async fn two_origins() -> (FeedServer, FeedServer) {
+    let home = FeedServer::start().await;
+    let elsewhere = FeedServer::start().await;
+    home.route(
+        "/p1",
+        [Reply::json(
+            &json!({"data": [{"upn": "A1"}], "next": elsewhere.url("/p2")}),
+        )],
+    );
+    elsewhere.route(
+        "/p2",
+        [Reply::json(&json!({"data": [{"upn": "A2"}], "next": null}))],
+    );
+    (home, elsewhere)
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_origin_is_refused_and_gets_no_credentials() {
+    within(10, async {
+        let (home, elsewhere) = two_origins().await;
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("tok"), "origin-bound-token").unwrap();
+        let mut http = transport(home.url("/p1"));
+        http.auth = HttpAuth::Bearer(SecretRef::File(tmp.path().join("tok")));
+        let raw = tmp.path().join("raw");
+        let src = paged(&http, Some("data"), "next");
+
+        let err = get(&src, &http, &Validators::default(), &raw, &fast())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FeedError::Pagination { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("another origin"), "{msg}");
+        assert!(msg.contains("other_origin_pages"), "{msg}");
+        assert!(!msg.contains("origin-bound-token"), "{msg}");
+        assert_eq!(
+            elsewhere.hits("/p2"),
+            0,
+            "nothing was sent to the other origin"
+        );
+        assert_eq!(
+            home.requests()[0].header("authorization"),
+            Some("Bearer origin-bound-token")
+        );
+        assert!(listing(&raw).is_empty(), "{:?}", listing(&raw));
+
+        // Allowed explicitly: followed, but the other origin gets no credentials.
+        http.other_origin_pages = OtherOriginPages::WithoutCredentials;
+        let src = paged(&http, Some("data"), "next");
+        let file = fetched(get(&src, &http, &Validators::default(), &raw, &fast()).await);
+        let combined: serde_json::Value =
+            serde_json::from_slice(&fs::read(&file.path).unwrap()).unwrap();
+        assert_eq!(combined, json!({"data": [{"upn": "A1"}, {"upn": "A2"}]}));
+        let there = elsewhere.requests();
+        assert_eq!(there.len(), 1, "{there:?}");
+        assert_eq!(there[0].header("authorization"), None, "{there:?}");
+        assert!(home
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer origin-bound-token")));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn basic_credentials_stay_on_their_origin_too() {
+    within(10, async {
+        let (home, elsewhere) = two_origins().await;
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("u"), "feeduser").unwrap();
+        fs::write(tmp.path().join("p"), "feedpass").unwrap();
+        let mut http = transport(home.url("/p1"));
+        http.auth = HttpAuth::Basic {
+            user: SecretRef::File(tmp.path().join("u")),
+            password: SecretRef::File(tmp.path().join("p")),
+        };
+        http.other_origin_pages = OtherOriginPages::WithoutCredentials;
+        let src = paged(&http, Some("data"), "next");
+        fetched(
+            get(
+                &src,
+                &http,
+                &Validators::default(),
+                &tmp.path().join("raw"),
+                &fast(),
+            )
+            .await,
+        );
+        assert!(home.requests()[0].header("authorization").is_some());
+        assert_eq!(elsewhere.requests()[0].header("authorization"), None);
+    })
+    .await;
+}
+
+// ------------------------------------------------------------ shutdown while fetching
+
+#[tokio::test]
+async fn a_stop_ends_a_stalled_body_a_slow_page_and_a_retry_wait_at_once() {
+    within(20, async {
+        let server = FeedServer::start().await;
+        // Headers, 10 bytes of body, then nothing for a minute.
+        server.route(
+            "/stalled",
+            [Reply::ok(vec![b'x'; 1000]).stall_after(10, Duration::from_secs(60))],
+        );
+        // Page 1 at once, page 2 after a minute.
+        server.route("/p1", [Reply::json(&json!({"data": [1], "next": "/p2"}))]);
+        server.route(
+            "/p2",
+            [Reply::json(&json!({"data": [2], "next": null})).delay(Duration::from_secs(60))],
+        );
+        // 503 asking for two minutes' wait.
+        server.route("/busy", [Reply::status(503).header("Retry-After", "120")]);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = tmp.path().join("raw");
+        let policy = RetryPolicy::default();
+        for (path, paged_json) in [("/stalled", false), ("/p1", true), ("/busy", false)] {
+            let mut http = transport(server.url(path));
+            http.timeout_secs = 300;
+            http.retries = 3;
+            let src = if paged_json {
+                paged(&http, Some("data"), "next")
+            } else {
+                source(Format::Csv, Transport::Http(http.clone()))
+            };
+            let stop = CancellationToken::new();
+            let cancel = stop.clone();
+            let client = http::client().unwrap();
+            let prior = Validators::default();
+            let fetch = http::fetch(&client, &src, &http, &prior, &raw, &policy, &stop);
+            let t0 = Instant::now();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                cancel.cancel();
+            });
+            let err = fetch.await.unwrap_err();
+            let took = t0.elapsed();
+            assert!(matches!(err, FeedError::Stopped), "{path}: {err:?}");
+            assert!(
+                took < Duration::from_secs(3),
+                "{path}: stopped after {took:?}"
+            );
+            assert!(listing(&raw).is_empty(), "{path}: {:?}", listing(&raw));
+        }
+    })
+    .await;
+}
+
+// ------------------------------------------- inbox files: settled, unchanged, capped
+
+/// An attendance dir source reading `inbox`, with the generator's columns.
+fn attendance_dir_source(
+    inbox: &Path,
+    columns: &std::collections::BTreeMap<String, String>,
+    settle_secs: u64,
+) -> SourceSettings {
+    let pairs: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|(c, h)| (c.as_str(), h.as_str()))
+        .collect();
+    let mut src = crate::helpers::csv_source("schools", FeedKind::Attendance, inbox, &pairs);
+    src.transport = Transport::Dir(DirTransport {
+        settle_secs,
+        ..DirTransport::new(inbox)
+    });
+    src
+}
+
+async fn ingest_with(
+    settings: &kinlink::config::Settings,
+    store: &kinlink::store::Store,
+    progress: &dyn Progress,
+) -> Vec<FileOutcome> {
+    pipeline::ingest(
+        settings,
+        store,
+        kinlink::clock::Clock::system(),
+        &IngestRequest::default(),
+        progress,
+    )
+    .await
+    .expect("ingest")
+    .files
+}
+
+fn ingested_rows(files: &[FileOutcome]) -> Vec<i64> {
+    files
+        .iter()
+        .filter_map(|f| match f {
+            FileOutcome::Ingested { counts, .. } => Some(counts.rows_read),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_still_being_written_is_left_until_it_settles_then_ingested_whole() {
+    const ROWS: usize = 3_000;
+    let tmp = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("feeds_settle", tmp.path()).await {
+        let dir = tmp.path().join(backend);
+        let inbox = dir.join("inbox");
+        fs::create_dir_all(&inbox).unwrap();
+        let staged = dir.join("staged.csv");
+        let columns = kinlink::demo::write_attendance(&staged, Format::Csv, ROWS, 5).unwrap();
+        let bytes = fs::read(&staged).unwrap();
+        let settings = settings(&dir, vec![attendance_dir_source(&inbox, &columns, 1)]);
+
+        // An SFTP-like writer: the final name from the start, written in chunks.
+        let target = inbox.join("marks.csv");
+        let writing = target.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = fs::File::create(&writing).unwrap();
+            for chunk in bytes.chunks(bytes.len() / 60 + 1) {
+                f.write_all(chunk).unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        while fs::metadata(&target).map_or(0, |m| m.len()) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Runs while it is being written take nothing from it.
+        for _ in 0..3 {
+            let files = ingest_with(&settings, &store, &NoProgress).await;
+            assert_eq!(
+                files,
+                [FileOutcome::Unsettled {
+                    source: "schools".into(),
+                    files: 1,
+                    settle_secs: 1
+                }],
+                "{backend}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        writer.join().unwrap();
+        assert_eq!(
+            store.table_counts().await.unwrap().attendance_marks,
+            0,
+            "{backend}"
+        );
+        assert!(
+            store.ledger("schools").await.unwrap().is_empty(),
+            "{backend}"
+        );
+        assert!(
+            target.exists() && !inbox.join("archive").exists(),
+            "{backend}"
+        );
+
+        // Once it has been quiet for settle_secs it is ingested whole, once.
+        std::thread::sleep(Duration::from_millis(1_100));
+        let files = ingest_with(&settings, &store, &NoProgress).await;
+        assert_eq!(ingested_rows(&files), [ROWS as i64], "{backend}: {files:?}");
+        assert!(inbox.join("archive/marks.csv").exists(), "{backend}");
+        assert!(ingest_with(&settings, &store, &NoProgress).await.is_empty());
+        store.close().await;
+    }
+}
+
+/// Appends one more row to the inbox file as soon as ingest starts reading its raw
+/// copy: the file changes after it was taken, deterministically.
+struct AppendWhenStarted {
+    inbox_file: std::path::PathBuf,
+    line: Vec<u8>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Progress for AppendWhenStarted {
+    fn file_started(&self, _: &str, _: &str, _: u64) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(&self.inbox_file)
+                .unwrap();
+            f.write_all(&self.line).unwrap();
+        }
+    }
+    fn rows(&self, _: u64) {}
+    fn file_done(&self) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changes_after_it_was_taken_stores_nothing_and_stays_in_the_inbox() {
+    const ROWS: usize = 500;
+    let tmp = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("feeds_changed", tmp.path()).await {
+        let dir = tmp.path().join(backend);
+        let inbox = dir.join("inbox");
+        fs::create_dir_all(&inbox).unwrap();
+        let target = inbox.join("marks.csv");
+        let columns = kinlink::demo::write_attendance(&target, Format::Csv, ROWS, 9).unwrap();
+        let text = fs::read_to_string(&target).unwrap();
+        let last_line = format!("{}\n", text.trim_end().lines().last().unwrap());
+        let settings = settings(&dir, vec![attendance_dir_source(&inbox, &columns, 0)]);
+
+        let appender = AppendWhenStarted {
+            inbox_file: target.clone(),
+            line: last_line.into_bytes(),
+            done: Default::default(),
+        };
+        let files = ingest_with(&settings, &store, &appender).await;
+        assert_eq!(files.len(), 1, "{backend}: {files:?}");
+        let FileOutcome::Changed {
+            file_id: Some(file_id),
+            reason,
+            ..
+        } = &files[0]
+        else {
+            panic!("{backend}: {files:?}")
+        };
+        assert!(
+            reason.contains("marks.csv") && reason.contains("changed while kinlink was reading it"),
+            "{reason}"
+        );
+        assert!(reason.contains("settle_secs"), "{reason}");
+        assert_eq!(
+            store.table_counts().await.unwrap().attendance_marks,
+            0,
+            "{backend}"
+        );
+        // Its ledger row is closed, so no later run resumes the partial copy.
+        assert_eq!(
+            store.ledger_file(*file_id).await.unwrap().status,
+            "rejected"
+        );
+        assert!(target.exists(), "{backend}: left in the inbox");
+        assert!(!inbox.join("archive").exists() && !inbox.join("rejected").exists());
+
+        // The complete file is ingested by the next run, every row of it.
+        let files = ingest_with(&settings, &store, &NoProgress).await;
+        assert_eq!(
+            ingested_rows(&files),
+            [ROWS as i64 + 1],
+            "{backend}: {files:?}"
+        );
+        assert!(inbox.join("archive/marks.csv").exists());
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dir_file_over_max_file_bytes_is_rejected_unread_with_the_setting_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (backend, store) in stores("feeds_too_large", tmp.path()).await {
+        let dir = tmp.path().join(backend);
+        let inbox = dir.join("inbox");
+        fs::create_dir_all(&inbox).unwrap();
+        let columns =
+            kinlink::demo::write_attendance(&inbox.join("small.csv"), Format::Csv, 5, 1).unwrap();
+        let small = fs::metadata(inbox.join("small.csv")).unwrap().len();
+        // 20 GiB, sparse: reading it would take minutes and memory would not hold it.
+        fs::File::create(inbox.join("huge.csv"))
+            .unwrap()
+            .set_len(20 << 30)
+            .unwrap();
+        let mut src = attendance_dir_source(&inbox, &columns, 0);
+        let settings_default = settings(&dir, vec![src.clone()]);
+        let t0 = Instant::now();
+        let files = ingest_with(&settings_default, &store, &NoProgress).await;
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        let refused: Vec<&FileOutcome> = files
+            .iter()
+            .filter(|f| matches!(f, FileOutcome::Refused { .. }))
+            .collect();
+        let [FileOutcome::Refused {
+            file,
+            reason,
+            moved_to: Some(moved),
+            ..
+        }] = refused[..]
+        else {
+            panic!("{backend}: {files:?}")
+        };
+        assert_eq!(file, "huge.csv");
+        assert!(
+            reason.contains("536870912-byte limit") && reason.contains("max_file_bytes"),
+            "{reason}"
+        );
+        assert_eq!(*moved, inbox.join("rejected/huge.csv"));
+        let why = fs::read_to_string(inbox.join("rejected/huge.csv.reason.txt")).unwrap();
+        assert!(why.contains("max_file_bytes"), "{why}");
+        assert_eq!(
+            ingested_rows(&files),
+            [5],
+            "{backend}: the small file is unaffected"
+        );
+
+        // A limit of its own: one byte under the file's size refuses it, its size passes.
+        let src_path = inbox.join("again.csv");
+        fs::copy(inbox.join("archive/small.csv"), &src_path).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&src_path)
+            .unwrap()
+            .write_all(b"\n")
+            .unwrap();
+        let Transport::Dir(d) = &mut src.transport else {
+            unreachable!()
+        };
+        d.max_file_bytes = small;
+        let files = ingest_with(&settings(&dir, vec![src.clone()]), &store, &NoProgress).await;
+        assert!(
+            matches!(&files[..], [FileOutcome::Refused { reason, .. }] if reason.contains(&format!("{}-byte limit", small))),
+            "{backend}: {files:?}"
+        );
+        let ledger = store.ledger("schools").await.unwrap();
+        assert_eq!(
+            ledger.len(),
+            1,
+            "{backend}: refused files leave no ledger row: {ledger:?}"
+        );
+        store.close().await;
+    }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kinlink::config::{
-    DatabaseUrl, DetailLevel, LinkageSettings, MailSettings, MailTransport, Settings,
+    DatabaseUrl, DetailLevel, DirTransport, LinkageSettings, MailSettings, MailTransport, Settings,
     SourceSettings, TextEncoding, Transport,
 };
 use kinlink::domain::{FeedKind, Format};
@@ -393,9 +393,11 @@ pub fn csv_source(
         name: name.into(),
         kind,
         format: Format::Csv,
-        transport: Transport::Dir {
-            path: inbox.to_path_buf(),
-        },
+        // Test files are written whole before ingest: no settle time.
+        transport: Transport::Dir(DirTransport {
+            settle_secs: 0,
+            ..DirTransport::new(inbox)
+        }),
         max_bad_rows: 0.05,
         sheet: None,
         delimiter: b',',

@@ -335,7 +335,7 @@ fn the_binary_links_and_exports() {
 name = "schools"
 kind = "attendance"
 format = "csv"
-transport = { type = "dir", path = "inbox" }
+transport = { type = "dir", path = "inbox", settle_secs = 0 }
 [source.columns]
 school_urn = "URN"
 upn = "Pupil UPN"

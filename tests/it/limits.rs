@@ -179,7 +179,7 @@ fn a_200_mb_line_is_refused_within_a_memory_limit() {
     std::fs::write(
         &config,
         "state_dir = \"state\"\n\n[[source]]\nname = \"police\"\nkind = \"police_da\"\n\
-         format = \"csv\"\ntransport = { type = \"dir\", path = \"inbox\" }\n",
+         format = \"csv\"\ntransport = { type = \"dir\", path = \"inbox\", settle_secs = 0 }\n",
     )
     .unwrap();
     {

@@ -87,7 +87,7 @@ fn demo_mentions(dir: &Path) -> Vec<LinkMention> {
     let mut mentions: Vec<LinkMention> = Vec::new();
     let mut at: HashMap<(String, String), usize> = HashMap::new();
     for source in &settings.sources {
-        let Transport::Dir { path } = &source.transport else {
+        let Transport::Dir(kinlink::config::DirTransport { path, .. }) = &source.transport else {
             panic!("demo source {} is not a folder", source.name);
         };
         let mut files: Vec<_> = std::fs::read_dir(path)

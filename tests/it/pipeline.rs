@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kinlink::clock::Clock;
-use kinlink::config::{Settings, SourceSettings, TextEncoding, Transport};
+use kinlink::config::{DirTransport, Settings, SourceSettings, TextEncoding, Transport};
 use kinlink::domain::{FeedKind, Format};
 use kinlink::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
 use kinlink::store::Store;
@@ -35,9 +35,10 @@ fn attendance_source(inbox: &Path, max_bad_rows: f64) -> SourceSettings {
         name: "schools".into(),
         kind: FeedKind::Attendance,
         format: Format::Csv,
-        transport: Transport::Dir {
-            path: inbox.to_path_buf(),
-        },
+        transport: Transport::Dir(DirTransport {
+            settle_secs: 0,
+            ..DirTransport::new(inbox)
+        }),
         max_bad_rows,
         sheet: None,
         delimiter: b',',
@@ -239,7 +240,14 @@ async fn a_file_left_half_done_by_a_crash_is_ingested_exactly_once() {
         // A run that took the file and stopped before its transaction committed
         // leaves exactly this behind: a raw copy, a `fetched` ledger row, and the
         // delivered file still in the inbox.
-        let taken = kinlink::feeds::dir::take("schools", &inbox.join("m.csv"), &raw_dir).unwrap();
+        let taken = kinlink::feeds::dir::take(
+            "schools",
+            &inbox.join("m.csv"),
+            &raw_dir,
+            u64::MAX,
+            &Default::default(),
+        )
+        .unwrap();
         store
             .record_fetched(&kinlink::store::NewFile {
                 source: "schools",
