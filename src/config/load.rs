@@ -111,6 +111,7 @@ const MAIL_KEYS: &[&str] = &[
     "smtp_ca_file",
     "detail",
     "admin",
+    "retry_every_mins",
 ];
 
 const SOURCE_KEYS: &[&str] = &[
@@ -833,6 +834,7 @@ fn mail(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> MailSettings {
         from: DEFAULT_FROM.to_string(),
         detail: DetailLevel::Minimal,
         admin: Vec::new(),
+        retry_every_mins: super::DEFAULT_RETRY_EVERY_MINS,
     };
     let Some(sec) = root.table(
         &mut cx.sink,
@@ -868,6 +870,11 @@ fn mail(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> MailSettings {
         ][i];
     }
     settings.admin = emails(cx, &sec, "admin");
+    // Within minutes, not the next night; at most hourly, so a retry never waits
+    // long for the daemon.
+    if let Some((n, _)) = sec.integer_in(&mut cx.sink, "retry_every_mins", 1, 60) {
+        settings.retry_every_mins = u32::try_from(n).unwrap_or(super::DEFAULT_RETRY_EVERY_MINS);
+    }
 
     let transport = if sec.has("transport") {
         choice(cx, &sec, "transport", &["file", "smtp"])

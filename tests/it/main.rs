@@ -12,6 +12,7 @@ mod helpers;
 mod identity;
 mod link_quality;
 mod mail;
+mod outbox_daemon;
 mod pipeline;
 mod scheduler;
 mod smtp_server;
