@@ -3084,6 +3084,22 @@ transport = { type = "http", url = "https://x.example/d", bearer_env = "KINLINK_
     }
 
     #[test]
+    fn retry_every_mins_defaults_to_five_and_is_checked_with_its_line() {
+        let fx = Fixture::new();
+        assert_eq!(fx.load(MINIMAL).unwrap().mail.retry_every_mins, 5);
+        let s = fx
+            .load(&format!("{MINIMAL}\n[mail]\nretry_every_mins = 2\n"))
+            .unwrap();
+        assert_eq!(s.mail.retry_every_mins, 2);
+        for bad in ["0", "61", "\"5\""] {
+            let problems = fx.problems(&format!("{MINIMAL}\n[mail]\nretry_every_mins = {bad}\n"));
+            let p = find(&problems, "`retry_every_mins`");
+            assert_eq!(p.line, 9, "{bad}: {p:?}");
+            assert!(!p.fix.is_empty(), "{bad}: {p:?}");
+        }
+    }
+
+    #[test]
     fn emails_are_checked_simply() {
         assert!(is_email("eh.north@example.gov.uk"));
         for bad in [
