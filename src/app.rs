@@ -478,6 +478,12 @@ async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Resu
                 alerts.unrouted_open,
                 alerts.pending_deliveries
             );
+            if alerts.undelivered_open > 0 {
+                println!(
+                    "UNDELIVERED: {} open alert(s) refused for good at an address (`kinlink alerts list` names it): correct the address in the config and the next `kinlink send` sends them to the new one, or `kinlink outbox retry ID` once the fault at that address is fixed",
+                    alerts.undelivered_open
+                );
+            }
             println!(
                 "outbox: {} queued, {} sending, {} sent, {} failed",
                 outbox.queued, outbox.sending, outbox.sent, outbox.failed

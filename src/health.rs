@@ -7,7 +7,11 @@
 //! framework in the dependency tree.
 //!
 //! - `/healthz`: 200 with `{"status":"ok",…}` when the database answers and no
-//!   job's last run failed; 503 otherwise, with what is wrong.
+//!   job's last run failed; 503 otherwise, with what is wrong. It answers within
+//!   [`DATABASE_WAIT`] (1.5 s) of reading the request whatever the database does:
+//!   a database that does not answer in time (a hung server, a dropped network
+//!   path, a pool whose connections are all busy) is 503 `"not answering"`, so a
+//!   load balancer's 2 s health check never times out on us.
 //! - `/metrics`: the Prometheus text format, counts read from the store.
 //!
 //! Invariant: no personal data is ever served: counts and ids only.
@@ -22,6 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::store::{metrics, Store};
+
+/// How long `/healthz` waits for the database (the ping and the job history
+/// together) before it answers 503 "not answering".
+pub const DATABASE_WAIT: Duration = Duration::from_millis(1500);
 
 /// The last run of one job, as `/healthz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -130,24 +138,85 @@ async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
 }
 
 async fn health(endpoints: &Endpoints) -> (u16, String) {
-    let database = endpoints.store.ping().await;
-    let jobs = match (&endpoints.jobs, &database) {
-        (Some(probe), Ok(())) => probe(endpoints.store.clone()).await,
-        _ => Vec::new(),
+    // One deadline for everything the answer reads from the database: the pool
+    // would otherwise wait 30 s for a connection, and a query on a connection to
+    // a hung server waits for ever.
+    let deadline = tokio::time::Instant::now() + DATABASE_WAIT;
+    let database = match tokio::time::timeout_at(deadline, endpoints.store.ping()).await {
+        Ok(Ok(())) => Database::Ok,
+        Ok(Err(e)) => {
+            warn!(error = %e, "Health check: the database is unreachable");
+            Database::Unreachable
+        }
+        Err(_) => Database::NotAnswering,
     };
+    let jobs = match (&endpoints.jobs, database) {
+        (Some(probe), Database::Ok) => {
+            tokio::time::timeout_at(deadline, probe(endpoints.store.clone()))
+                .await
+                .ok()
+        }
+        _ => Some(Vec::new()),
+    };
+    let (database, jobs) = match jobs {
+        Some(jobs) => (database, jobs),
+        // The ping answered but the run history did not, in time.
+        None => (Database::NotAnswering, Vec::new()),
+    };
+    if database == Database::NotAnswering {
+        warn!(
+            wait_ms = DATABASE_WAIT.as_millis() as u64,
+            "Health check: the database did not answer in time"
+        );
+    }
     let failed: Vec<&str> = jobs
         .iter()
         .filter(|j| j.last_outcome == "failed")
         .map(|j| j.name.as_str())
         .collect();
-    let ok = database.is_ok() && failed.is_empty();
-    let body = json!({
+    let ok = database == Database::Ok && failed.is_empty();
+    let mut body = json!({
         "status": if ok { "ok" } else { "degraded" },
-        "database": if database.is_ok() { "ok" } else { "unreachable" },
+        "database": database.as_str(),
         "failed_jobs": failed,
         "jobs": jobs,
     });
+    if let Some(message) = database.message() {
+        body["message"] = json!(message);
+    }
     (if ok { 200 } else { 503 }, body.to_string())
+}
+
+/// What the database did for `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Ok,
+    /// It refused or failed (closed pool, refused connection, an error reply).
+    Unreachable,
+    /// Nothing came back within [`DATABASE_WAIT`].
+    NotAnswering,
+}
+
+impl Database {
+    fn as_str(self) -> &'static str {
+        match self {
+            Database::Ok => "ok",
+            Database::Unreachable => "unreachable",
+            Database::NotAnswering => "not answering",
+        }
+    }
+
+    fn message(self) -> Option<&'static str> {
+        match self {
+            Database::Ok => None,
+            Database::Unreachable => Some(
+                "the database refused or failed the health query: check that it is running and that database_url points at it",
+            ),
+            Database::NotAnswering => Some(
+                "the database did not answer within 1.5 s (a hung or overloaded server, a dropped network path, or every connection busy): check the database server and the path to it (database_url)",
+            ),
+        }
+    }
 }
 
 async fn respond(

@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod link;
 pub mod mail;
 pub mod pipeline;
+pub mod process;
 pub mod rules;
 pub mod scheduler;
 pub mod shutdown;

@@ -177,6 +177,13 @@ fn print_alerts(rows: &[AlertRow]) {
         if let Some(u) = &a.unrouted {
             println!("{:>7} unrouted: {u}", "");
         }
+        if !a.undelivered.is_empty() {
+            println!(
+                "{:>7} UNDELIVERED to {}: refused for good (`kinlink outbox list`); correct the address in the config and `kinlink send` routes it again",
+                "",
+                a.undelivered.join(", ")
+            );
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
@@ -102,6 +102,7 @@ impl FailureNotifier for MailFailures {
 /// The daemon, built and ready to run.
 pub struct App {
     config_path: PathBuf,
+    settings: Arc<Settings>,
     store: Store,
     scheduler: Scheduler<PipelineSteps>,
     notifier: Notifier,
@@ -138,8 +139,9 @@ pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<App> {
     let runner = Arc::new(PipelineSteps::new(store.clone()));
     let failures = Arc::new(MailFailures::new(&settings, store.clone(), clock));
     let http = settings.http.clone();
+    let settings = Arc::new(settings);
     let scheduler = Scheduler::new(
-        Arc::new(settings),
+        settings.clone(),
         store.clone(),
         runner,
         failures,
@@ -152,6 +154,7 @@ pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<App> {
     })?;
     Ok(App {
         config_path,
+        settings,
         store,
         scheduler,
         notifier: Notifier::from_env(),
@@ -174,15 +177,27 @@ impl App {
             .await
             .context("reading the run history")?;
         let (reload_tx, reload_rx) = mpsc::channel(1);
+        let (settings_tx, settings_rx) = watch::channel(self.settings.clone());
         if let Some(hangups) = hangups {
             tokio::spawn(reload_on_hangup(
                 hangups,
                 self.config_path.clone(),
-                reload_tx,
+                Reloaded {
+                    scheduler: reload_tx,
+                    mail: settings_tx,
+                },
                 self.notifier,
                 shutdown.clone(),
             ));
         }
+        // Due mail goes out now (what a killed run left behind) and between the
+        // scheduled sends, not at the next night's.
+        let mail = tokio::spawn(outbox_loop(
+            self.store.clone(),
+            settings_rx,
+            self.clock,
+            shutdown.clone(),
+        ));
         if let Some(http) = &self.http {
             let listener = tokio::net::TcpListener::bind(http.listen)
                 .await
@@ -207,6 +222,21 @@ impl App {
         self.notifier.status(&self.scheduler.status_line());
         info!(status = %self.scheduler.status_line(), "kinlink daemon running");
         let drained = self.scheduler.run(shutdown, reload_rx, self.notifier).await;
+        // The outbox pass stops between passes; one under way finishes its
+        // messages (each recorded as the server answers) up to the drain deadline.
+        let abort = mail.abort_handle();
+        if crate::shutdown::drain(
+            async {
+                let _ = mail.await;
+            },
+            crate::shutdown::DRAIN_DEADLINE,
+        )
+        .await
+            == Drained::DeadlinePassed
+        {
+            warn!("The outbox pass was still sending at the drain deadline; aborted (a message it held is taken back at the next start)");
+            abort.abort();
+        }
         self.store.close().await;
         match drained {
             Drained::Finished => info!("kinlink daemon stopped"),
@@ -218,12 +248,79 @@ impl App {
     }
 }
 
+/// Where reloaded settings go.
+struct Reloaded {
+    scheduler: mpsc::Sender<Arc<Settings>>,
+    mail: watch::Sender<Arc<Settings>>,
+}
+
+/// The daemon's outbox pass ([`crate::mail::outbox_pass`]): once at start, then
+/// whenever the next queued message falls due or a lease runs out, and at least
+/// every `[mail] retry_every_mins`, until shutdown. Several daemons on one
+/// PostgreSQL may all run it: each message is claimed by one of them
+/// (`FOR UPDATE SKIP LOCKED`), so none is sent twice.
+async fn outbox_loop(
+    store: Store,
+    mut settings: watch::Receiver<Arc<Settings>>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    let lease = crate::mail::RetryPolicy::default().lease;
+    loop {
+        let current = settings.borrow_and_update().clone();
+        let mut relay_down = false;
+        match crate::mail::Mailer::new(&current.mail) {
+            Ok(mailer) => match crate::mail::outbox_pass(&mailer, &store, clock, &current).await {
+                Ok(r) => {
+                    let drain = r.drain.unwrap_or_default();
+                    relay_down = drain.connection_error.is_some();
+                    if !drain.sent.is_empty()
+                        || !drain.failed.is_empty()
+                        || !drain.requeued_after_interruption.is_empty()
+                    {
+                        info!(
+                            sent = drain.sent.len(),
+                            retrying = drain.retrying.len(),
+                            failed = drain.failed.len(),
+                            taken_back = drain.requeued_after_interruption.len(),
+                            "Outbox pass: due mail sent"
+                        );
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "Outbox pass failed; the mail stays queued and is tried at the next pass")
+                }
+            },
+            Err(e) => error!(error = %e, "Outbox pass: [mail] cannot be used; fix it and reload"),
+        }
+        let every = std::time::Duration::from_secs(60 * u64::from(current.mail.retry_every_mins));
+        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let next = match store.outbox_next_wake(lease).await {
+            // What is due stays queued while the relay cannot be reached: the
+            // next pass is the regular one.
+            _ if relay_down => every,
+            Ok(Some(at)) => (at - clock.now())
+                .to_std()
+                .unwrap_or(std::time::Duration::ZERO)
+                // A message due now that could not go (the relay down) is not
+                // hammered: the next try is a second later at the soonest.
+                .max(std::time::Duration::from_secs(1)),
+            _ => every,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(next.min(every)) => {}
+            changed = settings.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// On each SIGHUP: RELOADING=1, load and validate the config and jobs, hand them
 /// to the scheduler if sound (else log the problem count and keep the old), READY=1.
 async fn reload_on_hangup(
     mut hangups: Hangups,
     path: PathBuf,
-    to_scheduler: mpsc::Sender<Arc<Settings>>,
+    to: Reloaded,
     notifier: Notifier,
     shutdown: CancellationToken,
 ) {
@@ -239,7 +336,9 @@ async fn reload_on_hangup(
                     jobs = settings.jobs.len(),
                     "SIGHUP: config and jobs are valid; reloading"
                 );
-                if to_scheduler.send(Arc::new(settings)).await.is_err() {
+                let settings = Arc::new(settings);
+                to.mail.send_replace(settings.clone());
+                if to.scheduler.send(settings).await.is_err() {
                     return;
                 }
             }

@@ -112,6 +112,17 @@ pub(super) async fn send(
 /// What composing did: one line per digest (recipient and subject: no personal
 /// details, by construction of the subject).
 pub fn print_composed(r: &SendReport) {
+    let rr = &r.rerouted;
+    if rr.rerouted > 0 {
+        let alerts: Vec<String> = rr.alerts.iter().map(|a| format!("A{a}")).collect();
+        println!(
+            "{} {} refused deliver(y/ies) of {} alert(s) ({}) to the addresses the config names now",
+            if r.dry_run { "would route again" } else { "routed again" },
+            rr.rerouted,
+            alerts.len(),
+            alerts.join(", ")
+        );
+    }
     let verb = if r.dry_run { "would compose" } else { "digest" };
     for (to, subject) in &r.digests.subjects {
         println!("{verb:<9} to {to}: {subject}");
@@ -231,13 +242,14 @@ pub(super) async fn outbox(
     what: &OutboxCommand,
 ) -> Result<u8, Failure> {
     let store = open_store(settings).await?;
-    let result = outbox_command(&store, clock, what).await;
+    let result = outbox_command(&store, settings, clock, what).await;
     store.close().await;
     result
 }
 
 async fn outbox_command(
     store: &crate::store::Store,
+    settings: &Settings,
     clock: Clock,
     what: &OutboxCommand,
 ) -> Result<u8, Failure> {
@@ -265,21 +277,50 @@ async fn outbox_command(
             println!("\n{}", String::from_utf8_lossy(&raw));
             Ok(0)
         }
-        OutboxCommand::Retry { id } => match store.retry_outbox(*id, clock.now()).await {
-            Ok(RetryOutcome::Requeued(n)) => {
+        OutboxCommand::Retry { id } => {
+            // A recipient the config no longer names for its alerts' role is not
+            // sent the old message: its alerts are routed again to the address the
+            // config names now (the next `kinlink send` sends them), first.
+            let rerouted = crate::mail::reroute::reroute_refused(
+                store,
+                settings,
+                clock.now(),
+                Some(*id),
+                false,
+            )
+            .await
+            .map_err(|e| Failure::Config(format!("#{id}: {e}")))?;
+            if rerouted.rerouted > 0 {
+                let alerts: Vec<String> = rerouted.alerts.iter().map(|a| format!("A{a}")).collect();
                 println!(
-                    "#{id} queued again for {n} recipient(s); the next `kinlink send` tries it"
+                    "#{id}: its recipient is no longer the address the config names for its alerts; {} alert(s) ({}) were routed again to the address it names now, and the next `kinlink send` sends them (`kinlink audit` shows it)",
+                    alerts.len(),
+                    alerts.join(", ")
                 );
-                Ok(0)
             }
-            Ok(RetryOutcome::NothingToRetry(status)) => Err(Failure::Config(format!(
-                "#{id} is {status} with nothing failed on it: nothing to retry"
-            ))),
-            Err(crate::store::StoreError::NotFound(_)) => {
-                Err(Failure::Config(format!("no outbox message #{id}")))
+            match store.retry_outbox(*id, clock.now()).await {
+                Ok(RetryOutcome::Requeued(n)) => {
+                    println!(
+                        "#{id} queued again for {n} recipient(s); the next `kinlink send` tries it"
+                    );
+                    Ok(0)
+                }
+                Ok(RetryOutcome::Rerouted(old)) => {
+                    println!(
+                        "#{id} is not queued again: the alerts it carried to {} were routed again to the address the config names now, and the old address never gets them a second way",
+                        old.join(", ")
+                    );
+                    Ok(0)
+                }
+                Ok(RetryOutcome::NothingToRetry(status)) => Err(Failure::Config(format!(
+                    "#{id} is {status} with nothing failed on it: nothing to retry"
+                ))),
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    Err(Failure::Config(format!("no outbox message #{id}")))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        },
+        }
     }
 }
 

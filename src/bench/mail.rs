@@ -121,6 +121,7 @@ async fn phase_run(phase: &str, args: &BenchMailArgs) -> anyhow::Result<MailPhas
         from: "Early Help Alerts <eh-alerts@example.gov.uk>".into(),
         detail: DetailLevel::Minimal,
         admin: vec![],
+        retry_every_mins: crate::config::DEFAULT_RETRY_EVERY_MINS,
     })?;
     let options = DigestOptions {
         detail: DetailLevel::Minimal,

@@ -112,6 +112,7 @@ const MAIL_KEYS: &[&str] = &[
     "smtp_ca_file",
     "detail",
     "admin",
+    "retry_every_mins",
 ];
 
 const SOURCE_KEYS: &[&str] = &[
@@ -843,6 +844,7 @@ fn mail(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> MailSettings {
         from: DEFAULT_FROM.to_string(),
         detail: DetailLevel::Minimal,
         admin: Vec::new(),
+        retry_every_mins: super::DEFAULT_RETRY_EVERY_MINS,
     };
     let Some(sec) = root.table(
         &mut cx.sink,
@@ -878,6 +880,11 @@ fn mail(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> MailSettings {
         ][i];
     }
     settings.admin = emails(cx, &sec, "admin");
+    // Within minutes, not the next night; at most hourly, so a retry never waits
+    // long for the daemon.
+    if let Some((n, _)) = sec.integer_in(&mut cx.sink, "retry_every_mins", 1, 60) {
+        settings.retry_every_mins = u32::try_from(n).unwrap_or(super::DEFAULT_RETRY_EVERY_MINS);
+    }
 
     let transport = if sec.has("transport") {
         choice(cx, &sec, "transport", &["file", "smtp"])
@@ -3308,6 +3315,22 @@ transport = { type = "http", url = "https://x.example/d", bearer_env = "KINLINK_
         assert_eq!(postcode_prefix("M27").as_deref(), Some("M27"));
         for bad in ["", "7M", "M", "MMM1", "M6 5A", "M6 X", "M123", "M6 5 1"] {
             assert_eq!(postcode_prefix(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_every_mins_defaults_to_five_and_is_checked_with_its_line() {
+        let fx = Fixture::new();
+        assert_eq!(fx.load(MINIMAL).unwrap().mail.retry_every_mins, 5);
+        let s = fx
+            .load(&format!("{MINIMAL}\n[mail]\nretry_every_mins = 2\n"))
+            .unwrap();
+        assert_eq!(s.mail.retry_every_mins, 2);
+        for bad in ["0", "61", "\"5\""] {
+            let problems = fx.problems(&format!("{MINIMAL}\n[mail]\nretry_every_mins = {bad}\n"));
+            let p = find(&problems, "`retry_every_mins`");
+            assert_eq!(p.line, 9, "{bad}: {p:?}");
+            assert!(!p.fix.is_empty(), "{bad}: {p:?}");
         }
     }
 

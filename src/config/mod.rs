@@ -180,7 +180,13 @@ pub struct MailSettings {
     pub from: String,
     pub detail: DetailLevel,
     pub admin: Vec<String>,
+    /// `retry_every_mins`: how often the daemon sends what is due in the outbox
+    /// between scheduled sends (it also wakes when the next retry falls due).
+    pub retry_every_mins: u32,
 }
+
+/// `[mail] retry_every_mins` when the file does not set it.
+pub const DEFAULT_RETRY_EVERY_MINS: u32 = 5;
 
 /// How mail leaves.
 #[derive(Debug, Clone)]

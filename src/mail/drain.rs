@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::smtp::{Attempt, RcptOutcome, Session};
 use super::{file, DrainOptions, MailError, Mailer, RetryPolicy, Transport};
 use crate::clock::Clock;
+use crate::process::ProcessKey;
 use crate::store::{AttemptOutcome, ClaimedMessage, OutboxStatus, RecipientStatus, Store};
 
 /// What a drain run did.
@@ -87,9 +88,30 @@ pub(super) async fn drain(
     let mut report = DrainReport::default();
     let now = clock.now();
     let lease = chrono::Duration::from_std(options.retry.lease).unwrap_or(chrono::Duration::MAX);
-    let recovered = store
+    let mut recovered = store
         .recover_outbox_leases(now.checked_sub_signed(lease).unwrap_or(now), now)
         .await?;
+    // A claim whose process died on this machine (a killed daemon or `kinlink
+    // send`) is taken back now rather than after its lease: nobody else can be
+    // sending it. Claims from other machines wait for their lease.
+    if let Some(me) = &crate::process::current().key {
+        let dead = store
+            .recover_dead_claims(
+                &me.machine_prefix(),
+                |key| ProcessKey::decode(key).is_some_and(|k| k.is_dead_here()),
+                now,
+            )
+            .await?;
+        if !dead.requeued.is_empty() || !dead.parked.is_empty() {
+            warn!(
+                requeued = dead.requeued.len(),
+                parked = dead.parked.len(),
+                "Emails left in sending by a process that died on this machine were taken back"
+            );
+        }
+        recovered.requeued.extend(dead.requeued);
+        recovered.parked.extend(dead.parked);
+    }
     if !recovered.requeued.is_empty() {
         warn!(
             count = recovered.requeued.len(),
@@ -136,7 +158,7 @@ pub(super) async fn drain(
                 }
             }
         }
-        let Some(claimed) = store.claim_outbox(now).await? else {
+        let Some(claimed) = store.claim_outbox(now, super::claimer()).await? else {
             break;
         };
         attempts += 1;

@@ -33,6 +33,7 @@ pub mod digest;
 mod drain;
 mod file;
 pub mod managers;
+pub mod reroute;
 mod send;
 mod smtp;
 mod stale;
@@ -45,12 +46,21 @@ use lettre::message::Mailbox;
 
 pub use compose::message_id_for;
 pub use drain::{DrainReport, PermanentFailure, RetryLater, SentMessage};
-pub use send::{send_step, SendOptions, SendReport};
+pub use send::{outbox_pass, send_step, SendOptions, SendReport};
 pub use stale::enqueue_stale_feed_notices;
 
 use crate::clock::Clock;
 use crate::config::{MailSettings, MailTransport, SecretError, SecretRef, SmtpTls};
-use crate::store::{Enqueued, Store, StoreError};
+use crate::store::{Claimer, Enqueued, Store, StoreError};
+
+/// This process as the outbox's claims name it (see [`crate::process`]).
+pub fn claimer() -> Claimer<'static> {
+    let me = crate::process::current();
+    Claimer {
+        label: &me.label,
+        key: me.key_text.as_deref(),
+    }
+}
 
 /// Errors callers act on.
 #[derive(Debug, thiserror::Error)]

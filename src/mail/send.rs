@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::admin::{self, NoticeRun};
 use super::digest::{self, DigestOptions, DigestRun};
 use super::managers::{self, ManagerRun};
+use super::reroute::{self, RerouteRun};
 use super::undelivered::{self, FailureNoticeRun};
 use super::{DrainOptions, DrainReport, MailError, Mailer};
 use crate::clock::Clock;
@@ -37,6 +38,9 @@ pub struct SendReport {
     pub digests: DigestRun,
     pub admin_notices: NoticeRun,
     pub manager_digests: ManagerRun,
+    /// Refused deliveries routed again to the addresses the config names now
+    /// (before composing, so they go in this run's digests).
+    pub rerouted: RerouteRun,
     /// The admin's notice of undelivered emails.
     pub failure_notice: FailureNoticeRun,
     /// `None` in a dry run. With a notice of undelivered emails, the drains before
@@ -64,6 +68,55 @@ pub async fn send_step(
             store.settle_deliveries(clock.now()).await?,
         );
     }
+    compose(mailer, store, clock, settings, options, &mut report).await?;
+    if options.dry_run {
+        report.failure_notice =
+            undelivered::enqueue_failure_notice(mailer, store, clock, settings, true).await?;
+        return Ok(report);
+    }
+    deliver(mailer, store, clock, settings, &options.drain, &mut report).await?;
+    Ok(report)
+}
+
+/// The daemon's pass between scheduled sends: what is due in the outbox (retries
+/// falling due, messages taken back from a run that died) goes out, the admin
+/// list is told of what failed for good, and deliveries follow their messages.
+/// Nothing new is composed: digests stay the scheduled `send` step's.
+pub async fn outbox_pass(
+    mailer: &Mailer,
+    store: &Store,
+    clock: Clock,
+    settings: &Settings,
+) -> Result<SendReport, MailError> {
+    let mut report = SendReport::default();
+    add(
+        &mut report.settled,
+        store.settle_deliveries(clock.now()).await?,
+    );
+    deliver(
+        mailer,
+        store,
+        clock,
+        settings,
+        &DrainOptions::default(),
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// Composes this run's digests and notices into the outbox (or, in a dry run,
+/// says what it would compose).
+async fn compose(
+    mailer: &Mailer,
+    store: &Store,
+    clock: Clock,
+    settings: &Settings,
+    options: &SendOptions,
+    report: &mut SendReport,
+) -> Result<(), MailError> {
+    report.rerouted =
+        reroute::reroute_refused(store, settings, clock.now(), None, options.dry_run).await?;
     let digest_options = DigestOptions::from_settings(settings, clock.today(settings.timezone));
     report.digests =
         digest::enqueue_digests(mailer, store, clock, &digest_options, options.dry_run).await?;
@@ -74,19 +127,27 @@ pub async fn send_step(
             managers::enqueue_manager_digests(mailer, store, clock, settings, options.dry_run)
                 .await?;
     }
-    if options.dry_run {
-        report.failure_notice =
-            undelivered::enqueue_failure_notice(mailer, store, clock, settings, true).await?;
-        return Ok(report);
-    }
-    let mut drain = mailer.drain(store, clock, &options.drain).await?;
+    Ok(())
+}
+
+/// Drains, tells the admin list of what failed for good (and drains that notice),
+/// then follows every delivery to its message's outcome.
+async fn deliver(
+    mailer: &Mailer,
+    store: &Store,
+    clock: Clock,
+    settings: &Settings,
+    drain_options: &DrainOptions,
+    report: &mut SendReport,
+) -> Result<(), MailError> {
+    let mut drain = mailer.drain(store, clock, drain_options).await?;
     report.failure_notice =
         undelivered::enqueue_failure_notice(mailer, store, clock, settings, false).await?;
     // The notice goes out now, unless the relay is down. A notice never reports
     // itself, so the second pass only logs it if it failed (or stores a notice for
     // the next run, for a message that became due and failed meanwhile).
     if !report.failure_notice.notices.is_empty() && drain.connection_error.is_none() {
-        drain.absorb(mailer.drain(store, clock, &options.drain).await?);
+        drain.absorb(mailer.drain(store, clock, drain_options).await?);
         let after =
             undelivered::enqueue_failure_notice(mailer, store, clock, settings, false).await?;
         report.failure_notice.absorb(after);
@@ -96,7 +157,7 @@ pub async fn send_step(
         &mut report.settled,
         store.settle_deliveries(clock.now()).await?,
     );
-    Ok(report)
+    Ok(())
 }
 
 fn add(total: &mut SettleReport, more: SettleReport) {

@@ -196,6 +196,24 @@ struct MessageLine {
     state: String,
     retry: String,
     recipients: Vec<RecipientLine>,
+    /// `A3, A4 (2 alerts, 1 urgent)`, or empty for a message that carried none.
+    alerts: String,
+}
+
+/// The alerts a refused digest carried: ids, a count and the urgent ones' count.
+fn alerts_line(alerts: &[(i64, String)]) -> String {
+    if alerts.is_empty() {
+        return String::new();
+    }
+    let ids: Vec<String> = alerts.iter().map(|(id, _)| format!("A{id}")).collect();
+    let n = i64::try_from(alerts.len()).unwrap_or(i64::MAX);
+    let urgent = alerts.iter().filter(|(_, s)| s == "urgent").count();
+    let mut line = format!("{} ({}", ids.join(", "), plural(n, "alert", "alerts"));
+    if urgent > 0 {
+        line.push_str(&format!(", {urgent} urgent"));
+    }
+    line.push(')');
+    line
 }
 
 #[derive(Debug, Serialize)]
@@ -269,6 +287,7 @@ pub fn render_notice(messages: &[Undelivered]) -> Result<(String, String), MailE
             );
             MessageLine {
                 id: m.id,
+                alerts: alerts_line(&m.alerts),
                 kind: kind(&m.idempotency_key),
                 state,
                 retry: if m.still_trying > 0 {
@@ -329,6 +348,7 @@ mod tests {
                     reason: Some(r.to_string()),
                 })
                 .collect(),
+            alerts: vec![],
         }
     }
 

@@ -70,12 +70,7 @@ impl SchedulerOptions {
 
 /// This daemon's name in run rows: `host:pid`.
 pub fn instance_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}:{}", std::process::id())
+    crate::process::current().label.clone()
 }
 
 /// One job as scheduled.

@@ -156,6 +156,13 @@ impl StepRunner for PipelineSteps {
                     drain.retrying.len(),
                     drain.failed.len()
                 );
+                if r.rerouted.rerouted > 0 {
+                    summary.push_str(&format!(
+                        "; {} refused deliver(y/ies) of {} alert(s) routed again",
+                        r.rerouted.rerouted,
+                        r.rerouted.alerts.len()
+                    ));
+                }
                 let f = &r.failure_notice;
                 if f.messages > 0 {
                     summary.push_str(&format!(

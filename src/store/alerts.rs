@@ -47,6 +47,9 @@ pub struct AlertRow {
     pub school_urn: Option<String>,
     pub raised_at: DateTime<Utc>,
     pub recipients: Vec<String>,
+    /// Recipients it could not be delivered to: refused for good, and not (yet)
+    /// routed again (`kinlink send` does once the config names another address).
+    pub undelivered: Vec<String>,
     pub records: Vec<RecordRef>,
     #[serde(skip)]
     pub subject: String,
@@ -690,10 +693,19 @@ impl Store {
         for (id, r) in recips {
             recipients.entry(id).or_default().push(r);
         }
+        let refused: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT DISTINCT alert_id, recipient FROM deliveries \
+             WHERE status = 'failed' AND rerouted_at IS NULL ORDER BY alert_id, recipient")
+            .fetch_all(p).await)?;
+        let mut undelivered: HashMap<i64, Vec<String>> = HashMap::new();
+        for (id, r) in refused {
+            undelivered.entry(id).or_default().push(r);
+        }
         let aliases = self.family_alias_map().await?;
         Ok(rows
             .into_iter()
             .map(|t| AlertRow {
+                undelivered: undelivered.remove(&t.0).unwrap_or_default(),
                 id: t.0,
                 rule: t.1,
                 severity: t.2,
@@ -926,6 +938,8 @@ pub struct AlertSummary {
     pub unrouted_open: i64,
     /// Deliveries not yet in a digest.
     pub pending_deliveries: i64,
+    /// Open alerts with a delivery refused for good and not routed again.
+    pub undelivered_open: i64,
 }
 
 impl Store {
@@ -945,6 +959,11 @@ impl Store {
         }
         s.unrouted_open = on_pool!(self, p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM alerts WHERE unrouted IS NOT NULL AND status <> 'resolved'")
+            .fetch_one(p).await)?;
+        s.undelivered_open = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alerts a WHERE a.status IN ('new', 'sent') AND EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.alert_id = a.id AND d.status = 'failed' \
+              AND d.rerouted_at IS NULL)")
             .fetch_one(p).await)?;
         s.pending_deliveries = on_pool!(self, p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").fetch_one(p).await)?;

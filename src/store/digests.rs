@@ -383,7 +383,8 @@ impl Store {
     /// failed as a whole, becomes `failed` (and `sent` later if `outbox retry`
     /// gets it through). Each change writes an audit row (`sent` or `failed`) with
     /// the detail level the digest was written at; an alert whose every delivery of
-    /// its current revision is sent goes from `new` to `sent`. One transaction.
+    /// its current revision is sent (or was refused and routed again) goes from
+    /// `new` to `sent`. One transaction.
     pub async fn settle_deliveries(&self, now: DateTime<Utc>) -> Result<SettleReport, StoreError> {
         type Row = (
             i64,
@@ -452,7 +453,8 @@ impl Store {
                 qb.push_bind(now);
                 qb.push(
                     " WHERE status = 'new' AND NOT EXISTS (SELECT 1 FROM deliveries d \
-                     WHERE d.alert_id = alerts.id AND d.revision = alerts.revision AND d.status <> 'sent') \
+                     WHERE d.alert_id = alerts.id AND d.revision = alerts.revision AND d.status <> 'sent' \
+                     AND d.rerouted_at IS NULL) \
                      AND id IN (",
                 );
                 let mut sep = qb.separated(", ");

@@ -118,6 +118,7 @@ mod identity;
 mod ingest;
 pub mod metrics;
 mod outbox;
+mod reroute;
 mod retention;
 mod runs;
 mod tallies;
@@ -128,6 +129,7 @@ pub use digests::{
     ClosedTooEarly, DigestFact, DigestStored, FileNotice, PendingDelivery, PersonDetails,
     RecordInfo, Referral, SettleReport,
 };
+pub use reroute::{RefusedDelivery, Reroute, Rerouted};
 pub use retention::{PurgeCounts, PurgeCutoffs};
 
 pub use identity::{
@@ -136,9 +138,9 @@ pub use identity::{
 };
 pub use ingest::{FileCounts, FileTx, SQLITE_MARK_CHUNK};
 pub use outbox::{
-    AttemptOutcome, ClaimedMessage, Enqueued, FailureNoticeStored, LeaseRecovery, NewOutboxMessage,
-    OutboxCounts, OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus, RetryOutcome,
-    Undelivered, UndeliveredRecipient,
+    AttemptOutcome, ClaimedMessage, Claimer, Enqueued, FailureNoticeStored, LeaseRecovery,
+    NewOutboxMessage, OutboxCounts, OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus,
+    RetryOutcome, Undelivered, UndeliveredRecipient,
 };
 pub use runs::{whole_second, Claim, ClaimRequest, RunOutcome, RunRow};
 

@@ -14,6 +14,9 @@
 //! lease ran out, or a reply lost after the whole message was sent) re-queues the
 //! message once; the second such attempt parks it as `failed`. So a crash after the
 //! server accepted a message but before it was marked sent repeats it at most once.
+//! Invariant: a claim is taken back before its lease ends only when its claimer is
+//! certainly dead (the caller judges, from the claim's process key: same machine,
+//! process gone); that too counts as an unknown outcome.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -193,13 +196,27 @@ pub struct LeaseRecovery {
     pub parked: Vec<i64>,
 }
 
-/// What `outbox retry` did.
+/// Who claims a message: stored with the claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimer<'a> {
+    /// `host:pid`, for people.
+    pub label: &'a str,
+    /// The process key that lets another process on the machine tell whether the
+    /// claimer still runs (`crate::process::ProcessKey`, encoded).
+    pub key: Option<&'a str>,
+}
+
+/// What `outbox retry` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {
     /// Re-queued, with this many recipients pending again.
     Requeued(usize),
     /// Nothing failed on it: it is in this state.
     NothingToRetry(OutboxStatus),
+    /// Its failed recipients' alerts were routed again to the addresses the
+    /// config names now: retrying would send them to the old address too, so
+    /// nothing was queued. The old addresses.
+    Rerouted(Vec<String>),
 }
 
 /// A recipient a message could not reach, not yet reported to the admin list.
@@ -228,6 +245,9 @@ pub struct Undelivered {
     pub still_trying: i64,
     /// The recipients it failed for and nobody was told of yet, in order.
     pub recipients: Vec<UndeliveredRecipient>,
+    /// The alerts it carried to those recipients (a digest's), by id, with their
+    /// severity: what did not reach anyone through it.
+    pub alerts: Vec<(i64, String)>,
 }
 
 /// What storing an undelivered-mail notice did.
@@ -320,12 +340,67 @@ impl Store {
         Ok(LeaseRecovery { requeued, parked })
     }
 
+    /// Takes back messages left in `sending` by a process that is certainly dead:
+    /// claims whose process key starts with `machine_prefix` (this machine's boot and
+    /// pid namespace) and that `is_dead` judges gone. As with an expired lease, the
+    /// first time a row is re-queued (due at `now`), the second time it is parked.
+    /// Each row is changed only if it still holds that very claim.
+    pub async fn recover_dead_claims(
+        &self,
+        machine_prefix: &str,
+        is_dead: impl Fn(&str) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseRecovery, StoreError> {
+        let find = "SELECT id, claimed_proc FROM outbox WHERE status = 'sending' \
+                    AND claimed_proc LIKE $1 ORDER BY id";
+        // The prefix is hex, dashes, digits and colons: nothing LIKE reads as a
+        // wildcard.
+        let pattern = format!("{machine_prefix}%");
+        let rows: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as(find)
+            .bind(pattern)
+            .fetch_all(p)
+            .await)?;
+        let mut recovery = LeaseRecovery::default();
+        for (id, key) in rows.into_iter().filter(|(_, key)| is_dead(key)) {
+            let park = "UPDATE outbox SET status = 'failed', claimed_at = NULL, \
+                        unknown_outcomes = unknown_outcomes + 1, last_error = $3 \
+                        WHERE id = $1 AND status = 'sending' AND claimed_proc = $2 \
+                        AND unknown_outcomes >= 1 RETURNING id";
+            let parked: Option<i64> = on_pool!(self, p => sqlx::query_scalar(park)
+                .bind(id)
+                .bind(&key)
+                .bind(INTERRUPTED_TWICE)
+                .fetch_optional(p)
+                .await)?;
+            if parked.is_some() {
+                recovery.parked.push(id);
+                continue;
+            }
+            let requeue = "UPDATE outbox SET status = 'queued', claimed_at = NULL, \
+                           unknown_outcomes = unknown_outcomes + 1, next_attempt_at = $3, \
+                           last_error = $4 \
+                           WHERE id = $1 AND status = 'sending' AND claimed_proc = $2 RETURNING id";
+            let requeued: Option<i64> = on_pool!(self, p => sqlx::query_scalar(requeue)
+                .bind(id)
+                .bind(&key)
+                .bind(now)
+                .bind(INTERRUPTED)
+                .fetch_optional(p)
+                .await)?;
+            if requeued.is_some() {
+                recovery.requeued.push(id);
+            }
+        }
+        Ok(recovery)
+    }
+
     /// Claims the message due longest ago (`queued`, `next_attempt_at <= now`):
     /// flips it to `sending`, stamps the lease and counts the attempt. `None` when
     /// nothing is due.
     pub async fn claim_outbox(
         &self,
         now: DateTime<Utc>,
+        claimer: Claimer<'_>,
     ) -> Result<Option<ClaimedMessage>, StoreError> {
         // PostgreSQL: SKIP LOCKED lets several daemons drain side by side. SQLite
         // serialises writers, so the one statement is already the claim.
@@ -335,14 +410,19 @@ impl Store {
             Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
-            "UPDATE outbox SET status = 'sending', claimed_at = $1, attempts = attempts + 1 \
+            "UPDATE outbox SET status = 'sending', claimed_at = $1, attempts = attempts + 1, \
+             claimed_by = $2, claimed_proc = $3 \
              WHERE id = (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
                          ORDER BY next_attempt_at, id LIMIT 1{pick}) \
              AND status = 'queued' \
              RETURNING id, message_id, sender, raw, attempts, unknown_outcomes"
         );
-        let row: Option<(i64, String, String, Vec<u8>, i64, i64)> =
-            on_pool!(self, p => sqlx::query_as(&sql).bind(now).fetch_optional(p).await)?;
+        let row: Option<(i64, String, String, Vec<u8>, i64, i64)> = on_pool!(self, p => sqlx::query_as(&sql)
+                .bind(now)
+                .bind(claimer.label)
+                .bind(claimer.key)
+                .fetch_optional(p)
+                .await)?;
         let Some((id, message_id, sender, raw, attempts, unknown_outcomes)) = row else {
             return Ok(None);
         };
@@ -365,6 +445,30 @@ impl Store {
             unknown_outcomes,
             already_sent,
         }))
+    }
+
+    /// When the outbox next needs a drain run: the earliest `next_attempt_at` of a
+    /// queued message, or the earliest end of a lease (`claimed_at + lease`) of one
+    /// left in `sending`. `None` when neither kind is there.
+    pub async fn outbox_next_wake(
+        &self,
+        lease: chrono::Duration,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due: Option<DateTime<Utc>> = on_pool!(self, p => sqlx::query_scalar(
+                "SELECT next_attempt_at FROM outbox WHERE status = 'queued' \
+                 ORDER BY next_attempt_at LIMIT 1")
+            .fetch_optional(p)
+            .await)?;
+        let claimed: Option<DateTime<Utc>> = on_pool!(self, p => sqlx::query_scalar(
+                "SELECT claimed_at FROM outbox WHERE status = 'sending' AND claimed_at IS NOT NULL \
+                 ORDER BY claimed_at LIMIT 1")
+            .fetch_optional(p)
+            .await)?;
+        let lease_ends = claimed.and_then(|c| c.checked_add_signed(lease));
+        Ok(match (due, lease_ends) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Whether any message is due at `now` (a run connects only if one is).
@@ -455,14 +559,18 @@ impl Store {
     /// not reported: failing again is a new failure), it is due at `now` with a fresh
     /// count of attempts, and its `retries` goes up by one. Only a message with
     /// something failed on it (status `failed`, or `sent` with a refused recipient)
-    /// is changed.
+    /// is changed, and never for a recipient whose alerts were routed again
+    /// (`deliveries.rerouted_at`): that address is not sent them a second way.
     pub async fn retry_outbox(
         &self,
         id: i64,
         now: DateTime<Utc>,
     ) -> Result<RetryOutcome, StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
-        let status: Option<String> = on_tx!(tx, t => sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
+        // The row's lock first (a no-op update), as a re-route takes it: the two
+        // never interleave on one message.
+        let status: Option<String> = on_tx!(tx, t => sqlx::query_scalar(
+                "UPDATE outbox SET status = status WHERE id = $1 RETURNING status")
             .bind(id)
             .fetch_optional(&mut **t)
             .await)?;
@@ -472,9 +580,19 @@ impl Store {
         if matches!(status, OutboxStatus::Queued | OutboxStatus::Sending) {
             return Ok(RetryOutcome::NothingToRetry(status));
         }
+        // A recipient whose alerts were routed again is never sent this message.
+        let rerouted: Vec<String> = on_tx!(tx, t => sqlx::query_scalar(
+                "SELECT DISTINCT r.address FROM outbox_recipients r WHERE r.outbox_id = $1 \
+                 AND r.status <> 'sent' AND EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = $1 \
+                 AND LOWER(d.recipient) = LOWER(r.address) AND d.rerouted_at IS NOT NULL) ORDER BY r.address")
+            .bind(id)
+            .fetch_all(&mut **t)
+            .await)?;
         // A failure after the retry is a new one: reported again.
         let rcpt = "UPDATE outbox_recipients SET status = 'pending', reply = NULL \
-                    WHERE outbox_id = $1 AND status = 'failed'";
+                    WHERE outbox_id = $1 AND status = 'failed' AND NOT EXISTS \
+                    (SELECT 1 FROM deliveries d WHERE d.outbox_id = $1 \
+                     AND LOWER(d.recipient) = LOWER(outbox_recipients.address) AND d.rerouted_at IS NOT NULL)";
         on_tx!(tx, t => sqlx::query(rcpt).bind(id).execute(&mut **t).await.map(|_| ()))?;
         let unmark = "UPDATE outbox_recipients SET failure_notified_at = NULL \
                       WHERE outbox_id = $1 AND status = 'pending'";
@@ -488,6 +606,9 @@ impl Store {
         // given up) with its recipients still pending; a sent one only has
         // something to retry if a recipient was refused.
         if pending == 0 {
+            if !rerouted.is_empty() {
+                return Ok(RetryOutcome::Rerouted(rerouted));
+            }
             return Ok(RetryOutcome::NothingToRetry(status));
         }
         let row = "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $2, \
@@ -568,7 +689,23 @@ impl Store {
                         0
                     },
                     recipients: vec![recipient],
+                    alerts: Vec::new(),
                 }),
+            }
+        }
+        let sql = "SELECT DISTINCT d.alert_id, a.severity, d.recipient FROM deliveries d \
+                   JOIN alerts a ON a.id = d.alert_id WHERE d.outbox_id = $1 ORDER BY d.alert_id";
+        for m in &mut out {
+            let rows: Vec<(i64, String, String)> =
+                on_pool!(self, p => sqlx::query_as(sql).bind(m.id).fetch_all(p).await)?;
+            for (alert, severity, recipient) in rows {
+                let refused = m
+                    .recipients
+                    .iter()
+                    .any(|r| r.address.eq_ignore_ascii_case(&recipient));
+                if refused && !m.alerts.iter().any(|(a, _)| *a == alert) {
+                    m.alerts.push((alert, severity));
+                }
             }
         }
         Ok(out)

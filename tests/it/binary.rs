@@ -522,6 +522,8 @@ fn alerts_list_json_ack_and_audit_through_the_binary() {
         "school_urn",
         "severity",
         "status",
+        // Staff addresses that refused it for good (empty: none did).
+        "undelivered",
     ];
     for a in alerts {
         let mut got: Vec<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
@@ -530,6 +532,7 @@ fn alerts_list_json_ack_and_audit_through_the_binary() {
         assert!(["info", "priority", "urgent"].contains(&a["severity"].as_str().unwrap()));
         // The demo sends its digests: every alert went out.
         assert_eq!(a["status"], "sent");
+        assert_eq!(a["undelivered"], serde_json::json!([]));
         assert!(a["id"].is_i64());
         let records = a["records"].as_array().unwrap();
         assert!(!records.is_empty(), "{a}");

@@ -39,7 +39,7 @@ fn write_job(dir: &Path, name: &str, schedule: &str, steps: &str) {
     .unwrap();
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
@@ -49,7 +49,7 @@ fn signal(child: &Child, name: &str) {
 }
 
 /// Polls `check` every 100 ms until it holds or `secs` pass.
-fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !check() {
         assert!(
@@ -60,7 +60,7 @@ fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn log_text(path: &Path) -> String {
+pub(crate) fn log_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
@@ -353,7 +353,7 @@ fn attendance_source(columns: &std::collections::BTreeMap<String, String>) -> St
 }
 
 /// A started daemon, killed if the test fails before it exits.
-struct Daemon(Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -365,7 +365,7 @@ impl Drop for Daemon {
 }
 
 /// Waits for a child to exit; kills it and fails with its log after `secs`.
-fn wait_exit(child: &mut Child, secs: u64, log_path: &Path) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, secs: u64, log_path: &Path) -> std::process::ExitStatus {
     let t0 = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

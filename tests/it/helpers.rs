@@ -368,6 +368,7 @@ pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
             from: "Early Help <eh@example.gov.uk>".into(),
             detail: DetailLevel::Minimal,
             admin: vec!["admin@example.gov.uk".into()],
+            retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
         },
         http: None,
         sources,

@@ -67,6 +67,7 @@ fn smtp_settings(
         from: "Early Help Alerts <eh-alerts@example.gov.uk>".into(),
         detail: kinlink::config::DetailLevel::Minimal,
         admin: vec!["admin@example.gov.uk".into()],
+        retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
     }
 }
 
@@ -587,7 +588,11 @@ async fn an_interrupted_send_is_requeued_after_the_lease_and_sent_once() {
             .unwrap()
             .id;
         // A run claims it and is killed before recording anything.
-        let claimed = store.claim_outbox(t0()).await.unwrap().unwrap();
+        let claimed = store
+            .claim_outbox(t0(), kinlink::mail::claimer())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(claimed.id, id);
         assert_eq!(status_of(&store, id).await, OutboxStatus::Sending);
 
@@ -625,6 +630,7 @@ async fn an_email_interrupted_twice_is_parked_not_sent_a_third_time() {
             from: "eh@example.gov.uk".into(),
             detail: kinlink::config::DetailLevel::Minimal,
             admin: vec![],
+            retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
         };
         let m = mailer(&settings);
         let id = m
@@ -632,13 +638,21 @@ async fn an_email_interrupted_twice_is_parked_not_sent_a_third_time() {
             .await
             .unwrap()
             .id;
-        store.claim_outbox(t0()).await.unwrap().unwrap();
+        store
+            .claim_outbox(t0(), kinlink::mail::claimer())
+            .await
+            .unwrap()
+            .unwrap();
         let recovered = store
             .recover_outbox_leases(t0(), t0() + chrono::Duration::minutes(15))
             .await
             .unwrap();
         assert_eq!(recovered.requeued, vec![id]);
-        store.claim_outbox(at(15).now()).await.unwrap().unwrap();
+        store
+            .claim_outbox(at(15).now(), kinlink::mail::claimer())
+            .await
+            .unwrap()
+            .unwrap();
         let report = drain(&m, &store, at(31)).await;
         assert!(report.sent.is_empty(), "{report:?}");
         assert_eq!(report.failed.len(), 1);
@@ -660,6 +674,7 @@ async fn file_transport_writes_one_eml_per_message_on_both_backends() {
                 from: "Early Help <eh@example.gov.uk>".into(),
                 detail: kinlink::config::DetailLevel::Minimal,
                 admin: vec![],
+                retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
             };
             let m = mailer(&settings);
             let mut with_chart = message("digest:weekly:1:managers", &["mgr@example.gov.uk"]);
@@ -741,7 +756,11 @@ async fn file_transport_writes_one_eml_per_message_on_both_backends() {
                 )
                 .await
                 .unwrap();
-            let claimed = store.claim_outbox(at(3).now()).await.unwrap().unwrap();
+            let claimed = store
+                .claim_outbox(at(3).now(), kinlink::mail::claimer())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(claimed.id, c.id);
             // The killed run had written its file already.
             let name = format!("{}.eml", claimed.message_id.trim_matches(['<', '>']));
@@ -768,6 +787,7 @@ async fn outbox_store_on_both_backends() {
                 from: "eh@example.gov.uk".into(),
                 detail: kinlink::config::DetailLevel::Minimal,
                 admin: vec![],
+                retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
             };
             let m = mailer(&settings);
             let first = m
@@ -799,7 +819,10 @@ async fn outbox_store_on_both_backends() {
 
             // Nothing is due before it was queued; then the oldest due first.
             assert!(store
-                .claim_outbox(t0() - chrono::Duration::minutes(1))
+                .claim_outbox(
+                    t0() - chrono::Duration::minutes(1),
+                    kinlink::mail::claimer()
+                )
                 .await
                 .unwrap()
                 .is_none());
@@ -808,13 +831,25 @@ async fn outbox_store_on_both_backends() {
                 1,
                 "{backend}"
             );
-            let c1 = store.claim_outbox(at(2).now()).await.unwrap().unwrap();
+            let c1 = store
+                .claim_outbox(at(2).now(), kinlink::mail::claimer())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!((c1.id, c1.attempts), (first.id, 1), "{backend}");
             assert_eq!(c1.recipients, vec!["a@example.gov.uk", "b@example.gov.uk"]);
-            let c2 = store.claim_outbox(at(2).now()).await.unwrap().unwrap();
+            let c2 = store
+                .claim_outbox(at(2).now(), kinlink::mail::claimer())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(c2.id, second.id, "{backend}");
             assert!(
-                store.claim_outbox(at(2).now()).await.unwrap().is_none(),
+                store
+                    .claim_outbox(at(2).now(), kinlink::mail::claimer())
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "{backend}"
             );
             let counts = store.outbox_counts().await.unwrap();
@@ -834,7 +869,11 @@ async fn outbox_store_on_both_backends() {
                 .await
                 .unwrap();
             assert_eq!(r.requeued, vec![first.id, second.id], "{backend}");
-            let again = store.claim_outbox(at(20).now()).await.unwrap().unwrap();
+            let again = store
+                .claim_outbox(at(20).now(), kinlink::mail::claimer())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(again.unknown_outcomes, 1, "{backend}");
             let r = store
                 .recover_outbox_leases(at(20).now(), at(40).now())
@@ -870,6 +909,7 @@ async fn postgres_claims_skip_locked_rows() {
             from: "eh@example.gov.uk".into(),
             detail: kinlink::config::DetailLevel::Minimal,
             admin: vec![],
+            retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
         };
         let m = mailer(&settings);
         for i in 0..40 {
@@ -886,7 +926,11 @@ async fn postgres_claims_skip_locked_rows() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let mut ids = Vec::new();
-                while let Some(c) = store.claim_outbox(at(1).now()).await.unwrap() {
+                while let Some(c) = store
+                    .claim_outbox(at(1).now(), kinlink::mail::claimer())
+                    .await
+                    .unwrap()
+                {
                     ids.push(c.id);
                 }
                 ids

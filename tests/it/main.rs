@@ -14,6 +14,7 @@ mod identity;
 mod limits;
 mod link_quality;
 mod mail;
+mod outbox_daemon;
 mod pipeline;
 mod scheduler;
 mod smtp_server;

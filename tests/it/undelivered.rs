@@ -502,7 +502,11 @@ async fn a_failure_is_marked_once_and_a_second_reporter_stands_down() {
             .await
             .unwrap()
             .id;
-        let claimed = store.claim_outbox(at).await.unwrap().expect("due");
+        let claimed = store
+            .claim_outbox(at, kinlink::mail::claimer())
+            .await
+            .unwrap()
+            .expect("due");
         assert_eq!(claimed.id, id);
         let reply = "550 5.1.1 recipient unknown".to_string();
         store
@@ -570,4 +574,208 @@ async fn a_failure_is_marked_once_and_a_second_reporter_stands_down() {
         assert!(entry.recipients[0].failure_notified_at.is_none());
         store.close().await;
     }
+}
+
+/// The DV champion's address is refused for good (550): the DA alert in that digest
+/// shows as undelivered (`alerts list`, `status`), the notice names its id; once the
+/// config names a corrected address, the next `send` routes the alert there and it
+/// arrives exactly once; the old address gets nothing more — not from a later
+/// `send`, not from `outbox retry` of the refused message — and the audit says so.
+#[tokio::test]
+async fn a_refused_digest_s_alerts_go_to_the_corrected_address_once_and_never_to_the_old() {
+    within(300, async {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "undelivered_rerouted";
+        for (backend, store) in stores(name, dir.path()).await {
+            let old = "dv.north@example.gov.uk";
+            let new = "dv2.north@example.gov.uk";
+            let Some(server) = refusing(name, dir.path(), backend, &[old]).await else {
+                return;
+            };
+            let mut b = borough(dir.path(), backend, server.port);
+            north_family(&b);
+            let stages = night(&b, &store).await;
+            assert_eq!(send_stage(&stages).outcome, "ok", "{backend}: {stages:?}");
+            let refused = store
+                .outbox_entries()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| e.recipients[0].address == old)
+                .expect("the DV champion's digest");
+            assert_eq!(refused.status, OutboxStatus::Failed, "{backend}");
+
+            // The admin's view: the alert is undelivered, and the notice names it.
+            let da: Vec<_> = store
+                .alert_rows(Some("da_notification"), None)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.locality.as_deref() == Some("North"))
+                .collect();
+            assert_eq!(da.len(), 1, "{backend}: {da:?}");
+            let alert = da[0].id;
+            assert_eq!(da[0].status, "new", "{backend}");
+            assert_eq!(da[0].undelivered, [old], "{backend}");
+            assert_eq!(store.alert_summary().await.unwrap().undelivered_open, 1);
+            let told = notices(&server.messages());
+            assert_eq!(told.len(), 1, "{backend}");
+            assert!(
+                told[0].contains(&format!("   Alerts not delivered: A{alert} (1 alert")),
+                "{backend}: {}",
+                told[0]
+            );
+            assert!(!told[0].contains("Mill") && !told[0].contains("Amy"));
+
+            // Nothing changes while the config still names the refused address.
+            let same = send(&b.settings, &store, 10).await;
+            assert_eq!(same.rerouted.rerouted, 0, "{backend}: {same:?}");
+            assert_eq!(same.rerouted.still_refused, 1, "{backend}");
+
+            // The config is corrected.
+            b.settings.localities[0].dv_champions = vec![new.to_string()];
+            let fixed = send(&b.settings, &store, 20).await;
+            assert_eq!(fixed.rerouted.rerouted, 1, "{backend}: {fixed:?}");
+            assert_eq!(fixed.rerouted.alerts, [alert], "{backend}");
+            let to = |addr: &str| {
+                server
+                    .messages()
+                    .into_iter()
+                    .filter(|m| m.rcpt_tos.iter().any(|r| r == addr))
+                    .map(|m| decoded(&m))
+                    .collect::<Vec<_>>()
+            };
+            let got = to(new);
+            assert_eq!(
+                got.len(),
+                1,
+                "{backend}: one digest to the corrected address"
+            );
+            assert!(
+                got[0].contains(&format!("A{alert}"))
+                    && got[0].contains("Subject: 1 DA notification for North"),
+                "{backend}: {}",
+                got[0]
+            );
+            let row = store
+                .alert_rows(Some("da_notification"), None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.id == alert)
+                .unwrap();
+            assert_eq!(row.status, "sent", "{backend}: {row:?}");
+            assert!(row.undelivered.is_empty(), "{backend}");
+            assert_eq!(store.alert_summary().await.unwrap().undelivered_open, 0);
+
+            // `outbox retry` of the refused message: nothing goes to the old address.
+            let retried = store
+                .retry_outbox(refused.id, clock("2026-11-20").now())
+                .await
+                .unwrap();
+            assert_eq!(
+                retried,
+                RetryOutcome::Rerouted(vec![old.to_string()]),
+                "{backend}"
+            );
+            for minutes in [30, 40] {
+                let again = send(&b.settings, &store, minutes).await;
+                assert_eq!(again.rerouted.rerouted, 0, "{backend}");
+                assert_eq!(again.digests.digests, 0, "{backend}: {again:?}");
+            }
+            assert_eq!(to(new).len(), 1, "{backend}: exactly once");
+            assert!(to(old).is_empty(), "{backend}: the old address got nothing");
+            let (entry, _) = store.outbox_message(refused.id).await.unwrap();
+            assert_eq!(entry.status, OutboxStatus::Failed, "{backend}");
+
+            // The audit: refused, routed again, then sent to the corrected address.
+            let old_trail = store.audit_for_recipient(old, None).await.unwrap();
+            let events: Vec<&str> = old_trail
+                .iter()
+                .filter(|r| r.alert_id == alert)
+                .map(|r| r.event.as_str())
+                .collect();
+            assert_eq!(events, ["routed", "failed", "rerouted"], "{backend}");
+            let rerouted = old_trail.iter().find(|r| r.event == "rerouted").unwrap();
+            assert!(
+                rerouted.reason.contains(new) && rerouted.reason.contains("dv_champions of North"),
+                "{backend}: {}",
+                rerouted.reason
+            );
+            let new_trail = store.audit_for_recipient(new, None).await.unwrap();
+            let events: Vec<&str> = new_trail.iter().map(|r| r.event.as_str()).collect();
+            assert_eq!(events, ["routed", "sent"], "{backend}");
+            assert_eq!(new_trail[0].alert_id, alert);
+            server.stop().await;
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+/// One of two DV champions refused: the other got the alert; once the config
+/// drops the refused address, nothing is sent again (the other already has it)
+/// and the alert counts as sent.
+#[tokio::test]
+async fn a_refused_one_of_two_champions_dropped_from_the_config_sends_nothing_again() {
+    within(300, async {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "undelivered_rerouted_partial";
+        for (backend, store) in stores(name, dir.path()).await {
+            let gone = "dv.north@example.gov.uk";
+            let kept = "dv.north2@example.gov.uk";
+            let Some(server) = refusing(name, dir.path(), backend, &[gone]).await else {
+                return;
+            };
+            let mut b = borough(dir.path(), backend, server.port);
+            b.settings.localities[0].dv_champions = vec![gone.into(), kept.into()];
+            north_family(&b);
+            night(&b, &store).await;
+            let alert = store
+                .alert_rows(Some("da_notification"), None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.locality.as_deref() == Some("North"))
+                .unwrap();
+            assert_eq!(alert.status, "new", "{backend}");
+            assert_eq!(alert.undelivered, [gone], "{backend}");
+            let count = |addr: &str| {
+                server
+                    .messages()
+                    .iter()
+                    .filter(|m| m.rcpt_tos.iter().any(|r| r == addr))
+                    .count()
+            };
+            assert_eq!(count(kept), 1, "{backend}");
+
+            b.settings.localities[0].dv_champions = vec![kept.into()];
+            let r = send(&b.settings, &store, 20).await;
+            assert_eq!(r.rerouted.rerouted, 1, "{backend}: {r:?}");
+            assert_eq!(r.rerouted.new_deliveries, 0, "{backend}");
+            assert_eq!(r.digests.digests, 0, "{backend}");
+            assert_eq!(count(kept), 1, "{backend}: not twice");
+            assert_eq!(count(gone), 0, "{backend}");
+            let alert = store
+                .alert_rows(Some("da_notification"), None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.id == alert.id)
+                .unwrap();
+            assert_eq!(alert.status, "sent", "{backend}");
+            assert!(alert.undelivered.is_empty());
+            let trail = store.audit_for_recipient(gone, None).await.unwrap();
+            let last = trail.last().unwrap();
+            assert_eq!(last.event, "rerouted", "{backend}");
+            assert!(
+                last.reason.contains(&format!("{kept} already had it")),
+                "{}",
+                last.reason
+            );
+            server.stop().await;
+            store.close().await;
+        }
+    })
+    .await;
 }
