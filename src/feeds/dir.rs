@@ -205,35 +205,9 @@ fn not_regular(meta: &Metadata) -> Option<&'static str> {
 
 /// Flags for opening an inbox file: never follow a symlink (`O_NOFOLLOW`), and never
 /// wait on a FIFO swapped in after the listing (`O_NONBLOCK`; it changes nothing for
-/// a regular file). std has no names for them and `libc` is not a dependency, so the
-/// kernel's values are written out for the Linux architectures where they are known
-/// (asm-generic and arm's fcntl.h; `opening_refuses_symlinks_and_fifos` checks them).
-/// Elsewhere no flags are set and the device/inode check in [`take`] still refuses a
-/// swapped-in entry, though a FIFO could then hold the open.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "riscv64",
-        target_arch = "loongarch64"
-    )
-))]
-const OPEN_FLAGS: i32 = 0o400_000 | 0o4000;
-#[cfg(all(target_os = "linux", any(target_arch = "aarch64", target_arch = "arm")))]
-const OPEN_FLAGS: i32 = 0o100_000 | 0o4000;
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "riscv64",
-        target_arch = "loongarch64",
-        target_arch = "aarch64",
-        target_arch = "arm"
-    )
-)))]
-const OPEN_FLAGS: i32 = 0;
+/// a regular file).
+#[cfg(unix)]
+const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 
 /// Opens an inbox entry for reading only if it is a regular file, without following
 /// a symlink, and checks that what was opened is the entry that was looked at.
@@ -255,7 +229,8 @@ fn open_regular(path: &Path) -> Result<(File, Metadata), FeedError> {
     let file = match options.open(path) {
         Ok(f) => f,
         // ELOOP from O_NOFOLLOW: a symlink was put there after the look.
-        Err(e) if e.raw_os_error() == Some(40) && OPEN_FLAGS != 0 => {
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(FeedError::NotRegularFile {
                 path: path.to_path_buf(),
                 what: "a symlink",
@@ -537,8 +512,7 @@ mod tests {
         assert_eq!(extension(Path::new("x.with space")), None);
     }
 
-    /// The numeric O_NOFOLLOW | O_NONBLOCK really refuse a symlink and do not wait on
-    /// a FIFO on this target (the values are written out, not taken from libc).
+    /// O_NOFOLLOW | O_NONBLOCK refuse a symlink and do not wait on a FIFO.
     #[cfg(all(unix, target_os = "linux"))]
     #[test]
     fn opening_refuses_symlinks_and_fifos() {
@@ -548,14 +522,12 @@ mod tests {
         fs::write(&target, "secret").unwrap();
         let link = tmp.path().join("link.csv");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        if OPEN_FLAGS != 0 {
-            let err = OpenOptions::new()
-                .read(true)
-                .custom_flags(OPEN_FLAGS)
-                .open(&link)
-                .unwrap_err();
-            assert_eq!(err.raw_os_error(), Some(40), "{err}");
-        }
+        let err = OpenOptions::new()
+            .read(true)
+            .custom_flags(OPEN_FLAGS)
+            .open(&link)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
         let err = open_regular(&link).unwrap_err();
         assert!(
             matches!(
@@ -571,14 +543,12 @@ mod tests {
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if made.is_ok_and(|s| s.success()) {
             // With O_NONBLOCK the open returns at once even though no one writes.
-            if OPEN_FLAGS != 0 {
-                let f = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(OPEN_FLAGS)
-                    .open(&fifo)
-                    .unwrap();
-                assert!(f.metadata().unwrap().file_type().is_fifo());
-            }
+            let f = OpenOptions::new()
+                .read(true)
+                .custom_flags(OPEN_FLAGS)
+                .open(&fifo)
+                .unwrap();
+            assert!(f.metadata().unwrap().file_type().is_fifo());
             let err = open_regular(&fifo).unwrap_err();
             assert!(
                 matches!(
