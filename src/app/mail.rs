@@ -140,7 +140,7 @@ pub fn print_composed(r: &SendReport) {
     let a = &r.admin_notices;
     if a.rejected + a.quarantine > 0 {
         println!(
-            "admin notice: {} rejected file(s), {} with many rows quarantined",
+            "admin notice: {} rejected file(s), {} with rows quarantined",
             a.rejected, a.quarantine
         );
     }

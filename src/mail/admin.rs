@@ -25,7 +25,7 @@ const TEMPLATE: &str = include_str!("../../config/templates/admin_files.txt");
 pub struct NoticeRun {
     /// Files rejected whole that the notice reports.
     pub rejected: usize,
-    /// Files kept with many rows quarantined that it reports.
+    /// Files kept with rows quarantined that it reports.
     pub quarantine: usize,
     /// Whether a notice was stored in the outbox.
     pub stored: bool,
@@ -160,7 +160,15 @@ pub async fn enqueue_file_notices(
         ));
     }
     if run.quarantine > 0 {
-        parts.push(format!("{} with rows quarantined", run.quarantine));
+        parts.push(format!(
+            "{} {} with rows quarantined",
+            run.quarantine,
+            if run.quarantine == 1 {
+                "feed file"
+            } else {
+                "feed files"
+            }
+        ));
     }
     let subject = format!("kinlink: {}", parts.join(", "));
     let mut renderer = Renderer::new()?;

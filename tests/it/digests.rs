@@ -272,7 +272,7 @@ async fn one_quarantined_police_row_is_told_to_the_admin_by_row_and_column_never
         let entries = store.outbox_entries().await.unwrap();
         let notice = entries
             .iter()
-            .find(|e| e.subject == "kinlink: 1 with rows quarantined")
+            .find(|e| e.subject == "kinlink: 1 feed file with rows quarantined")
             .unwrap_or_else(|| panic!("{backend}: {entries:?}"));
         let (_, raw) = store.outbox_message(notice.id).await.unwrap();
         let raw = String::from_utf8_lossy(&raw);
