@@ -18,13 +18,13 @@
 //! `multiline_fields = false` every record the parser yields is exactly one
 //! physical line, and records plus quarantined rows account for every data line.
 //!
-//! Lines without a quote take a fast path (two `memchr` calls a line); only lines
+//! Lines without a quote take a fast path (one `memchr3` scan a line); only lines
 //! with quotes, or longer than the field limit, are walked byte by byte.
 
 use std::fmt;
 use std::io::{self, Read};
 
-use memchr::{memchr, memchr2, memchr3, memrchr};
+use memchr::{memchr3, memrchr};
 
 /// What the guard enforces: the CSV limits of one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,12 +217,13 @@ impl<R: Read> Guard<R> {
             if matches!(self.state, State::FieldStart | State::Unquoted) {
                 // Fast path: the rest of this line holds no quote and, with what
                 // came before, fits the field limit, so no field can break a limit
-                // and the quoting state cannot change before the line ends.
-                let end = memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+                // and the quoting state cannot change before the line ends. One
+                // scan finds the line's end or its first quote.
+                let hit = memchr3(b'\n', b'\r', b'"', rest);
+                let quoted = hit.is_some_and(|j| rest[j] == b'"');
+                let end = hit.unwrap_or(rest.len());
                 let seg = &rest[..end];
-                if self.record_bytes + seg.len() <= self.limits.max_field_bytes
-                    && memchr(b'"', seg).is_none()
-                {
+                if !quoted && self.record_bytes + seg.len() <= self.limits.max_field_bytes {
                     self.record_bytes += seg.len();
                     if end < rest.len() {
                         self.end_record(rest[end]);
