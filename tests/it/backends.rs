@@ -1,8 +1,8 @@
 //! Fresh stores on both backends for each test: a SQLite file in a temp folder, and
 //! a new PostgreSQL database on the server at `TEST_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). Where no server answers the
-//! PostgreSQL half is skipped with a printed note — except under `CI=true`, where
-//! that is a failure.
+//! `postgres://postgres@127.0.0.1:5432/test`). Where no server answers the test
+//! fails saying how to get one, unless `KINLINK_TEST_SKIP=postgres` says to skip the
+//! PostgreSQL half (never under `CI=true`).
 
 use kinlink::store::Store;
 
@@ -12,7 +12,8 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-/// A fresh PostgreSQL store, or `None` (printed) where no server answers outside CI.
+/// A fresh PostgreSQL store, or `None` (printed) where no server answers and
+/// `KINLINK_TEST_SKIP=postgres` allows skipping.
 pub async fn fresh_postgres(test: &str) -> Option<Store> {
     // One database per test name: re-created on every run, so none accumulate.
     let name = format!(
@@ -22,8 +23,13 @@ pub async fn fresh_postgres(test: &str) -> Option<Store> {
     match kinlink::bench::fresh_postgres(&postgres_url(), &name).await {
         Ok(store) => Some(store),
         Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL is required under CI=true but is not reachable: {e:#}");
+            if !crate::helpers::may_skip("postgres") {
+                panic!(
+                    "PostgreSQL is required but not reachable at TEST_DATABASE_URL: {e:#}; \
+                     start one (`apt-get install postgresql`, trust auth on 127.0.0.1, a \
+                     database `test`), point TEST_DATABASE_URL at one, or skip the \
+                     PostgreSQL halves with KINLINK_TEST_SKIP=postgres"
+                );
             }
             eprintln!("SKIPPED the PostgreSQL half of {test}: no server ({e:#})");
             None

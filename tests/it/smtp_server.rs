@@ -2,9 +2,9 @@
 //! (aiosmtpd), started per test with the behaviour the test scripts, stopped when
 //! dropped. Accepted messages land as JSON files in a folder the test reads.
 //!
-//! Where no Python with aiosmtpd is found the test is skipped with a printed line —
-//! except under `CI=true`, where that is a failure (`.ci/run` installs
-//! `python3-aiosmtpd`).
+//! Where no Python with aiosmtpd is found the test fails with the install command,
+//! unless `KINLINK_TEST_SKIP=smtp` says to skip it (never under `CI=true`; `.ci/run`
+//! installs `python3-aiosmtpd`).
 
 #![allow(dead_code)] // Not every test uses every helper.
 
@@ -81,15 +81,20 @@ fn python() -> Option<&'static str> {
 }
 
 fn skip_or_fail(test: &str, why: &str) -> Option<SmtpServer> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the SMTP test server is required under CI=true: {why}");
+    if !crate::helpers::may_skip("smtp") {
+        panic!(
+            "the SMTP test server is required: {why}; install it with \
+             `apt-get install python3-aiosmtpd` (or `pip install aiosmtpd`), \
+             or skip the SMTP tests with KINLINK_TEST_SKIP=smtp"
+        );
     }
     eprintln!("SKIPPED {test}: no SMTP test server ({why}); apt-get install python3-aiosmtpd");
     None
 }
 
 impl SmtpServer {
-    /// Starts a server writing into `dir`; `None` (printed) where none can run outside CI.
+    /// Starts a server writing into `dir`; `None` (printed) where none can run and
+    /// `KINLINK_TEST_SKIP=smtp` allows skipping.
     pub async fn start(test: &str, dir: &Path, options: &SmtpOptions) -> Option<SmtpServer> {
         let Some(python) = python() else {
             return skip_or_fail(test, "no python3 with aiosmtpd");
