@@ -25,10 +25,9 @@ use crate::store::Store;
 /// The stages `run-once` runs, in design.md's order.
 pub const RUN_ONCE_STEPS: &[Step] = &[Step::Ingest, Step::Link, Step::Evaluate, Step::Send];
 
-/// Tells the admin about a failed run. For now it writes an error log line (job,
-/// run id, error: no personal data), which `journalctl -u kinlink` and `kinlink
-/// status` show. The mail stage's outbox is wired in here by the lead once it is
-/// merged, so the admin list in `[mail] admin` is emailed as well.
+/// Logs a failed run: an error line (job, run id, error: no personal data), which
+/// `journalctl -u kinlink` and `kinlink status` show. [`MailFailures`] adds the
+/// email to the admin list on top of it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogFailures;
 

@@ -1,5 +1,6 @@
-//! Behaviour of a whole linking run on small hand-made populations: the cases issue 3
-//! says must hold exactly, the constraints, and stability of an incremental run.
+//! Behaviour of a whole linking run on small hand-made populations: the cases that
+//! must hold exactly (twins, the same name a generation apart, maiden names, swapped
+//! dates), the constraints, and stability of an incremental run.
 
 use std::collections::HashSet;
 
