@@ -3,10 +3,12 @@
 //! whether a missed run is caught up on start.
 
 mod load;
+mod schedule;
 pub(crate) mod walk;
 
 pub(crate) use load::is_name;
-pub use load::{check_schedule, load_dir, load_file, load_job_str};
+pub use load::{load_dir, load_file, load_job_str};
+pub use schedule::{check_schedule, Schedule, ScheduleError};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,8 +1,9 @@
 //! The scheduler: runs each job of `jobs/*.toml` at its times in the config
-//! timezone, once per scheduled time across every daemon on the database. The only
-//! module that knows cron.
+//! timezone, once per scheduled time across every daemon on the database.
 //!
-//! - `schedule`: cron text → the next UTC instant, DST-safe (the rules are there).
+//! - `schedule`: a job's [`Schedule`] (read by `jobs`, the one cron parser, so
+//!   check-config and the scheduler agree) → the next UTC instant, DST-safe (the
+//!   rules are there).
 //! - `engine`: claims, runs, heartbeats, catch-up, overlap, take-over, drain.
 //! - `steps`: step names → pipeline stages, in one `match`.
 //! - `notify`: systemd's READY/STATUS/WATCHDOG/STOPPING.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::walk::{Section, Sink};
-use super::{JobSpec, Step};
+use super::{check_schedule, JobSpec, Step};
 use crate::domain::Problem;
 
 const JOB_KEYS: &[&str] = &["name", "schedule", "steps", "catch_up"];
@@ -220,151 +220,6 @@ pub(crate) fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// One cron field's range and its optional names (the name at index `i` means
-/// `first_name_value + i`).
-struct Field {
-    what: &'static str,
-    min: u32,
-    max: u32,
-    names: &'static [&'static str],
-    first_name_value: u32,
-}
-
-const FIELDS: [Field; 6] = [
-    Field {
-        what: "seconds",
-        min: 0,
-        max: 59,
-        names: &[],
-        first_name_value: 0,
-    },
-    Field {
-        what: "minutes",
-        min: 0,
-        max: 59,
-        names: &[],
-        first_name_value: 0,
-    },
-    Field {
-        what: "hours",
-        min: 0,
-        max: 23,
-        names: &[],
-        first_name_value: 0,
-    },
-    Field {
-        what: "day of month",
-        min: 1,
-        max: 31,
-        names: &[],
-        first_name_value: 0,
-    },
-    Field {
-        what: "month",
-        min: 1,
-        max: 12,
-        names: &[
-            "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-        ],
-        first_name_value: 1,
-    },
-    Field {
-        // 0 and 7 are both Sunday, as in classic cron.
-        what: "day of week",
-        min: 0,
-        max: 7,
-        names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
-        first_name_value: 0,
-    },
-];
-
-/// Checks a six-field cron schedule (`sec min hour dom mon dow`) and returns one
-/// message per bad field (empty when it is sound).
-pub fn check_schedule(schedule: &str) -> Vec<String> {
-    let parts: Vec<&str> = schedule.split_whitespace().collect();
-    if parts.len() != 6 {
-        return vec![format!(
-            "has {} fields; kinlink schedules have six (`sec min hour dom mon dow`)",
-            parts.len()
-        )];
-    }
-    parts
-        .iter()
-        .zip(FIELDS.iter())
-        .filter_map(|(part, field)| {
-            check_field(part, field)
-                .err()
-                .map(|e| format!("{} field {part:?}: {e}", field.what))
-        })
-        .collect()
-}
-
-fn check_field(text: &str, field: &Field) -> Result<(), String> {
-    for element in text.split(',') {
-        if element.is_empty() {
-            return Err("has an empty list element".into());
-        }
-        let (base, step) = match element.split_once('/') {
-            Some((base, step)) => (base, Some(step)),
-            None => (element, None),
-        };
-        if let Some(step) = step {
-            let n: u32 = step
-                .parse()
-                .map_err(|_| format!("step {step:?} is not a whole number"))?;
-            if n == 0 || n > field.max.max(1) {
-                return Err(format!("step {n} must be from 1 to {}", field.max.max(1)));
-            }
-        }
-        if base == "*" {
-            continue;
-        }
-        match base.split_once('-') {
-            Some((from, to)) => {
-                let from = value(from, field)?;
-                let to = value(to, field)?;
-                if from > to {
-                    return Err(format!("range {base:?} runs backwards"));
-                }
-            }
-            None => {
-                value(base, field)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn value(text: &str, field: &Field) -> Result<u32, String> {
-    if let Ok(n) = text.parse::<u32>() {
-        if n < field.min || n > field.max {
-            return Err(format!("{n} is out of range ({}-{})", field.min, field.max));
-        }
-        return Ok(n);
-    }
-    field
-        .names
-        .iter()
-        .position(|name| name.eq_ignore_ascii_case(text))
-        .and_then(|i| u32::try_from(i).ok())
-        .map(|i| i + field.first_name_value)
-        .ok_or_else(|| {
-            if field.names.is_empty() {
-                format!(
-                    "{text:?} is not a number from {} to {}",
-                    field.min, field.max
-                )
-            } else {
-                format!(
-                    "{text:?} is neither a number from {} to {} nor one of {}",
-                    field.min,
-                    field.max,
-                    field.names.join(" ")
-                )
-            }
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,31 +304,6 @@ mod tests {
         assert!(text.iter().any(|m| m.contains("no `schedule`")), "{text:?}");
         assert!(text.iter().any(|m| m.contains("no `steps`")), "{text:?}");
         assert!(text.iter().any(|m| m.contains("true or false")), "{text:?}");
-    }
-
-    #[test]
-    fn cron_fields_are_checked() {
-        assert!(check_schedule("0 30 1 * * *").is_empty());
-        assert!(check_schedule("0 0 7 * * MON-FRI").is_empty());
-        assert!(check_schedule("0 0 8 * * mon").is_empty());
-        assert!(check_schedule("0 0 3 * * SUN").is_empty());
-        assert!(check_schedule("*/15 0-30/5 1,2,3 1-31 JAN-DEC 0-7").is_empty());
-        assert!(check_schedule("0 0 12 1 jan,jul 7").is_empty());
-
-        assert_eq!(check_schedule("0 30 1 * *").len(), 1);
-        assert_eq!(check_schedule("0 30 1 * * * 2025").len(), 1);
-        assert!(check_schedule("60 0 0 * * *")[0].contains("seconds"));
-        assert!(check_schedule("0 0 24 * * *")[0].contains("hours"));
-        assert!(check_schedule("0 0 0 0 * *")[0].contains("day of month"));
-        assert!(check_schedule("0 0 0 * 13 *")[0].contains("month"));
-        assert!(check_schedule("0 0 0 * * 8")[0].contains("day of week"));
-        assert!(check_schedule("0 0 0 * * FUN")[0].contains("SUN MON"));
-        assert!(check_schedule("0 0 0 * * FRI-MON")[0].contains("backwards"));
-        assert!(check_schedule("*/0 0 0 * * *")[0].contains("step"));
-        assert!(check_schedule("0 0 1,,2 * * *")[0].contains("empty"));
-        assert!(check_schedule("0 0 ? * * *")[0].contains("hours"));
-        // every bad field is named, not only the first
-        assert_eq!(check_schedule("99 99 99 * * *").len(), 3);
     }
 
     #[test]

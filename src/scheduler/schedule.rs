@@ -1,7 +1,8 @@
 //! When a job runs: a six-field cron schedule (`sec min hour dom mon dow`) read as
 //! wall-clock time in the config timezone, turned into UTC instants.
 //!
-//! The cron matching is the `croner` crate's; what this module adds is the
+//! The cron matching is the `croner` crate's (read by [`crate::jobs::Schedule`],
+//! the one parser `check-config` and the scheduler share); what this module adds is the
 //! contract the scheduler and its tests rely on, and the tests that hold croner to
 //! it (design.md: "the DST tests decide, not the crate" — the `cron` crate, tried
 //! first, skips a 01:30 job entirely on the night the clocks go forward):
@@ -19,74 +20,16 @@
 //! Invariant: `next_run(s, tz, t) > t`, and the instants it returns for a chain
 //! `t, next_run(t), next_run(next_run(t)), …` are the job's runs, each once.
 
-use std::fmt;
-
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use croner::parser::{CronParser, Seconds};
-use croner::Cron;
 
-/// A parsed schedule.
-#[derive(Clone)]
-pub struct Schedule {
-    cron: Cron,
-    text: String,
-}
-
-impl fmt::Debug for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Schedule({:?})", self.text)
-    }
-}
-
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// A schedule that cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[error("schedule {text:?} cannot be read: {reason}")]
-pub struct ScheduleError {
-    text: String,
-    reason: String,
-}
-
-impl Schedule {
-    /// Reads six cron fields. `jobs::check_schedule` has already given the
-    /// operator a precise message for a bad one; this is the scheduler's own read.
-    pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
-        let fields = text.split_whitespace().count();
-        let error = |reason: String| ScheduleError {
-            text: text.to_string(),
-            reason,
-        };
-        if fields != 6 {
-            return Err(error(format!("has {fields} fields, not six")));
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Required)
-            .build()
-            .parse(text)
-            .map_err(|e| error(e.to_string()))?;
-        Ok(Schedule {
-            cron,
-            text: text.to_string(),
-        })
-    }
-
-    /// The schedule as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-}
+pub use crate::jobs::{Schedule, ScheduleError};
 
 /// The job's first run strictly after `after`, or `None` for a schedule that never
 /// matches (such as 30 February).
 pub fn next_run(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = after.with_timezone(&tz);
-    let next = schedule.cron.find_next_occurrence(&local, false).ok()?;
+    let next = schedule.cron().find_next_occurrence(&local, false).ok()?;
     let next = next.with_timezone(&Utc);
     // The invariant the scheduler's loop depends on: time always moves on.
     (next > after).then_some(next)
@@ -100,7 +43,7 @@ pub fn previous_run(schedule: &Schedule, tz: Tz, at: DateTime<Utc>) -> Option<Da
     // before it with next_run lands on the same instants the scheduler uses, even
     // inside a DST gap or a repeated hour.
     let near = schedule
-        .cron
+        .cron()
         .find_previous_occurrence(&local, true)
         .ok()?
         .with_timezone(&Utc);
