@@ -111,6 +111,19 @@ impl Role {
         }
     }
 
+    /// The role named by [`Role::as_str`]; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Role> {
+        [
+            Role::DvChampion,
+            Role::Champion,
+            Role::Manager,
+            Role::Ewo,
+            Role::Admin,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
     /// The config key listing the role's recipients.
     pub fn config_key(self) -> &'static str {
         match self {
@@ -241,6 +254,33 @@ impl RulesConfig {
             RuleId::EvictionRisk => self.eviction_risk.common,
             RuleId::EmergingRisk => self.emerging_risk.common,
             RuleId::ClosedTooEarly => self.closed_too_early.common,
+        }
+    }
+}
+
+/// Whether a delivery tells a recipient of an alert for the first time or of an
+/// escalation of one they were told of before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryKind {
+    New,
+    Update,
+}
+
+impl DeliveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::New => "new",
+            DeliveryKind::Update => "update",
+        }
+    }
+
+    /// The kind named by [`DeliveryKind::as_str`]; `None` for anything else.
+    pub fn parse(s: &str) -> Option<DeliveryKind> {
+        match s {
+            "new" => Some(DeliveryKind::New),
+            "update" => Some(DeliveryKind::Update),
+            _ => None,
         }
     }
 }

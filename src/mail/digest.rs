@@ -32,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::{DetailLevel, Settings};
-use crate::domain::rules::{RuleId, Severity};
+use crate::domain::rules::{DeliveryKind, Role, RuleId, Severity};
 use crate::store::{DigestFact, PendingDelivery, PersonDetails, RecordInfo, Store};
 
 const TEXT_TEMPLATE: &str = include_str!("../../config/templates/digest.txt");
@@ -400,11 +400,8 @@ pub fn build(input: &DigestInput, options: &DigestOptions) -> Vec<Digest> {
         for (alert_id, ds) in alerts {
             deliveries.extend(ds.iter().map(|d| d.id));
             let Some(first) = ds.first() else { continue };
-            let Some(rule) = RuleId::parse(&first.rule) else {
-                continue;
-            };
-            let severity = Severity::parse(&first.severity).unwrap_or(Severity::Info);
-            admin &= ds.iter().all(|d| d.role == "admin");
+            let (rule, severity) = (first.rule, first.severity);
+            admin &= ds.iter().all(|d| d.role == Role::Admin);
             let place = place_of(first, options);
             if let Some(p) = &place {
                 if !places.contains(p) {
@@ -436,8 +433,8 @@ pub fn build(input: &DigestInput, options: &DigestOptions) -> Vec<Digest> {
 }
 
 fn place_of(d: &PendingDelivery, options: &DigestOptions) -> Option<String> {
-    match (d.role.as_str(), d.school_urn) {
-        ("ewo", Some(urn)) => Some(
+    match (d.role, d.school_urn) {
+        (Role::Ewo, Some(urn)) => Some(
             options
                 .schools
                 .get(&urn)
@@ -462,7 +459,7 @@ fn item(
     let first = ds[0];
     // An update only when every pending delivery of it is one: a recipient who
     // never got the first revision is told about the alert as new.
-    let update = ds.iter().all(|d| d.kind == "update");
+    let update = ds.iter().all(|d| d.kind == DeliveryKind::Update);
     let revisions: Vec<i64> = ds.iter().map(|d| d.revision).collect();
     let top = revisions.iter().copied().max().unwrap_or(first.revision);
     let shown: Vec<&&DigestFact> = facts
@@ -845,10 +842,10 @@ mod tests {
             alert_id: alert,
             revision: if kind == "update" { 2 } else { 1 },
             recipient: "dv.north@example.gov.uk".into(),
-            role: "dv_champion".into(),
-            kind: kind.into(),
-            rule: rule.into(),
-            severity: severity.into(),
+            role: Role::DvChampion,
+            kind: DeliveryKind::parse(kind).unwrap(),
+            rule: RuleId::parse(rule).unwrap(),
+            severity: Severity::parse(severity).unwrap(),
             family_id: Some(10 + alert),
             school_urn: None,
             locality: Some("North".into()),
@@ -1031,7 +1028,7 @@ mod tests {
         let mut i = input(&child(), &adult());
         i.deliveries.truncate(1);
         i.deliveries[0].recipient = "admin@example.gov.uk".into();
-        i.deliveries[0].role = "admin".into();
+        i.deliveries[0].role = Role::Admin;
         i.deliveries[0].locality = None;
         i.deliveries[0].unrouted = Some("postcode ZZ9 matches no locality".into());
         let digests = build(&i, &options(DetailLevel::Minimal));

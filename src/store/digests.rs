@@ -17,6 +17,7 @@ use sqlx::QueryBuilder;
 
 use super::alerts::follow;
 use super::{Enqueued, NewOutboxMessage, Store, StoreError, Tx};
+use crate::domain::rules::{DeliveryKind, Role, RuleId, Severity};
 
 /// Ids per `IN (…)` list.
 const IN_CHUNK: usize = 500;
@@ -28,12 +29,12 @@ pub struct PendingDelivery {
     pub alert_id: i64,
     pub revision: i64,
     pub recipient: String,
-    pub role: String,
-    /// `new` or `update` (an escalation of an alert told before).
-    pub kind: String,
-    pub rule: String,
+    pub role: Role,
+    /// `Update`: an escalation of an alert told before.
+    pub kind: DeliveryKind,
+    pub rule: RuleId,
     /// The alert's severity now.
-    pub severity: String,
+    pub severity: Severity,
     /// The live family id (merged ids followed).
     pub family_id: Option<i64>,
     pub school_urn: Option<i64>,
@@ -156,25 +157,29 @@ impl Store {
                    WHERE d.status = 'pending' ORDER BY d.recipient, d.id";
         let rows: Vec<PendingTuple> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await)?;
         let aliases = self.family_alias_map().await?;
-        Ok(rows
-            .into_iter()
-            .map(|t| PendingDelivery {
-                id: t.0,
-                alert_id: t.1,
-                revision: t.2,
-                recipient: t.3,
-                role: t.4,
-                kind: t.5,
-                rule: t.6,
-                severity: t.7,
-                family_id: t.8.map(|f| follow(f, &aliases)),
-                school_urn: t.9,
-                locality: t.10,
-                unrouted: t.11,
-                raised_at: t.12,
-                explanation: serde_json::from_str(&t.13).unwrap_or_default(),
+        rows.into_iter()
+            .map(|t| {
+                let corrupt = |what: &str, value: &str| {
+                    StoreError::Corrupt(format!("delivery {}: {what} {value:?}", t.0))
+                };
+                Ok(PendingDelivery {
+                    id: t.0,
+                    alert_id: t.1,
+                    revision: t.2,
+                    role: Role::parse(&t.4).ok_or_else(|| corrupt("role", &t.4))?,
+                    kind: DeliveryKind::parse(&t.5).ok_or_else(|| corrupt("kind", &t.5))?,
+                    rule: RuleId::parse(&t.6).ok_or_else(|| corrupt("rule", &t.6))?,
+                    severity: Severity::parse(&t.7).ok_or_else(|| corrupt("severity", &t.7))?,
+                    recipient: t.3,
+                    family_id: t.8.map(|f| follow(f, &aliases)),
+                    school_urn: t.9,
+                    locality: t.10,
+                    unrouted: t.11,
+                    raised_at: t.12,
+                    explanation: serde_json::from_str(&t.13).unwrap_or_default(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The facts behind these alerts (every revision), in a stable order.

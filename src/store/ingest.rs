@@ -663,7 +663,9 @@ impl MarkStatements {
         #[allow(irrefutable_let_patterns)]
         let Tx::Sqlite(t) = tx
         else {
-            return Err(StoreError::NotFound("a SQLite transaction".into()));
+            return Err(StoreError::Corrupt(
+                "SQLite marks bound for a PostgreSQL transaction".into(),
+            ));
         };
         let file_id = self.file_id;
         let sql = self
@@ -747,7 +749,10 @@ fn sqlite_marks_sql(rows: usize, file_id: i64) -> String {
 /// [`Session::ALL`], in one number, as [`sqlite_marks_sql`] decodes it.
 fn mark_number(marks: &[Mark], mark: Mark, session: Session) -> Result<i64, StoreError> {
     let m = marks.iter().position(|m| *m == mark).ok_or_else(|| {
-        StoreError::NotFound(format!("mark code {:?} in the code table", mark.code()))
+        StoreError::Corrupt(format!(
+            "mark code {:?} is not in the code table",
+            mark.code()
+        ))
     })?;
     let s = Session::ALL.iter().position(|s| *s == session).unwrap_or(0);
     Ok((m * Session::ALL.len() + s) as i64)

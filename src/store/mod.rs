@@ -47,6 +47,10 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A stored value the code cannot read (an unknown status, a code missing from
+    /// its table) or a store used against its own shape: never the caller's fault.
+    #[error("the store holds something kinlink cannot read: {0}")]
+    Corrupt(String),
     #[error("a database task stopped: {0}")]
     Task(String),
 }

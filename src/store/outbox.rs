@@ -55,7 +55,7 @@ impl OutboxStatus {
             "sending" => OutboxStatus::Sending,
             "sent" => OutboxStatus::Sent,
             "failed" => OutboxStatus::Failed,
-            other => return Err(StoreError::NotFound(format!("outbox status {other:?}"))),
+            other => return Err(StoreError::Corrupt(format!("outbox status {other:?}"))),
         })
     }
 }
@@ -92,7 +92,7 @@ impl RecipientStatus {
             "pending" => RecipientStatus::Pending,
             "sent" => RecipientStatus::Sent,
             "failed" => RecipientStatus::Failed,
-            other => return Err(StoreError::NotFound(format!("recipient status {other:?}"))),
+            other => return Err(StoreError::Corrupt(format!("recipient status {other:?}"))),
         })
     }
 }
