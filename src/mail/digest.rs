@@ -409,9 +409,6 @@ pub fn build(input: &DigestInput, options: &DigestOptions) -> Vec<Digest> {
                 }
             }
             let item = item(
-                alert_id,
-                rule,
-                severity,
                 &ds,
                 facts_by_alert.get(&alert_id).map_or(&[][..], |v| &v[..]),
                 place,
@@ -445,11 +442,9 @@ fn place_of(d: &PendingDelivery, options: &DigestOptions) -> Option<String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One alert of a digest: `ds` are the recipient's pending deliveries of it (one
+/// alert, so they share its rule, severity and place), `facts` the records behind it.
 fn item(
-    alert_id: i64,
-    rule: RuleId,
-    severity: Severity,
     ds: &[&PendingDelivery],
     facts: &[&DigestFact],
     place: Option<String>,
@@ -457,6 +452,7 @@ fn item(
     options: &DigestOptions,
 ) -> Item {
     let first = ds[0];
+    let (alert_id, rule, severity) = (first.alert_id, first.rule, first.severity);
     // An update only when every pending delivery of it is one: a recipient who
     // never got the first revision is told about the alert as new.
     let update = ds.iter().all(|d| d.kind == DeliveryKind::Update);
@@ -487,46 +483,9 @@ fn item(
         if let Some(i) = info {
             dates.push(i.date);
         }
-        let text = match f.record_kind.as_str() {
-            "police_da" => match info {
-                Some(i) => format!(
-                    "notification {}, incident {}",
-                    f.record_id,
-                    human_date(i.date)
-                ),
-                None => format!("notification {}", f.record_id),
-            },
-            "housing" => match info {
-                Some(i) => format!(
-                    "{} {}, served {}",
-                    i.note.as_deref().unwrap_or("notice"),
-                    f.record_id,
-                    human_date(i.date)
-                ),
-                None => format!("notice {}", f.record_id),
-            },
-            "assessment" => match info.and_then(|i| i.note.as_deref()) {
-                Some(note) => format!("case {} ({note})", f.record_id),
-                None => format!("case {}", f.record_id),
-            },
-            // An attendance record's key may be built from the pupil's name and
-            // date of birth: the school and the person reference identify it.
-            "attendance" => match first.school_urn {
-                Some(urn) => format!(
-                    "attendance register, {}",
-                    options
-                        .schools
-                        .get(&urn)
-                        .cloned()
-                        .unwrap_or_else(|| format!("school {urn:06}"))
-                ),
-                None => "attendance register".to_string(),
-            },
-            _ => "a record".to_string(),
-        };
         records.push(RecordLine {
             agency: agency(&f.record_kind).to_string(),
-            text,
+            text: record_text(f, info, first.school_urn, options),
         });
     }
     let mut persons: Vec<i64> = shown.iter().filter_map(|f| f.person_id).collect();
@@ -540,41 +499,10 @@ fn item(
         .raised_at
         .with_timezone(&options.timezone)
         .date_naive();
-    dates.sort_unstable();
-    let when = match (dates.first(), dates.last()) {
-        (Some(a), Some(b)) if a == b => {
-            format!("{}; alert raised {}", human_date(*a), human_date(raised))
-        }
-        (Some(a), Some(b)) => format!(
-            "{} to {}; alert raised {}",
-            human_date(*a),
-            human_date(*b),
-            human_date(raised)
-        ),
-        _ => format!("alert raised {}", human_date(raised)),
-    };
-    let family = first.family_id.map(|f| format!("F{f}"));
-    let headline = match (&family, &place) {
-        (Some(f), Some(p)) => format!("Family {f}, {p}"),
-        (Some(f), None) => format!("Family {f}"),
-        (None, Some(p)) => match persons.first() {
-            Some(id) => format!("Person P{id}, {p}"),
-            None => format!("Alert A{alert_id}, {p}"),
-        },
-        (None, None) => match persons.first() {
-            Some(id) => format!("Person P{id}"),
-            None => format!("Alert A{alert_id}"),
-        },
-    };
-    let refs: Vec<String> = persons.iter().map(|p| format!("P{p}")).collect();
-    let lookup = match (&family, refs.is_empty()) {
-        (Some(f), false) => format!(
-            "family {f} (persons {}), alert A{alert_id}",
-            refs.join(", ")
-        ),
-        (Some(f), true) => format!("family {f}, alert A{alert_id}"),
-        (None, false) => format!("persons {}, alert A{alert_id}", refs.join(", ")),
-        (None, true) => format!("alert A{alert_id}"),
+    let refs = References {
+        alert_id,
+        family: first.family_id.map(|f| format!("F{f}")),
+        persons: &persons,
     };
     let (label, colour) = severity_label(severity);
     let mut what = rule_what(rule).to_string();
@@ -587,15 +515,119 @@ fn item(
         label: label.to_string(),
         colour: colour.to_string(),
         update,
-        headline,
+        headline: refs.headline(place.as_deref()),
         what,
-        when,
+        when: when_line(&mut dates, raised),
         records,
         people,
         unrouted: first.unrouted.clone(),
         why: rule_why(rule).to_string(),
         explanation: first.explanation.iter().map(|l| redact_keys(l)).collect(),
-        lookup,
+        lookup: refs.lookup(),
+    }
+}
+
+/// What a record behind an alert is, in words and without personal details.
+fn record_text(
+    f: &DigestFact,
+    info: Option<&RecordInfo>,
+    school_urn: Option<i64>,
+    options: &DigestOptions,
+) -> String {
+    match f.record_kind.as_str() {
+        "police_da" => match info {
+            Some(i) => format!(
+                "notification {}, incident {}",
+                f.record_id,
+                human_date(i.date)
+            ),
+            None => format!("notification {}", f.record_id),
+        },
+        "housing" => match info {
+            Some(i) => format!(
+                "{} {}, served {}",
+                i.note.as_deref().unwrap_or("notice"),
+                f.record_id,
+                human_date(i.date)
+            ),
+            None => format!("notice {}", f.record_id),
+        },
+        "assessment" => match info.and_then(|i| i.note.as_deref()) {
+            Some(note) => format!("case {} ({note})", f.record_id),
+            None => format!("case {}", f.record_id),
+        },
+        // An attendance record's key may be built from the pupil's name and date
+        // of birth: the school and the person reference identify it.
+        "attendance" => match school_urn {
+            Some(urn) => format!(
+                "attendance register, {}",
+                options
+                    .schools
+                    .get(&urn)
+                    .cloned()
+                    .unwrap_or_else(|| format!("school {urn:06}"))
+            ),
+            None => "attendance register".to_string(),
+        },
+        _ => "a record".to_string(),
+    }
+}
+
+/// When the records are dated and when the alert was raised.
+fn when_line(dates: &mut [NaiveDate], raised: NaiveDate) -> String {
+    dates.sort_unstable();
+    match (dates.first(), dates.last()) {
+        (Some(a), Some(b)) if a == b => {
+            format!("{}; alert raised {}", human_date(*a), human_date(raised))
+        }
+        (Some(a), Some(b)) => format!(
+            "{} to {}; alert raised {}",
+            human_date(*a),
+            human_date(*b),
+            human_date(raised)
+        ),
+        _ => format!("alert raised {}", human_date(raised)),
+    }
+}
+
+/// The references an item gives to look up: the family, the persons, the alert.
+struct References<'a> {
+    alert_id: i64,
+    family: Option<String>,
+    persons: &'a [i64],
+}
+
+impl References<'_> {
+    /// The item's first line: the family (or first person, or the alert) and place.
+    fn headline(&self, place: Option<&str>) -> String {
+        let alert_id = self.alert_id;
+        match (&self.family, place) {
+            (Some(f), Some(p)) => format!("Family {f}, {p}"),
+            (Some(f), None) => format!("Family {f}"),
+            (None, Some(p)) => match self.persons.first() {
+                Some(id) => format!("Person P{id}, {p}"),
+                None => format!("Alert A{alert_id}, {p}"),
+            },
+            (None, None) => match self.persons.first() {
+                Some(id) => format!("Person P{id}"),
+                None => format!("Alert A{alert_id}"),
+            },
+        }
+    }
+
+    /// Every reference, for the "look up" line.
+    fn lookup(&self) -> String {
+        let alert_id = self.alert_id;
+        let refs: Vec<String> = self.persons.iter().map(|p| format!("P{p}")).collect();
+        match (&self.family, refs.is_empty()) {
+            (Some(f), false) => format!(
+                "family {f} (persons {}), alert A{alert_id}",
+                refs.join(", ")
+            ),
+            (Some(f), true) => format!("family {f}, alert A{alert_id}"),
+            (None, false) => format!("persons {}, alert A{alert_id}", refs.join(", ")),
+            (None, true) => format!("alert A{alert_id}"),
+        }
     }
 }
 
