@@ -14,7 +14,7 @@ use sqlx::QueryBuilder;
 
 use super::{Store, StoreError, Tx};
 use crate::alerts::{ExistingAlert, Plan, Routing};
-use crate::domain::rules::{RuleId, Severity};
+use crate::domain::rules::{DeliveryKind, RuleId, Severity};
 use crate::domain::{CaseRole, ClosureReason, DaRole, DashRisk, FeedKind, NoticeType, Tenure};
 use crate::link::family::address_keys;
 use crate::rules::{
@@ -578,9 +578,15 @@ impl Store {
             let Some(id) = id else { continue };
             raised.push(id);
             insert_facts(&mut tx, id, 1, &f.facts).await?;
-            deliveries +=
-                insert_deliveries(&mut tx, id, 1, "new", f, &f.facts, &r.routing, now, detail)
-                    .await?;
+            let first = AlertRevision {
+                id,
+                revision: 1,
+                kind: DeliveryKind::New,
+                finding: f,
+                facts: &f.facts,
+                routing: &r.routing,
+            };
+            deliveries += insert_deliveries(&mut tx, first, now, detail).await?;
         }
         for e in &plan.escalate {
             let f = &e.finding;
@@ -601,18 +607,15 @@ impl Store {
             // Someone else moved the alert on meanwhile: their write stands.
             let Some(revision) = revision else { continue };
             insert_facts(&mut tx, e.alert_id, revision, &e.new_facts).await?;
-            deliveries += insert_deliveries(
-                &mut tx,
-                e.alert_id,
+            let update = AlertRevision {
+                id: e.alert_id,
                 revision,
-                "update",
-                f,
-                &e.new_facts,
-                &e.routing,
-                now,
-                detail,
-            )
-            .await?;
+                kind: DeliveryKind::Update,
+                finding: f,
+                facts: &e.new_facts,
+                routing: &e.routing,
+            };
+            deliveries += insert_deliveries(&mut tx, update, now, detail).await?;
         }
         for (id, since) in &plan.clear {
             on_tx!(tx, t => sqlx::query(
@@ -874,20 +877,35 @@ async fn insert_facts(
     Ok(())
 }
 
-/// Writes the deliveries of one alert revision and an audit row for each one
-/// written. Returns how many were written.
-#[allow(clippy::too_many_arguments)]
-async fn insert_deliveries(
-    tx: &mut Tx,
+/// One revision of an alert whose deliveries are to be written: the first
+/// (`New`) or an escalation (`Update`) with the facts it adds.
+struct AlertRevision<'a> {
     id: i64,
     revision: i64,
-    kind: &str,
-    finding: &Finding,
-    facts: &[Fact],
-    routing: &Routing,
+    kind: DeliveryKind,
+    finding: &'a Finding,
+    facts: &'a [Fact],
+    routing: &'a Routing,
+}
+
+/// Writes the deliveries of one alert revision and an audit row for each one
+/// written (at `now`, at the mail detail level `detail`). Returns how many were
+/// written.
+async fn insert_deliveries(
+    tx: &mut Tx,
+    a: AlertRevision<'_>,
     now: DateTime<Utc>,
     detail: &str,
 ) -> Result<i64, StoreError> {
+    let AlertRevision {
+        id,
+        revision,
+        kind,
+        finding,
+        facts,
+        routing,
+    } = a;
+    let kind = kind.as_str();
     let persons: Vec<i64> = crate::rules::distinct(facts.iter().filter_map(|f| f.person));
     let records: Vec<&RecordRef> = {
         let mut r: Vec<&RecordRef> = facts.iter().map(|f| &f.record).collect();
