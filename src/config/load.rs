@@ -24,6 +24,7 @@ use super::{
 };
 pub use crate::domain::Problem;
 use crate::domain::{FeedKind, Format, Urn};
+use crate::ingest;
 use crate::jobs;
 use crate::jobs::walk::{closest, describe, looks_secret, Entry, Section, Sink};
 
@@ -224,77 +225,6 @@ const RULES: &[(&str, &[(&str, RuleValue)])] = &[
 
 /// The longest span of days a rule key may hold: beyond ten years it is a typo.
 const MAX_DAYS: i64 = 3660;
-
-/// The canonical columns of each feed kind (feeds.md).
-pub fn canonical_columns(kind: FeedKind) -> &'static [&'static str] {
-    match kind {
-        FeedKind::Attendance => &[
-            "school_urn",
-            "upn",
-            "forename",
-            "surname",
-            "dob",
-            "gender",
-            "address_line1",
-            "postcode",
-            "date",
-            "session",
-            "mark",
-        ],
-        FeedKind::PoliceDa => &[
-            "notification_id",
-            "incident_at",
-            "role",
-            "forename",
-            "surname",
-            "dob",
-            "gender",
-            "address_line1",
-            "postcode",
-            "uprn",
-            "dash_risk",
-            "crime_ref",
-            "school_urn",
-            "person_ref",
-        ],
-        FeedKind::Housing => &[
-            "notice_id",
-            "notice_type",
-            "served_on",
-            "possession_date",
-            "tenure",
-            "address_line1",
-            "postcode",
-            "uprn",
-            "tenant_forename",
-            "tenant_surname",
-            "tenant_dob",
-            "children_in_household",
-        ],
-        FeedKind::Assessment => &[
-            "case_id",
-            "family_id",
-            "person_id",
-            "role",
-            "forename",
-            "surname",
-            "dob",
-            "gender",
-            "upn",
-            "nhs_number",
-            "address_line1",
-            "postcode",
-            "uprn",
-            "referral_date",
-            "opened_on",
-            "closed_on",
-            "closure_reason",
-            "level",
-            "locality",
-            "lead_professional",
-        ],
-    }
-}
 
 /// Loads and checks a config file and its jobs folder.
 pub fn load(path: &Path) -> Result<Settings, Problems> {
@@ -1275,7 +1205,7 @@ fn source(cx: &mut Cx<'_>, sec: &Section<'_>, name: Option<String>) -> Option<So
 /// Whether a table key names a canonical column of `kind`; if not, a problem that
 /// suggests the closest column.
 fn is_column_of(cx: &mut Cx<'_>, entry: &Entry<'_>, kind: FeedKind) -> bool {
-    let valid = canonical_columns(kind);
+    let valid = ingest::canonical_columns(kind);
     if valid.contains(&entry.key.as_str()) {
         return true;
     }
