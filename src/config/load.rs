@@ -321,6 +321,7 @@ mod tests {
         DatabaseUrl, DetailLevel, HttpAuth, LinkageSettings, MailTransport, SecretRef,
         TextEncoding, Transport,
     };
+    use crate::domain::rules::RulesConfig;
     use crate::domain::{FeedKind, Format};
 
     #[test]
@@ -342,7 +343,8 @@ mod tests {
         assert!(s.mail.admin.is_empty());
         assert!(s.http.is_none());
         assert_eq!(s.linkage, LinkageSettings::default());
-        assert!(s.rules.is_empty() && s.localities.is_empty() && s.schools.is_empty());
+        assert_eq!(s.rules, RulesConfig::default());
+        assert!(s.localities.is_empty() && s.schools.is_empty());
         assert!(s.jobs.is_empty());
         let src = &s.sources[0];
         assert_eq!(src.name, "police");
@@ -386,7 +388,11 @@ mod tests {
         assert_eq!((http.backoff_ms, http.max_body_bytes), (1000, 536_870_912));
         assert_eq!(s.localities.len(), 3);
         assert_eq!(s.schools.len(), 3);
-        assert_eq!(s.rules.len(), 5);
+        assert_eq!(
+            s.rules,
+            RulesConfig::default(),
+            "the example spells out the defaults"
+        );
         assert_eq!(s.jobs.len(), 4);
         assert!(matches!(s.mail.transport, MailTransport::File { .. }));
         // The summary names everything that would run, and no secret.

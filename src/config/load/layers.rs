@@ -146,7 +146,7 @@ mod tests {
         );
         assert_eq!(s.timezone, chrono_tz::Europe::Paris);
         assert_eq!(s.linkage.auto_link, 0.97);
-        assert_eq!(s.rules["attendance_drop"]["below"].as_float(), Some(0.85));
+        assert_eq!(s.rules.attendance_drop.below, 0.85);
         // What the file says and no variable touches stays.
         assert!(matches!(s.mail.transport, MailTransport::File { .. }));
         assert_eq!(s.sources[0].name, "police");

@@ -1,97 +1,165 @@
-//! `[rules.*]`: each shipped rule's table, its keys checked by type and range
-//! (and pairs that only make sense one way round), kept as parsed TOML. And
-//! `[retention]`, checked against what the rules read back: data a rule still
-//! reads must not be purged (a notification kept less than the repeat window
-//! could not make the next one a repeat).
+//! `[rules.*]` typed at load time. [`RULES`] is the one table of the shipped rules
+//! and their keys: what each key holds (flag, days, fraction, count and its range)
+//! and the field of [`RulesConfig`] it sets. The same table checks the file (type,
+//! range, unknown keys, with their lines) and fills the typed settings, starting
+//! from domain.md §9's defaults in [`RulesConfig::default`]; the rules stage reads
+//! those fields and parses nothing again.
+//!
+//! `[retention]` is checked here too: data a rule still reads back must not be
+//! purged (a notification kept less than the repeat window could not make the
+//! next one a repeat).
 
 use std::collections::BTreeMap;
 
-use toml_edit::{Item, Value};
-
 use super::Cx;
 use crate::config::RetentionSettings;
+use crate::domain::rules::{RuleId, RulesConfig};
 use crate::jobs::walk::{closest, Section};
 
-const RETENTION_KEYS: &[&str] = &[
-    "raw_files_days",
-    "attendance_days",
-    "police_da_days",
-    "housing_days",
-    "cases_days",
-];
+/// The field of [`RulesConfig`] a key sets, for the rule it is written under (the
+/// common keys are the same for every rule, each in its own rule's settings).
+type Field<T> = fn(&mut RulesConfig, RuleId) -> &mut T;
 
-/// What a rule key holds.
+/// What a rule key holds, and where it goes.
 #[derive(Clone, Copy)]
-pub(super) enum RuleValue {
-    Flag,
-    /// A positive whole number of days.
-    Days,
+enum RuleValue {
+    Flag(Field<bool>),
+    /// A positive whole number of days, at most [`MAX_DAYS`].
+    Days(Field<u32>),
     /// 0.0 to 1.0.
-    Fraction,
+    Fraction(Field<f64>),
     /// A whole number in this range.
-    Count(i64, i64),
+    Count(i64, i64, Field<u32>),
 }
+
+use RuleValue::{Count, Days, Flag, Fraction};
 
 /// Keys every rule has.
 const RULE_COMMON: &[(&str, RuleValue)] = &[
-    ("enabled", RuleValue::Flag),
-    ("lookback_days", RuleValue::Days),
-    ("resolve_after_days", RuleValue::Days),
+    ("enabled", Flag(|c, r| &mut c.common_mut(r).enabled)),
+    (
+        "lookback_days",
+        Days(|c, r| &mut c.common_mut(r).lookback_days),
+    ),
+    (
+        "resolve_after_days",
+        Days(|c, r| &mut c.common_mut(r).resolve_after_days),
+    ),
 ];
 
-/// The shipped rules and their own keys (config.md; defaults in domain.md §9).
-pub(super) const RULES: &[(&str, &[(&str, RuleValue)])] = &[
+/// The shipped rules and their own keys (config.md; defaults in domain.md §9), in
+/// the order `check-config` lists them.
+const RULES: &[(RuleId, &[(&str, RuleValue)])] = &[
     (
-        "da_notification",
-        &[("repeat_within_days", RuleValue::Days)],
+        RuleId::DaNotification,
+        &[(
+            "repeat_within_days",
+            Days(|c, _| &mut c.da_notification.repeat_within_days),
+        )],
     ),
     (
-        "attendance_drop",
+        RuleId::AttendanceDrop,
         &[
             // The store packs a window's session counts in 12 bits (≤ 4095).
-            ("window_school_days", RuleValue::Count(1, 2000)),
-            ("baseline_school_days", RuleValue::Count(1, 2000)),
-            ("below", RuleValue::Fraction),
-            ("drop", RuleValue::Fraction),
-            ("severe_below", RuleValue::Fraction),
-            ("min_possible_sessions", RuleValue::Count(1, 10_000)),
-            ("unauthorised_sessions", RuleValue::Count(1, 10_000)),
+            (
+                "window_school_days",
+                Count(1, 2000, |c, _| &mut c.attendance_drop.window_school_days),
+            ),
+            (
+                "baseline_school_days",
+                Count(1, 2000, |c, _| &mut c.attendance_drop.baseline_school_days),
+            ),
+            ("below", Fraction(|c, _| &mut c.attendance_drop.below)),
+            ("drop", Fraction(|c, _| &mut c.attendance_drop.drop)),
+            (
+                "severe_below",
+                Fraction(|c, _| &mut c.attendance_drop.severe_below),
+            ),
+            (
+                "min_possible_sessions",
+                Count(1, 10_000, |c, _| {
+                    &mut c.attendance_drop.min_possible_sessions
+                }),
+            ),
+            (
+                "unauthorised_sessions",
+                Count(1, 10_000, |c, _| {
+                    &mut c.attendance_drop.unauthorised_sessions
+                }),
+            ),
         ],
     ),
-    ("eviction_risk", &[("bailiff_within_days", RuleValue::Days)]),
     (
-        "closed_too_early",
+        RuleId::EvictionRisk,
+        &[(
+            "bailiff_within_days",
+            Days(|c, _| &mut c.eviction_risk.bailiff_within_days),
+        )],
+    ),
+    (
+        RuleId::ClosedTooEarly,
         &[
-            ("within_days", RuleValue::Days),
-            ("urgent_within_days", RuleValue::Days),
+            (
+                "within_days",
+                Days(|c, _| &mut c.closed_too_early.within_days),
+            ),
+            (
+                "urgent_within_days",
+                Days(|c, _| &mut c.closed_too_early.urgent_within_days),
+            ),
         ],
     ),
     (
-        "emerging_risk",
+        RuleId::EmergingRisk,
         &[
-            ("window_days", RuleValue::Days),
+            ("window_days", Days(|c, _| &mut c.emerging_risk.window_days)),
             // four signal kinds: attendance, police_da, housing, referral
-            ("min_signal_kinds", RuleValue::Count(1, 4)),
+            (
+                "min_signal_kinds",
+                Count(1, 4, |c, _| &mut c.emerging_risk.min_signal_kinds),
+            ),
         ],
     ),
 ];
+
+/// The shipped rules, in the order of [`RULES`] (the order `check-config` lists them).
+pub(super) fn in_order() -> impl Iterator<Item = RuleId> {
+    RULES.iter().map(|&(rule, _)| rule)
+}
 
 /// The longest span of days a rule key may hold: beyond ten years it is a typo.
 const MAX_DAYS: i64 = 3660;
 
-pub(super) fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> BTreeMap<String, toml_edit::Table> {
-    let mut out = BTreeMap::new();
+/// Pairs of keys of one rule that only make sense one way round: (smaller,
+/// larger, why), checked when both are given and valid.
+const ORDERED: &[(&str, &str, &str)] = &[
+    (
+        "severe_below",
+        "below",
+        "severe absence must be a lower rate than the drop threshold",
+    ),
+    (
+        "urgent_within_days",
+        "within_days",
+        "the urgent window must fit inside the re-referral window",
+    ),
+];
+
+/// Checks `[rules.*]` against [`RULES`] and returns the typed settings: the
+/// defaults, with every key the file gives.
+pub(super) fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> RulesConfig {
+    let mut config = RulesConfig::default();
     let Some(sec) = root.table(
         &mut cx.sink,
         "rules",
         "[rules]",
         "a [rules.NAME] table per rule",
     ) else {
-        return out;
+        return config;
     };
-    let rule_names: Vec<&str> = RULES.iter().map(|(n, _)| *n).collect();
+    let rule_names: Vec<&str> = RULES.iter().map(|(rule, _)| rule.as_str()).collect();
     for entry in sec.entries() {
-        let Some(&(name, own_keys)) = RULES.iter().find(|(n, _)| *n == entry.key) else {
+        let Some(&(rule, own_keys)) = RULES.iter().find(|(r, _)| r.as_str() == entry.key) else {
             let list = rule_names.join(", ");
             let fix = match closest(&entry.key, rule_names.iter().copied()) {
                 Some(best) => format!("did you mean [rules.{best}]? the rules are: {list}"),
@@ -104,50 +172,21 @@ pub(super) fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> BTreeMap<String, tom
             );
             continue;
         };
+        let name = rule.as_str();
         let label = format!("[rules.{name}]");
-        let Some(rule) = sec.table(&mut cx.sink, name, label, "a [rules.NAME] table") else {
+        let Some(table) = sec.table(&mut cx.sink, name, label, "a [rules.NAME] table") else {
             continue;
         };
         let keys: Vec<(&str, RuleValue)> =
             RULE_COMMON.iter().chain(own_keys.iter()).copied().collect();
         let key_names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
-        rule.check_keys(&mut cx.sink, &key_names);
+        table.check_keys(&mut cx.sink, &key_names);
         let mut numbers: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
         for (key, value) in keys {
-            match value {
-                RuleValue::Flag => {
-                    rule.boolean(&mut cx.sink, key);
-                }
-                RuleValue::Days => {
-                    if let Some((n, line)) = rule.integer_in(&mut cx.sink, key, 1, MAX_DAYS) {
-                        // whole days, exact as f64
-                        numbers.insert(key, (n as f64, line));
-                    }
-                }
-                RuleValue::Fraction => {
-                    if let Some(v) = rule.fraction(&mut cx.sink, key) {
-                        numbers.insert(key, v);
-                    }
-                }
-                RuleValue::Count(min, max) => {
-                    rule.integer_in(&mut cx.sink, key, min, max);
-                }
-            }
+            rule_key(cx, &table, key, value, &mut numbers);
+            set(&mut config, rule, &table, key, value);
         }
-        // Pairs that only make sense one way round (checked when both are given).
-        let ordered = [
-            (
-                "severe_below",
-                "below",
-                "severe absence must be a lower rate than the drop threshold",
-            ),
-            (
-                "urgent_within_days",
-                "within_days",
-                "the urgent window must fit inside the re-referral window",
-            ),
-        ];
-        for (small, large, why) in ordered {
+        for &(small, large, why) in ORDERED {
             if let (Some(&(s, line)), Some(&(l, _))) = (numbers.get(small), numbers.get(large)) {
                 if s > l {
                     cx.sink.push(
@@ -158,15 +197,78 @@ pub(super) fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> BTreeMap<String, tom
                 }
             }
         }
-        let table = match entry.item {
-            Item::Table(t) => t.clone(),
-            Item::Value(Value::InlineTable(t)) => t.clone().into_table(),
-            _ => continue,
-        };
-        out.insert(name.to_string(), table);
     }
-    out
+    config
 }
+
+/// Checks one key of a rule's table, if present; a valid day count or fraction
+/// goes into `numbers` for the [`ORDERED`] checks.
+fn rule_key<'k>(
+    cx: &mut Cx<'_>,
+    table: &Section<'_>,
+    key: &'k str,
+    value: RuleValue,
+    numbers: &mut BTreeMap<&'k str, (f64, usize)>,
+) {
+    match value {
+        Flag(_) => {
+            table.boolean(&mut cx.sink, key);
+        }
+        Days(_) => {
+            if let Some((n, line)) = table.integer_in(&mut cx.sink, key, 1, MAX_DAYS) {
+                // whole days, exact as f64
+                numbers.insert(key, (n as f64, line));
+            }
+        }
+        Fraction(_) => {
+            if let Some(v) = table.fraction(&mut cx.sink, key) {
+                numbers.insert(key, v);
+            }
+        }
+        Count(min, max, _) => {
+            table.integer_in(&mut cx.sink, key, min, max);
+        }
+    }
+}
+
+/// Sets the field of one key from the file. The value is taken as written when it
+/// has the key's type, even out of range (that was reported by [`rule_key`]):
+/// `[retention]` is then checked against what the file says. A file with any
+/// problem does not load, so only checked values reach the rules.
+fn set(config: &mut RulesConfig, rule: RuleId, table: &Section<'_>, key: &str, value: RuleValue) {
+    let Some(item) = table.get(key).map(|e| e.item) else {
+        return;
+    };
+    let whole = || item.as_integer().and_then(|n| u32::try_from(n).ok());
+    match value {
+        Flag(field) => {
+            if let Some(b) = item.as_bool() {
+                *field(config, rule) = b;
+            }
+        }
+        Days(field) | Count(_, _, field) => {
+            if let Some(n) = whole() {
+                *field(config, rule) = n;
+            }
+        }
+        Fraction(field) => {
+            if let Some(f) = item
+                .as_float()
+                .or_else(|| item.as_integer().map(|n| n as f64))
+            {
+                *field(config, rule) = f;
+            }
+        }
+    }
+}
+
+const RETENTION_KEYS: &[&str] = &[
+    "raw_files_days",
+    "attendance_days",
+    "police_da_days",
+    "housing_days",
+    "cases_days",
+];
 
 /// `[retention]`, checked against what the rules need: data a rule still reads
 /// must not be purged (a notification kept less than the repeat window could not
@@ -174,7 +276,7 @@ pub(super) fn rules(cx: &mut Cx<'_>, root: &Section<'_>) -> BTreeMap<String, tom
 pub(super) fn retention(
     cx: &mut Cx<'_>,
     root: &Section<'_>,
-    rules: &BTreeMap<String, toml_edit::Table>,
+    rc: &RulesConfig,
 ) -> RetentionSettings {
     let mut settings = RetentionSettings::default();
     let Some(sec) = root.table(
@@ -186,7 +288,6 @@ pub(super) fn retention(
         return settings;
     };
     sec.check_keys(&mut cx.sink, RETENTION_KEYS);
-    let rc = crate::config::rules_config_from(rules);
     let attendance_need = {
         // The windows are school days: allow for holidays (7 days a week, plus the
         // summer break).
@@ -245,8 +346,6 @@ pub(super) fn retention(
 
 #[cfg(test)]
 mod tests {
-    use toml_edit::Item;
-
     use crate::config::load::fixture::{find, Fixture, MINIMAL};
     use crate::config::load::summary;
 
@@ -283,12 +382,9 @@ lookback_days = 2.5
                 "{MINIMAL}[rules.eviction_risk]\nenabled = false\nlookback_days = 30\n"
             ))
             .unwrap();
-        let rule = &s.rules["eviction_risk"];
-        assert_eq!(rule.get("enabled").and_then(Item::as_bool), Some(false));
-        assert_eq!(
-            rule.get("lookback_days").and_then(Item::as_integer),
-            Some(30)
-        );
+        let rule = &s.rules.eviction_risk;
+        assert!(!rule.common.enabled);
+        assert_eq!(rule.common.lookback_days, 30);
         assert!(summary(&s).contains("eviction_risk (off)"));
     }
 
@@ -333,7 +429,7 @@ lookback_days = 2.5
                  [rules.attendance_drop]\nbelow = 0.85\ndrop = 1\nresolve_after_days = 10\nunauthorised_sessions = 6\n"
             ))
             .unwrap();
-        let c = s.rules_config();
+        let c = s.rules;
         let d = crate::domain::rules::RulesConfig::default();
         assert!(!c.eviction_risk.common.enabled);
         assert_eq!(c.eviction_risk.common.lookback_days, 30);

@@ -2,9 +2,7 @@
 //! localities, schools, jobs, which rules are on) as aligned plain text. It names
 //! overrides and secrets, never their values.
 
-use toml_edit::Item;
-
-use super::rules::RULES;
+use super::rules;
 use crate::config::{
     redact_url, DatabaseUrl, DetailLevel, HttpAuth, MailTransport, Settings, SmtpTls, Transport,
 };
@@ -37,18 +35,12 @@ pub fn summary(settings: &Settings) -> String {
             format!("SMTP {}:{} ({tls}{auth})", smtp.host, smtp.port)
         }
     };
-    let rules: Vec<String> = RULES
-        .iter()
-        .map(|(name, _)| {
-            let table = settings.rules.get(*name);
-            let enabled = table
-                .and_then(|t| t.get("enabled"))
-                .and_then(Item::as_bool)
-                .unwrap_or(true);
-            if enabled {
-                name.to_string()
+    let rules: Vec<String> = rules::in_order()
+        .map(|rule| {
+            if settings.rules.common(rule).enabled {
+                rule.to_string()
             } else {
-                format!("{name} (off)")
+                format!("{rule} (off)")
             }
         })
         .collect();
