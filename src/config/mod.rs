@@ -7,15 +7,13 @@
 
 mod load;
 
-pub use load::{
-    canonical_columns, check_secrets, is_email, load, load_str, summary, Problem, Problems,
-    ENV_PREFIX,
-};
+pub use load::{check_secrets, is_email, load, load_str, summary, Problem, Problems, ENV_PREFIX};
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::domain::rules::RulesConfig;
 use crate::domain::{FeedKind, Format, Urn};
 use crate::jobs::JobSpec;
 
@@ -35,8 +33,8 @@ pub struct Settings {
     pub sources: Vec<SourceSettings>,
     pub localities: Vec<Locality>,
     pub schools: Vec<School>,
-    /// `[rules.*]` tables, kept as parsed TOML until the rules stage types them.
-    pub rules: BTreeMap<String, toml_edit::Table>,
+    /// `[rules.*]`, typed: domain.md §9's defaults with every key the file sets.
+    pub rules: RulesConfig,
     pub linkage: LinkageSettings,
     pub retention: RetentionSettings,
     pub jobs: Vec<JobSpec>,
@@ -449,88 +447,6 @@ impl Settings {
     /// The source with this name.
     pub fn source(&self, name: &str) -> Option<&SourceSettings> {
         self.sources.iter().find(|s| s.name == name)
-    }
-}
-
-impl Settings {
-    /// The `[rules.*]` tables typed, with the defaults of domain.md §9 for every
-    /// key left out. The loader has already checked each value's type and range.
-    pub fn rules_config(&self) -> crate::domain::rules::RulesConfig {
-        rules_config_from(&self.rules)
-    }
-}
-
-/// [`Settings::rules_config`] from the parsed tables.
-pub(crate) fn rules_config_from(
-    rules: &BTreeMap<String, toml_edit::Table>,
-) -> crate::domain::rules::RulesConfig {
-    {
-        use crate::domain::rules::{Common, RuleId, RulesConfig};
-        let mut c = RulesConfig::default();
-        let int = |rule: RuleId, key: &str, default: u32| -> u32 {
-            rules
-                .get(rule.as_str())
-                .and_then(|t| t.get(key))
-                .and_then(|i| i.as_integer())
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(default)
-        };
-        let float = |rule: RuleId, key: &str, default: f64| -> f64 {
-            rules
-                .get(rule.as_str())
-                .and_then(|t| t.get(key))
-                .and_then(|i| i.as_float().or_else(|| i.as_integer().map(|n| n as f64)))
-                .unwrap_or(default)
-        };
-        let common = |rule: RuleId, d: Common| -> Common {
-            Common {
-                enabled: rules
-                    .get(rule.as_str())
-                    .and_then(|t| t.get("enabled"))
-                    .and_then(|i| i.as_bool())
-                    .unwrap_or(d.enabled),
-                lookback_days: int(rule, "lookback_days", d.lookback_days),
-                resolve_after_days: int(rule, "resolve_after_days", d.resolve_after_days),
-            }
-        };
-        let r = RuleId::DaNotification;
-        c.da_notification.common = common(r, c.da_notification.common);
-        c.da_notification.repeat_within_days = int(
-            r,
-            "repeat_within_days",
-            c.da_notification.repeat_within_days,
-        );
-        let r = RuleId::AttendanceDrop;
-        let a = &mut c.attendance_drop;
-        a.common = common(r, a.common);
-        a.window_school_days = int(r, "window_school_days", a.window_school_days);
-        a.baseline_school_days = int(r, "baseline_school_days", a.baseline_school_days);
-        a.below = float(r, "below", a.below);
-        a.drop = float(r, "drop", a.drop);
-        a.severe_below = float(r, "severe_below", a.severe_below);
-        a.min_possible_sessions = int(r, "min_possible_sessions", a.min_possible_sessions);
-        a.unauthorised_sessions = int(r, "unauthorised_sessions", a.unauthorised_sessions);
-        let r = RuleId::EvictionRisk;
-        c.eviction_risk.common = common(r, c.eviction_risk.common);
-        c.eviction_risk.bailiff_within_days = int(
-            r,
-            "bailiff_within_days",
-            c.eviction_risk.bailiff_within_days,
-        );
-        let r = RuleId::EmergingRisk;
-        c.emerging_risk.common = common(r, c.emerging_risk.common);
-        c.emerging_risk.window_days = int(r, "window_days", c.emerging_risk.window_days);
-        c.emerging_risk.min_signal_kinds =
-            int(r, "min_signal_kinds", c.emerging_risk.min_signal_kinds);
-        let r = RuleId::ClosedTooEarly;
-        c.closed_too_early.common = common(r, c.closed_too_early.common);
-        c.closed_too_early.within_days = int(r, "within_days", c.closed_too_early.within_days);
-        c.closed_too_early.urgent_within_days = int(
-            r,
-            "urgent_within_days",
-            c.closed_too_early.urgent_within_days,
-        );
-        c
     }
 }
 

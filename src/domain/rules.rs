@@ -256,6 +256,17 @@ impl RulesConfig {
             RuleId::ClosedTooEarly => self.closed_too_early.common,
         }
     }
+
+    /// The common keys of one rule, to set (the loader fills them by rule).
+    pub fn common_mut(&mut self, rule: RuleId) -> &mut Common {
+        match rule {
+            RuleId::DaNotification => &mut self.da_notification.common,
+            RuleId::AttendanceDrop => &mut self.attendance_drop.common,
+            RuleId::EvictionRisk => &mut self.eviction_risk.common,
+            RuleId::EmergingRisk => &mut self.emerging_risk.common,
+            RuleId::ClosedTooEarly => &mut self.closed_too_early.common,
+        }
+    }
 }
 
 /// Whether a delivery tells a recipient of an alert for the first time or of an

@@ -350,6 +350,12 @@ pub(crate) fn columns(kind: FeedKind) -> &'static [Column] {
     }
 }
 
+/// The canonical column names of a kind, in feeds.md order: the names
+/// `[source.columns]` and `[source.max_lengths]` may use (config checks them here).
+pub fn canonical_columns(kind: FeedKind) -> Vec<&'static str> {
+    columns(kind).iter().map(|c| c.name).collect()
+}
+
 /// The header a canonical column is looked up under: the `[source.columns]` entry,
 /// else its own name.
 pub(crate) fn wanted_header<'s>(source: &'s SourceSettings, canonical: &'s str) -> (&'s str, bool) {

@@ -66,7 +66,7 @@ pub async fn rule_input(
     as_of: chrono::NaiveDate,
 ) -> anyhow::Result<RuleInput> {
     let t0 = Instant::now();
-    let config = settings.rules_config();
+    let config = settings.rules;
     let a = config.attendance_drop;
     let pupils = tokio::spawn({
         let store = store.clone();
@@ -206,7 +206,7 @@ pub async fn evaluate(
             .context("reading the alerts already raised")
     })?;
     let read_s = t0.elapsed().as_secs_f64();
-    let config = settings.rules_config();
+    let config = settings.rules;
     let dir = directory(settings);
     let t1 = Instant::now();
     let (findings, problems, plan) = tokio::task::spawn_blocking(move || {

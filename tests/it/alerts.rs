@@ -281,7 +281,7 @@ async fn every_rule_fires_once_for_the_family_in_trouble_and_never_twice() {
             input.mentions.len(),
             every.mentions.len()
         );
-        let config = b.settings.rules_config();
+        let config = b.settings.rules;
         let (narrow, narrow_problems) = kinlink::rules::evaluate(&input, &config);
         let (wide, wide_problems) = kinlink::rules::evaluate(&every, &config);
         assert_eq!(narrow, wide, "{backend}");

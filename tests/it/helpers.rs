@@ -9,7 +9,7 @@
 
 #![allow(dead_code)] // Not every test binary module uses every helper.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use kinlink::config::{
     DatabaseUrl, DetailLevel, DirTransport, LinkageSettings, MailSettings, MailTransport, Settings,
     SourceSettings, TextEncoding, Transport,
 };
+use kinlink::domain::rules::RulesConfig;
 use kinlink::domain::{FeedKind, Format};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -374,7 +375,7 @@ pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
         sources,
         localities: vec![],
         schools: vec![],
-        rules: BTreeMap::new(),
+        rules: RulesConfig::default(),
         linkage: LinkageSettings::default(),
         retention: Default::default(),
         jobs: vec![],
