@@ -130,7 +130,6 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             mail::outbox(&settings, clock, what).await
         }
         Command::Demo(args) => demo(args, cli.as_of, clock).await,
-        Command::Bench { what } => crate::bench::run(what).await.map_err(Failure::Step),
     }
 }
 

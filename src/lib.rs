@@ -8,7 +8,6 @@
 
 pub mod alerts;
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

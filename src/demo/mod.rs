@@ -14,15 +14,14 @@
 //! quarantine, are *not* in it.
 
 mod attendance;
-pub(crate) mod calendar;
+/// The school calendar the demo's feeds follow (also `kinlink-bench`'s borough).
+pub mod calendar;
 mod cases;
 mod config_file;
 mod housing;
 pub mod names;
 mod police;
 mod population;
-pub mod quality;
-pub mod synth;
 
 pub use attendance::write_attendance;
 

@@ -611,7 +611,7 @@ impl Store {
 }
 
 impl Store {
-    /// For `kinlink bench mail`: `recipients` recipients with two alerts each (a DA
+    /// For `kinlink-bench mail` (bench/src/mail.rs): `recipients` recipients with two alerts each (a DA
     /// notification and an eviction risk, each with a fact naming a person with a
     /// mention) and one pending delivery per alert, with their routed audit rows.
     /// Fictional names; ids start after whatever is there.

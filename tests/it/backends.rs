@@ -20,7 +20,7 @@ pub async fn fresh_postgres(test: &str) -> Option<Store> {
         "kinlink_it_{}",
         test.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     );
-    match kinlink::bench::fresh_postgres(&postgres_url(), &name).await {
+    match kinlink_test_support::fresh_postgres(&postgres_url(), &name).await {
         Ok(store) => Some(store),
         Err(e) => {
             if !crate::helpers::may_skip("postgres") {

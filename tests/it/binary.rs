@@ -253,7 +253,7 @@ async fn kill_nine_in_the_middle_of_a_large_file_then_restart_ingests_it_once() 
     if let Some(store) = fresh_postgres("kill_nine").await {
         let pg_dir = dir.path().join("postgres");
         std::fs::create_dir_all(&pg_dir).unwrap();
-        let url = kinlink::bench::with_database(&postgres_url(), "kinlink_it_kill_nine");
+        let url = kinlink_test_support::with_database(&postgres_url(), "kinlink_it_kill_nine");
         kill_nine_mid_file("postgres", &pg_dir, &url, store).await;
     }
 }
@@ -830,7 +830,7 @@ async fn inbox_symlinks_and_fifos_are_refused_unread_and_what_kinlink_writes_is_
     if let Some(store) = fresh_postgres("symlinks").await {
         let pg_dir = dir.path().join("postgres");
         std::fs::create_dir_all(&pg_dir).unwrap();
-        let url = kinlink::bench::with_database(&postgres_url(), "kinlink_it_symlinks");
+        let url = kinlink_test_support::with_database(&postgres_url(), "kinlink_it_symlinks");
         symlinks_and_fifos_on("postgres", &pg_dir, &url, store).await;
     }
 }
@@ -996,7 +996,7 @@ async fn sigterm_ends_ingest_and_run_once_within_seconds_while_fetching_and_stor
     if let Some(store) = fresh_postgres("sigterm_fetch").await {
         let pg_dir = dir.path().join("postgres");
         std::fs::create_dir_all(&pg_dir).unwrap();
-        let url = kinlink::bench::with_database(&postgres_url(), "kinlink_it_sigterm_fetch");
+        let url = kinlink_test_support::with_database(&postgres_url(), "kinlink_it_sigterm_fetch");
         sigterm_while_fetching_on("postgres", &pg_dir, &url, store).await;
     }
 }

@@ -194,7 +194,7 @@ async fn healthz_answers_within_two_seconds_when_the_database_hangs() {
             .expect("TEST_DATABASE_URL's host as an IP address")
     };
     let proxy = StallingProxy::start(server).await;
-    let via_proxy = kinlink::bench::with_database(
+    let via_proxy = kinlink_test_support::with_database(
         &url.replace(
             &url.split('@')
                 .nth(1)

@@ -2,7 +2,7 @@
 //! with the real ingest path (the config the demo writes, `ingest::open`), turned into
 //! the mentions the store would hold (one per source and mention key, the last record
 //! winning, as the store's upsert does), linked, and scored against
-//! `truth/mentions.csv` with `demo::quality`.
+//! `truth/mentions.csv` with `kinlink_bench::quality` (a dev-dependency).
 //!
 //! The demo must meet issue 3's quality targets (below) and never merge twins.
 
@@ -11,11 +11,11 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use kinlink::config::Transport;
-use kinlink::demo::quality::evaluate_result;
-use kinlink::demo::synth::Truth;
 use kinlink::demo::{generate, DemoOptions};
 use kinlink::domain::records::Record;
 use kinlink::link::{self, LinkMention, LinkOptions, Previous};
+use kinlink_bench::quality::evaluate_result;
+use kinlink_bench::synth::Truth;
 
 /// Issue 3: cluster-level pairwise precision on the generator's default corruption.
 const TARGET_CLUSTER_PRECISION: f64 = 0.998;

@@ -203,7 +203,7 @@ async fn the_daemon_sends_what_a_killed_run_left_at_start_and_due_retries_betwee
 
         let name = "outbox_daemon_start";
         if let Some(store) = crate::backends::fresh_postgres(name).await {
-            let url = kinlink::bench::with_database(
+            let url = kinlink_test_support::with_database(
                 &crate::backends::postgres_url(),
                 &format!("kinlink_it_{name}"),
             );

@@ -539,7 +539,7 @@ async fn mentions_stored_before_address_keys_get_them_when_the_store_next_opens(
             "UPDATE mentions SET address_key = NULL",
             "INSERT INTO store_upgrades (name) VALUES ('mention_address_keys')",
         ];
-        let pg_url = kinlink::bench::with_database(
+        let pg_url = kinlink_test_support::with_database(
             &crate::backends::postgres_url(),
             &format!("kinlink_it_{test}"),
         );

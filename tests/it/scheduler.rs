@@ -393,7 +393,7 @@ async fn two_postgres_stores(test: &str) -> Option<(Store, Store)> {
         "kinlink_it_{}",
         test.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     );
-    let url = kinlink::bench::with_database(&postgres_url(), &name);
+    let url = kinlink_test_support::with_database(&postgres_url(), &name);
     let b = Store::open_postgres(&url).await.unwrap();
     Some((a, b))
 }

@@ -1,4 +1,4 @@
-//! `kinlink bench evaluate`: the rules over a large borough (issue 4): its feeds
+//! `kinlink-bench evaluate`: the rules over a large borough (issue 4): its feeds
 //! (`borough`) ingested and linked by the real pipeline into SQLite (and a fresh
 //! PostgreSQL database when a URL is given), then timed: a first full
 //! `pipeline::evaluate` on the last school day, a second one on the same data (which
@@ -17,13 +17,15 @@ use anyhow::{bail, Context};
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::borough::{self, Borough, BoroughSize};
-use super::{fresh_postgres, peak_rss_kib, with_database};
+use kinlink::clock::Clock;
+use kinlink::config::Settings;
+use kinlink::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
+use kinlink::store::Store;
+use kinlink_test_support::{drop_postgres, fresh_postgres, with_database};
+
+use crate::borough::{self, Borough, BoroughSize};
 use crate::cli::BenchEvaluateArgs;
-use crate::clock::Clock;
-use crate::config::Settings;
-use crate::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
-use crate::store::Store;
+use crate::peak_rss_kib;
 
 /// The PostgreSQL database the benchmark creates on the server and drops after.
 const PG_DATABASE: &str = "kinlink_bench_evaluate";
@@ -129,7 +131,7 @@ pub async fn run(args: &BenchEvaluateArgs) -> anyhow::Result<u8> {
     } else if wants("postgres") && !args.json {
         eprintln!("  (PostgreSQL skipped: pass --postgres URL or set KINLINK_BENCH_POSTGRES)");
     }
-    let exe = std::env::current_exe().context("finding the kinlink binary")?;
+    let exe = std::env::current_exe().context("finding the kinlink-bench binary")?;
     let mut steps = Vec::new();
     for store in stores {
         for name in ["setup", "first", "second", "nightly"] {
@@ -138,8 +140,7 @@ pub async fn run(args: &BenchEvaluateArgs) -> anyhow::Result<u8> {
                 eprintln!("  {phase} …");
             }
             let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "evaluate", "--phase", &phase, "--dir"])
-                .arg(&dir);
+            cmd.args(["evaluate", "--phase", &phase, "--dir"]).arg(&dir);
             if let Some(url) = &args.postgres {
                 cmd.env("KINLINK_BENCH_POSTGRES", url);
             }
@@ -178,7 +179,7 @@ pub async fn run(args: &BenchEvaluateArgs) -> anyhow::Result<u8> {
 /// The bench borough's settings, with the state of `store` in a folder of its own.
 fn settings(dir: &Path, borough: &Borough, store: &str) -> anyhow::Result<Settings> {
     let text = std::fs::read_to_string(&borough.config)?;
-    let mut settings = crate::config::load_str(&text, &borough.config)
+    let mut settings = kinlink::config::load_str(&text, &borough.config)
         .map_err(|p| anyhow::anyhow!("the bench config does not load: {p:?}"))?;
     settings.state_dir = dir.join(format!("state-{store}"));
     std::fs::create_dir_all(&settings.state_dir)?;
@@ -299,25 +300,6 @@ async fn step(phase: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<Step
     store.close().await;
     f.peak_rss_mib = peak_rss_kib() as f64 / 1024.0;
     Ok(f)
-}
-
-/// Drops the benchmark's database.
-#[cfg(feature = "postgres")]
-async fn drop_postgres(url: &str, name: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(url)
-        .await
-        .context("connecting to PostgreSQL")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
-    Ok(())
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn drop_postgres(_url: &str, _name: &str) -> anyhow::Result<()> {
-    Ok(())
 }
 
 /// The rules, in the order of design.md.

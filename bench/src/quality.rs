@@ -14,8 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::synth::Truth;
-use crate::link::{Band, LinkResult, ScoredPair};
+use kinlink::link::{Band, LinkResult, ScoredPair};
+
+use crate::synth::Truth;
 
 /// Figures of one run against the truth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,7 +218,7 @@ pub fn evaluate(
         *per_true.entry(t.person).or_default() += 1;
     }
     let mut stranded = 0;
-    let mut by_noise: Vec<(String, usize, usize)> = super::synth::noise::ALL
+    let mut by_noise: Vec<(String, usize, usize)> = crate::synth::noise::ALL
         .iter()
         .map(|(_, name)| (name.to_string(), 0, 0))
         .collect();
@@ -229,7 +230,7 @@ pub fn evaluate(
             .get(&id)
             .is_none_or(|&c| cell.get(&(c, t.person)).copied().unwrap_or(0) < 2);
         stranded += usize::from(alone);
-        for (k, &(bit, _)) in super::synth::noise::ALL.iter().enumerate() {
+        for (k, &(bit, _)) in crate::synth::noise::ALL.iter().enumerate() {
             if t.noise & bit != 0 {
                 by_noise[k].2 += 1;
                 by_noise[k].1 += usize::from(alone);
@@ -273,7 +274,7 @@ pub fn evaluate_result(ids: &[i64], truth: &[Truth], result: &LinkResult) -> Qua
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::Basis;
+    use kinlink::link::Basis;
 
     /// Mentions 1–3 are person 10, 4–5 person 20, 6 person 30 and 7 person 31
     /// (twins of each other).
@@ -387,7 +388,7 @@ mod tests {
         // Mention 3 (with a nickname) split off from person 10: stranded; the twins
         // (one mention each) are never stranded.
         let mut noisy = truth.clone();
-        noisy[2].noise = crate::demo::synth::noise::NICKNAME;
+        noisy[2].noise = crate::synth::noise::NICKNAME;
         let split = vec![vec![1, 2], vec![3], vec![4, 5], vec![6], vec![7]];
         let q = evaluate(&ids, &noisy, &split, &[], &[]);
         assert_eq!(q.stranded, 1);

@@ -1,51 +1,26 @@
-//! `kinlink bench ingest`: throughput of the attendance ingest path, measured the
-//! way the nightly job runs it; `kinlink bench link` (in `linking`): identity
-//! resolution at scale against ground truth; `kinlink bench mail` (in `mail`): digests
-//! composed and sent through the file transport and a loopback SMTP server. Each phase runs in a child process of
-//! its own so that its peak memory (VmHWM) is its own, not the sum of earlier phases.
-//! `kinlink bench evaluate` (in `evaluating`, with its borough in `borough`): the
-//! rules over a large borough, first run, re-run and nightly.
+//! `kinlink-bench ingest`: throughput of the attendance ingest path, measured the
+//! way the nightly job runs it: parse-only and parse+store, CSV and XLSX, SQLite and
+//! (with a URL) PostgreSQL. Each phase runs in a child process of its own so that its
+//! peak memory (VmHWM) is its own, not the sum of earlier phases.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
 
-use crate::cli::{BenchCommand, BenchIngestArgs};
-use crate::clock::Clock;
-use crate::config::{DirTransport, SourceSettings, TextEncoding, Transport};
-use crate::domain::{FeedKind, Format};
-use crate::pipeline::{self, FileOutcome, NoProgress};
-use crate::store::{NewFile, Store};
+use kinlink::clock::Clock;
+use kinlink::config::{DirTransport, SourceSettings, TextEncoding, Transport};
+use kinlink::domain::{FeedKind, Format};
+use kinlink::pipeline::{self, FileOutcome, NoProgress};
+use kinlink::store::{NewFile, Store};
+use kinlink_test_support::fresh_postgres;
 
-mod borough;
-mod evaluating;
-mod linking;
-mod mail;
+use crate::cli::BenchIngestArgs;
+use crate::{peak_rss_kib, PhaseResult};
 
-/// One phase's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PhaseResult {
-    pub phase: String,
-    pub rows: u64,
-    pub seconds: f64,
-    pub rows_per_sec: f64,
-    pub peak_rss_mib: f64,
-}
-
-/// Runs a bench command.
-pub async fn run(cmd: &BenchCommand) -> anyhow::Result<u8> {
-    match cmd {
-        BenchCommand::Ingest(args) => ingest(args).await,
-        BenchCommand::Link(args) => linking::run(args).await,
-        BenchCommand::Evaluate(args) => evaluating::run(args).await,
-        BenchCommand::Mail(args) => mail::run(args).await,
-    }
-}
-
-async fn ingest(args: &BenchIngestArgs) -> anyhow::Result<u8> {
+/// Runs the benchmark (or, with `--phase`, one phase of it).
+pub async fn run(args: &BenchIngestArgs) -> anyhow::Result<u8> {
     let temp;
     let dir = match &args.dir {
         Some(d) => d.clone(),
@@ -68,9 +43,9 @@ async fn ingest(args: &BenchIngestArgs) -> anyhow::Result<u8> {
     );
     let t = Instant::now();
     let csv_columns =
-        crate::demo::write_attendance(&dir.join("marks.csv"), Format::Csv, args.csv_rows, 7)?;
+        kinlink::demo::write_attendance(&dir.join("marks.csv"), Format::Csv, args.csv_rows, 7)?;
     let xlsx_columns =
-        crate::demo::write_attendance(&dir.join("marks.xlsx"), Format::Xlsx, args.xlsx_rows, 7)?;
+        kinlink::demo::write_attendance(&dir.join("marks.xlsx"), Format::Xlsx, args.xlsx_rows, 7)?;
     std::fs::write(
         dir.join("columns.json"),
         serde_json::to_string(&(csv_columns, xlsx_columns))?,
@@ -85,12 +60,11 @@ async fn ingest(args: &BenchIngestArgs) -> anyhow::Result<u8> {
             "  (PostgreSQL phases skipped: pass --postgres URL or set KINLINK_BENCH_POSTGRES)"
         );
     }
-    let exe = std::env::current_exe().context("finding the kinlink binary")?;
+    let exe = std::env::current_exe().context("finding the kinlink-bench binary")?;
     let mut results = Vec::new();
     for phase in phases {
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["bench", "ingest", "--phase", phase, "--dir"])
-            .arg(&dir);
+        cmd.args(["ingest", "--phase", phase, "--dir"]).arg(&dir);
         if let Some(url) = &args.postgres {
             cmd.env("KINLINK_BENCH_POSTGRES", url);
         }
@@ -162,7 +136,7 @@ async fn run_phase(phase: &str, dir: &Path, args: &BenchIngestArgs) -> anyhow::R
     let rows = if phase.ends_with("-parse") {
         let source = source.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-            let mut reader = crate::ingest::open(&source, &file, &file.display().to_string())?;
+            let mut reader = kinlink::ingest::open(&source, &file, &file.display().to_string())?;
             let mut rows = 0u64;
             loop {
                 let batch = reader.next_batch(4096)?;
@@ -227,78 +201,4 @@ async fn run_phase(phase: &str, dir: &Path, args: &BenchIngestArgs) -> anyhow::R
         rows_per_sec: rows as f64 / seconds.max(1e-9),
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
     })
-}
-
-/// Drops and re-creates a database on the server at `url` and opens it.
-#[cfg(feature = "postgres")]
-pub async fn fresh_postgres(url: &str, name: &str) -> anyhow::Result<Store> {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(url)
-        .await
-        .context("connecting to PostgreSQL")?;
-    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    sqlx::query(&drop).execute(&mut admin).await?;
-    let create = format!("CREATE DATABASE {name}");
-    sqlx::query(&create).execute(&mut admin).await?;
-    admin.close().await?;
-    let db_url = with_database(url, name);
-    Ok(Store::open_postgres(&db_url).await?)
-}
-
-/// Without PostgreSQL support there is no PostgreSQL phase.
-#[cfg(not(feature = "postgres"))]
-pub async fn fresh_postgres(_url: &str, _name: &str) -> anyhow::Result<Store> {
-    bail!("built without the postgres feature")
-}
-
-/// The same server URL with another database name.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[after_scheme..].find('/').map(|i| i + after_scheme);
-    let mut out = match path_start {
-        Some(i) => format!("{}/{name}", &base[..i]),
-        None => format!("{base}/{name}"),
-    };
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// Peak resident memory of this process, from /proc (0 where there is none).
-pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            with_database("postgres://127.0.0.1:5432/test", "x"),
-            "postgres://127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/test?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://h:5432", "x"),
-            "postgres://h:5432/x"
-        );
-    }
 }

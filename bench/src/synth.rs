@@ -23,11 +23,13 @@ use chrono::{Datelike, Days, NaiveDate};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::names::{self, Weighted};
-use super::{SOURCE_ATTENDANCE, SOURCE_CASES, SOURCE_HOUSING, SOURCE_MIS_API, SOURCE_POLICE};
-use crate::domain::ids::upn_check_letter;
-use crate::domain::FeedKind;
-use crate::link::LinkMention;
+use kinlink::demo::names::{self, Weighted};
+use kinlink::demo::{
+    SOURCE_ATTENDANCE, SOURCE_CASES, SOURCE_HOUSING, SOURCE_MIS_API, SOURCE_POLICE,
+};
+use kinlink::domain::ids::upn_check_letter;
+use kinlink::domain::FeedKind;
+use kinlink::link::LinkMention;
 
 /// The truth of one mention (same index as the mention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1269,13 +1271,13 @@ mod tests {
             .iter()
             .filter(|m| m.upn.is_some())
             .all(
-                |m| crate::domain::Upn::parse(m.upn.as_deref().unwrap_or(""))
+                |m| kinlink::domain::Upn::parse(m.upn.as_deref().unwrap_or(""))
                     .is_some_and(|u| u.is_valid())
             ));
         assert!(ms
             .iter()
             .filter_map(|m| m.nhs_number.as_deref())
-            .all(|n| crate::domain::NhsNumber::parse(n).is_some_and(|n| n.is_valid())));
+            .all(|n| kinlink::domain::NhsNumber::parse(n).is_some_and(|n| n.is_valid())));
         // A valid UPN or NHS number never names two people.
         let mut owner: BTreeMap<&str, u64> = BTreeMap::new();
         for (m, t) in ms.iter().zip(&truth) {

@@ -34,11 +34,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::demo::calendar::{is_school_day, school_days_before};
-use crate::demo::synth::{synth_mentions, SynthOptions};
-use crate::demo::{SOURCE_ATTENDANCE, SOURCE_CASES, SOURCE_HOUSING, SOURCE_MIS_API, SOURCE_POLICE};
-use crate::domain::FeedKind;
-use crate::link::LinkMention;
+use kinlink::demo::calendar::{is_school_day, school_days_before};
+use kinlink::demo::{
+    SOURCE_ATTENDANCE, SOURCE_CASES, SOURCE_HOUSING, SOURCE_MIS_API, SOURCE_POLICE,
+};
+use kinlink::domain::FeedKind;
+use kinlink::link::LinkMention;
+
+use crate::synth::{synth_mentions, SynthOptions};
 
 /// Localities of the bench borough; postcode districts are dealt out among them.
 const LOCALITIES: &[&str] = &["North", "South", "East", "West", "Central", "Riverside"];
@@ -971,7 +974,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
         let text = config_text(400);
-        let settings = crate::config::load_str(&text, &dir.path().join("kinlink.toml")).unwrap();
+        let settings = kinlink::config::load_str(&text, &dir.path().join("kinlink.toml")).unwrap();
         assert_eq!(settings.schools.len(), 400);
         assert_eq!(settings.localities.len(), LOCALITIES.len());
         let routed: usize = settings.localities.iter().map(|l| l.postcodes.len()).sum();

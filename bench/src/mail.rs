@@ -1,4 +1,4 @@
-//! `kinlink bench mail`: compose and send N digests (default 5,000: one per
+//! `kinlink-bench mail`: compose and send N digests (default 5,000: one per
 //! recipient, two alerts each) from a fresh SQLite store, through the file
 //! transport and through a real SMTP server on loopback (the aiosmtpd fixture of the
 //! tests, `tests/it/fixtures/smtp_server.py`, started by the bench; or `--relay
@@ -12,12 +12,13 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
+use kinlink::clock::Clock;
+use kinlink::config::{DetailLevel, MailSettings, MailTransport, SmtpSettings, SmtpTls};
+use kinlink::mail::digest::{enqueue_digests, DigestOptions};
+use kinlink::mail::{DrainOptions, Mailer};
+use kinlink::store::Store;
+
 use crate::cli::BenchMailArgs;
-use crate::clock::Clock;
-use crate::config::{DetailLevel, MailSettings, MailTransport, SmtpSettings, SmtpTls};
-use crate::mail::digest::{enqueue_digests, DigestOptions};
-use crate::mail::{DrainOptions, Mailer};
-use crate::store::Store;
 
 /// One transport's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,14 +41,14 @@ pub async fn run(args: &BenchMailArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string(&result)?);
         return Ok(0);
     }
-    let exe = std::env::current_exe().context("finding the kinlink binary")?;
+    let exe = std::env::current_exe().context("finding the kinlink-bench binary")?;
     println!(
         "Composing and sending {} digests (two alerts each), SQLite, detail minimal …",
         args.digests
     );
     for phase in ["file", "smtp"] {
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(["bench", "mail", "--phase", phase, "--digests"])
+        cmd.args(["mail", "--phase", phase, "--digests"])
             .arg(args.digests.to_string());
         if let Some(relay) = &args.relay {
             cmd.arg("--relay").arg(relay);
@@ -121,7 +122,7 @@ async fn phase_run(phase: &str, args: &BenchMailArgs) -> anyhow::Result<MailPhas
         from: "Early Help Alerts <eh-alerts@example.gov.uk>".into(),
         detail: DetailLevel::Minimal,
         admin: vec![],
-        retry_every_mins: crate::config::DEFAULT_RETRY_EVERY_MINS,
+        retry_every_mins: kinlink::config::DEFAULT_RETRY_EVERY_MINS,
     })?;
     let options = DigestOptions {
         detail: DetailLevel::Minimal,
@@ -163,7 +164,7 @@ async fn phase_run(phase: &str, args: &BenchMailArgs) -> anyhow::Result<MailPhas
         settle_s,
         per_sec: composed.stored as f64 / total,
         send_per_sec: composed.stored as f64 / drain_s,
-        peak_rss_mib: super::peak_rss_kib() as f64 / 1024.0,
+        peak_rss_mib: crate::peak_rss_kib() as f64 / 1024.0,
     })
 }
 
@@ -171,7 +172,7 @@ async fn phase_run(phase: &str, args: &BenchMailArgs) -> anyhow::Result<MailPhas
 async fn start_fixture(dir: &Path) -> anyhow::Result<(tokio::process::Child, u16)> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/it/fixtures/smtp_server.py"
+        "/../tests/it/fixtures/smtp_server.py"
     );
     // The same interpreters the tests try: $KINLINK_TEST_PYTHON, python3, /usr/bin/python3.
     let candidates: Vec<String> = std::env::var("KINLINK_TEST_PYTHON")

@@ -1,7 +1,7 @@
-//! `kinlink bench link`: identity resolution on synthetic mentions with ground truth
-//! (`demo::synth`), the way issue 3 measures it: per size, candidate pairs, seconds
+//! `kinlink-bench link`: identity resolution on synthetic mentions with ground truth
+//! (`synth`), the way issue 3 measures it: per size, candidate pairs, seconds
 //! per stage, wall time of `link::link` (generation excluded), peak memory, and
-//! cluster- and pair-level quality (`demo::quality`); then an incremental run of new
+//! cluster- and pair-level quality (`quality`); then an incremental run of new
 //! mentions against an existing, already linked base.
 //!
 //! Each run happens in a child process of its own (`--phase`), so that its peak
@@ -15,11 +15,12 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::peak_rss_kib;
+use kinlink::link::{self, LinkMention, LinkOptions, Previous};
+
 use crate::cli::BenchLinkArgs;
-use crate::demo::quality::{evaluate_result, Quality};
-use crate::demo::synth::{synth_mentions, SynthOptions};
-use crate::link::{self, LinkMention, LinkOptions, Previous};
+use crate::peak_rss_kib;
+use crate::quality::{evaluate_result, Quality};
+use crate::synth::{synth_mentions, SynthOptions};
 
 /// The figures of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,10 +74,10 @@ pub async fn run(args: &BenchLinkArgs) -> anyhow::Result<u8> {
     if args.mentions.is_empty() || args.mentions.contains(&0) {
         bail!("--mentions needs one or more sizes above 0, e.g. --mentions 100000,1000000");
     }
-    let exe = std::env::current_exe().context("finding the kinlink binary")?;
+    let exe = std::env::current_exe().context("finding the kinlink-bench binary")?;
     let child = |extra: Vec<String>| -> anyhow::Result<LinkFigures> {
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["bench", "link", "--seed", &args.seed.to_string()])
+        cmd.args(["link", "--seed", &args.seed.to_string()])
             .args(&extra);
         if let Some(v) = args.auto_link {
             cmd.args(["--auto-link", &v.to_string()]);
