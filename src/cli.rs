@@ -1,4 +1,4 @@
-//! The command line of design.md, as clap types. Handlers live in `app`.
+//! The command line of docs/design.md, as clap types. Handlers live in `app`.
 
 use std::path::PathBuf;
 
@@ -171,7 +171,7 @@ pub struct LinkArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AlertsCommand {
-    /// Alerts, oldest first (JSON: the shape of feeds.md).
+    /// Alerts, oldest first (JSON: the shape of docs/feeds.md).
     List {
         /// Only this rule (da_notification, attendance_drop, eviction_risk,
         /// emerging_risk, closed_too_early).

@@ -1,4 +1,4 @@
-//! Scheduled jobs, one TOML file each in the jobs folder (config.md): a name, a
+//! Scheduled jobs, one TOML file each in the jobs folder (docs/config.md): a name, a
 //! six-field cron schedule in the config timezone, the steps to run in order, and
 //! whether a missed run is caught up on start.
 

@@ -1,4 +1,4 @@
-//! Signals, as values the daemon is handed (style.md habit 2: shutdown is an
+//! Signals, as values the daemon is handed (docs/style.md habit 2: shutdown is an
 //! argument, not a global): SIGTERM and SIGINT cancel a [`CancellationToken`];
 //! SIGHUP arrives on a [`Hangups`] stream; [`drain`] waits for in-flight work until
 //! a deadline.

@@ -554,7 +554,7 @@ fn write_mark(
     session: &str,
     mark: &str,
 ) -> io::Result<()> {
-    // A pupil without a UPN is keyed by school and name (feeds.md).
+    // A pupil without a UPN is keyed by school and name (docs/feeds.md).
     let upn = if m.mention_key.contains('/') {
         ""
     } else {

@@ -1,4 +1,4 @@
-//! `kinlink-bench evaluate`: the rules over a large borough (issue 4): its feeds
+//! `kinlink-bench evaluate`: the rules over a large borough: its feeds
 //! (`borough`) ingested and linked by the real pipeline into SQLite (and a fresh
 //! PostgreSQL database when a URL is given), then timed: a first full
 //! `pipeline::evaluate` on the last school day, a second one on the same data (which
@@ -302,7 +302,7 @@ async fn step(phase: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<Step
     Ok(f)
 }
 
-/// The rules, in the order of design.md.
+/// The rules, in the order of docs/design.md.
 const RULES: &[&str] = &[
     "da_notification",
     "attendance_drop",
@@ -311,7 +311,7 @@ const RULES: &[&str] = &[
     "closed_too_early",
 ];
 
-/// The figures as markdown tables, with the targets of issue 4.
+/// The figures as markdown tables, with the evaluate targets.
 pub fn markdown(b: &EvaluateBench) -> String {
     let c = &b.borough.counts;
     let n = &b.borough.nightly_counts;
@@ -403,7 +403,7 @@ pub fn markdown(b: &EvaluateBench) -> String {
         out.push('\n');
     }
     out.push_str(
-        "\nTargets (issue 4): all rules over 1,000,000 mentions, 20,000,000 marks, 20,000 \
+        "\nTargets: all rules over 1,000,000 mentions, 20,000,000 marks, 20,000 \
          notifications, 5,000 notices and 100,000 case rows in ≤ 30 s on SQLite (PostgreSQL \
          reported); the nightly evaluation of one day of new data in ≤ 5 s. A second run on \
          the same data must raise nothing.\n",

@@ -1,5 +1,5 @@
 //! `kinlink-bench link`: identity resolution on synthetic mentions with ground truth
-//! (`synth`), the way issue 3 measures it: per size, candidate pairs, seconds
+//! (`synth`), the way the linkage targets are measured: per size, candidate pairs, seconds
 //! per stage, wall time of `link::link` (generation excluded), peak memory, and
 //! cluster- and pair-level quality (`quality`); then an incremental run of new
 //! mentions against an existing, already linked base.
@@ -275,7 +275,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The figures as two markdown tables (speed, quality) and the targets of issue 3.
+/// The figures as two markdown tables (speed, quality) and the linkage targets.
 pub fn markdown(results: &[LinkFigures]) -> String {
     let mut out = String::new();
     let label = |f: &LinkFigures| match f.new_mentions {
@@ -366,7 +366,7 @@ pub fn markdown(results: &[LinkFigures]) -> String {
         out.push('\n');
     }
     out.push_str(
-        "\nTargets (issue 3): 1,000,000 mentions in ≤ 10 s wall with peak ≤ 2 GiB; \
+        "\nTargets: 1,000,000 mentions in ≤ 10 s wall with peak ≤ 2 GiB; \
          20,000 new against 1,000,000 in ≤ 2 s; cluster precision ≥ 0.998 and recall ≥ 0.98; \
          no twins merged; review queue ≤ 1% of mentions.\n\
          Pair P/R/F1 count the scored pairs in band link against every true pair (a true \

@@ -1,6 +1,6 @@
 //! How good a linking run is, against ground truth: pure counting, no IO.
 //!
-//! Two views, as issue 3 asks:
+//! Two views:
 //! - **cluster level**: every pair of mentions that ends up in one predicted person
 //!   counts, so a transitive over-merge is punished for every pair it drags in. The
 //!   counts come from a contingency table (predicted person × true person), summing

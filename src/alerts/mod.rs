@@ -1,5 +1,5 @@
 //! Alerts: findings → what must change in the alert table, and who is to be told
-//! (design.md "Routing and privacy"; issue: rules, alerts, routing, audit).
+//! (docs/design.md "Routing and privacy").
 //!
 //! - **Identity.** An open alert is the one per rule and subject. A finding whose
 //!   facts it already holds changes nothing; a new fact escalates it (a new

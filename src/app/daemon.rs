@@ -2,7 +2,7 @@
 //!
 //! [`build`] makes exactly what production runs — settings, the migrated store,
 //! the scheduler — and [`App::run_until_stopped`] runs it until the shutdown
-//! token is cancelled (style.md habit 1), so the tests start the daemon the way
+//! token is cancelled (docs/style.md habit 1), so the tests start the daemon the way
 //! systemd does.
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ use crate::scheduler::{
 use crate::shutdown::{CancellationToken, Drained, Hangups};
 use crate::store::Store;
 
-/// The stages `run-once` runs, in design.md's order.
+/// The stages `run-once` runs, in docs/design.md's order.
 pub const RUN_ONCE_STEPS: &[Step] = &[Step::Ingest, Step::Link, Step::Evaluate, Step::Send];
 
 /// Logs a failed run: an error line (job, run id, error: no personal data), which

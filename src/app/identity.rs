@@ -388,7 +388,7 @@ pub(super) async fn persons(settings: &Settings, what: &PersonsCommand) -> Resul
     Ok(0)
 }
 
-/// The header of `persons export --format csv` (feeds.md "Exports").
+/// The header of `persons export --format csv` (docs/feeds.md "Exports").
 pub const EXPORT_HEADER: [&str; 9] = [
     "person_id",
     "family_id",

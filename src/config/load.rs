@@ -1,4 +1,4 @@
-//! Reads the config file of config.md into [`Settings`], then the jobs folder it
+//! Reads the config file of docs/config.md into [`Settings`], then the jobs folder it
 //! names, and reports every problem of both at once: file, line, what is wrong and
 //! what would fix it. Unknown keys are errors, because a typo must not silently
 //! switch a safeguard off. Secrets are only ever named (`*_env`, `*_file`); they are

@@ -1,4 +1,4 @@
-//! The configuration contract of config.md as typed values.
+//! The configuration contract of docs/config.md as typed values.
 //!
 //! `load` reads one TOML file (and the jobs folder it names), resolves relative
 //! paths against the file's folder, and reports every problem at once with file,
@@ -33,7 +33,7 @@ pub struct Settings {
     pub sources: Vec<SourceSettings>,
     pub localities: Vec<Locality>,
     pub schools: Vec<School>,
-    /// `[rules.*]`, typed: domain.md §9's defaults with every key the file sets.
+    /// `[rules.*]`, typed: docs/domain.md §9's defaults with every key the file sets.
     pub rules: RulesConfig,
     pub linkage: LinkageSettings,
     pub retention: RetentionSettings,
@@ -335,9 +335,9 @@ pub struct DirTransport {
 }
 
 impl DirTransport {
-    /// config.md's default for `settle_secs`.
+    /// docs/config.md's default for `settle_secs`.
     pub const DEFAULT_SETTLE_SECS: u64 = 60;
-    /// config.md's default for `max_file_bytes` (512 MiB).
+    /// docs/config.md's default for `max_file_bytes` (512 MiB).
     pub const DEFAULT_MAX_FILE_BYTES: u64 = 536_870_912;
 
     /// The inbox at `path` with the default settle time and size limit.

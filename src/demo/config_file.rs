@@ -1,5 +1,5 @@
 //! Writes the demo borough's `kinlink.toml` and `jobs/nightly.toml`, following
-//! config.md: one `[[source]]` per feed file (all read from `inbox/<source>`), the
+//! docs/config.md: one `[[source]]` per feed file (all read from `inbox/<source>`), the
 //! localities with their postcode districts and staff, every school with its EWOs,
 //! and the rules and linkage tables at their documented defaults.
 

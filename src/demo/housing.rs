@@ -220,7 +220,7 @@ pub(crate) fn write(
     let date_format = Format::new().set_num_format("dd/mm/yyyy");
     let bold = Format::new().set_bold();
     // Rows 0 and 1 stay blank, as exports often leave them: the header is the
-    // first non-empty row (feeds.md), so a title row above it is not allowed.
+    // first non-empty row (docs/feeds.md), so a title row above it is not allowed.
     for (c, h) in HEADER.iter().enumerate() {
         sheet
             .write_string_with_format(2, c as u16, *h, &bold)

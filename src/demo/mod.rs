@@ -9,7 +9,7 @@
 //! from a seeded ChaCha8 stream, every collection that is iterated is ordered, and
 //! every date is computed from the `as_of` passed in (never the clock).
 //!
-//! Invariant: the truth file has one row per distinct mention key (feeds.md) of every
+//! Invariant: the truth file has one row per distinct mention key (docs/feeds.md) of every
 //! row the generator meant to be good; deliberately bad rows, which ingest will
 //! quarantine, are *not* in it.
 
@@ -280,7 +280,7 @@ pub(crate) fn iso_date(d: NaiveDate) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
-/// Names as feeds.md normalises them for mention keys: trimmed, inner whitespace
+/// Names as docs/feeds.md normalises them for mention keys: trimmed, inner whitespace
 /// collapsed, upper case.
 pub(crate) fn key_name(s: &str) -> String {
     s.split_whitespace()

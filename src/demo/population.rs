@@ -29,7 +29,7 @@ pub const LOCALITIES: &[(&str, &[&str])] = &[
 const LA_CODE: u32 = 355;
 /// Neighbouring authorities that issued some pupils' UPNs before they moved in.
 const NEIGHBOUR_LAS: &[u32] = &[350, 351, 352, 354, 356];
-/// The UPN alphabet (domain.md 3.1).
+/// The UPN alphabet (docs/domain.md 3.1).
 pub const UPN_ALPHABET: &[u8; 23] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
 /// Letters allowed in the inward code of a postcode.
 const INWARD_LETTERS: &[u8] = b"ABDEFGHJLNPQRSTUWXYZ";

@@ -278,7 +278,7 @@ fn upns_are_valid_except_the_deliberate_ones_and_rows_add_up() {
 }
 
 /// The mention keys of the good rows of every feed, computed from the files alone,
-/// as feeds.md defines them.
+/// as docs/feeds.md defines them.
 fn keys_from_feeds(summary: &DemoSummary) -> BTreeSet<(String, String)> {
     let mut keys = BTreeSet::new();
     // Attendance CSV.

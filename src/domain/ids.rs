@@ -2,7 +2,7 @@
 //! UPRN (≤ 12 digits) and postcodes (normalised, validated as a warning only).
 //!
 //! An identifier that fails its check is kept and flagged, never dropped: the row
-//! stays, but the value is not used as a deterministic match key (domain.md 9.5).
+//! stays, but the value is not used as a deterministic match key (docs/domain.md 9.5).
 
 use std::fmt;
 
@@ -225,7 +225,7 @@ impl fmt::Display for Postcode {
     }
 }
 
-/// The strict regex of domain.md 3.4, written out by hand so that no regex engine
+/// The strict regex of docs/domain.md 3.4, written out by hand so that no regex engine
 /// is needed for one pattern.
 fn postcode_is_valid(outward: &str, inward: &str) -> bool {
     if outward == "GIR" && inward == "0AA" {

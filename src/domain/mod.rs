@@ -22,7 +22,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Declares a closed enumeration with its canonical spelling and accepted aliases.
-/// Parsing trims and ignores case, as feeds.md asks of every enumeration.
+/// Parsing trims and ignores case, as docs/feeds.md asks of every enumeration.
 macro_rules! enumeration {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $canon:literal $(| $alias:literal)*),+ $(,)? }) => {
         $(#[$meta])*
@@ -75,7 +75,7 @@ pub struct UnknownValue {
 }
 
 enumeration!(
-    /// The four feed kinds of feeds.md.
+    /// The four feed kinds of docs/feeds.md.
     FeedKind {
         Attendance => "attendance",
         PoliceDa => "police_da",
@@ -177,7 +177,7 @@ enumeration!(
     }
 );
 
-/// The statistical category of a DfE attendance mark (domain.md 1.2).
+/// The statistical category of a DfE attendance mark (docs/domain.md 1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MarkCategory {
@@ -215,7 +215,7 @@ pub struct Mark {
 }
 
 /// The national codes from 19 Aug 2024 plus the retired ones still found in older
-/// data, mapped as domain.md 1.2 says (`H`/`F` authorised, `J` approved activity,
+/// data, mapped as docs/domain.md 1.2 says (`H`/`F` authorised, `J` approved activity,
 /// plain `Y` not possible). `-` (no mark) is a data-quality error and is not here.
 const MARKS: &[(&str, MarkCategory)] = {
     use MarkCategory::*;

@@ -1,4 +1,4 @@
-//! The canonical records of the four feed kinds (feeds.md), as ingest produces them
+//! The canonical records of the four feed kinds (docs/feeds.md), as ingest produces them
 //! and the store keeps them. Each person-bearing record carries a [`PersonMention`],
 //! the input to identity resolution.
 
@@ -12,11 +12,11 @@ use super::{
 
 /// One record's worth of facts about a person, as that feed recorded them.
 ///
-/// Invariant: `mention_key` follows feeds.md for the feed kind, so the same person in
+/// Invariant: `mention_key` follows docs/feeds.md for the feed kind, so the same person in
 /// the same source always gets the same key (a pupil with 300 marks is one mention).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersonMention {
-    /// The mention key of feeds.md ("Mention key" under each kind).
+    /// The mention key of docs/feeds.md ("Mention key" under each kind).
     pub mention_key: String,
     /// Trimmed, inner whitespace collapsed; spelling and case kept for display.
     pub forename: Option<String>,

@@ -1,10 +1,10 @@
-//! The rules' settings (`[rules.*]` of config.md) as plain data, with the defaults
-//! of domain.md §9. `config` fills them from the file; `rules` and `alerts` read
+//! The rules' settings (`[rules.*]` of docs/config.md) as plain data, with the defaults
+//! of docs/domain.md §9. `config` fills them from the file; `rules` and `alerts` read
 //! them. Every number here is a default a council may change, not a rule of law.
 
 use serde::Serialize;
 
-/// How urgent an alert is. Ordered: `Info < Priority < Urgent` (feeds.md).
+/// How urgent an alert is. Ordered: `Info < Priority < Urgent` (docs/feeds.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -71,7 +71,7 @@ impl RuleId {
         RuleId::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
-    /// The role the rule's alerts go to (design.md's table).
+    /// The role the rule's alerts go to (docs/design.md's table).
     pub fn role(self) -> Role {
         match self {
             RuleId::DaNotification => Role::DvChampion,
@@ -88,7 +88,7 @@ impl std::fmt::Display for RuleId {
     }
 }
 
-/// A recipient's role: the locality lists of config.md, a school's EWOs, and the
+/// A recipient's role: the locality lists of docs/config.md, a school's EWOs, and the
 /// admin list (unrouted alerts only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,7 +174,7 @@ pub struct AttendanceDrop {
     pub severe_below: f64,
     pub min_possible_sessions: u32,
     /// Unauthorised sessions in the window at which the penalty-notice threshold
-    /// is near (domain.md 1.4: 10 in 10 school weeks): raises to priority.
+    /// is near (docs/domain.md 1.4: 10 in 10 school weeks): raises to priority.
     pub unauthorised_sessions: u32,
 }
 
@@ -210,7 +210,7 @@ pub struct RulesConfig {
 }
 
 impl Default for RulesConfig {
-    /// The defaults of config.md and domain.md §9.
+    /// The defaults of docs/config.md and docs/domain.md §9.
     fn default() -> Self {
         RulesConfig {
             da_notification: DaNotification {

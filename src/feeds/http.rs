@@ -24,7 +24,7 @@ use crate::domain::Format;
 /// Sent with every request, so a provider can tell us apart in its logs.
 pub const USER_AGENT: &str = concat!("kinlink/", env!("CARGO_PKG_VERSION"));
 
-/// The connect timeout of [`client`]: config.md's default for `connect_timeout_secs`.
+/// The connect timeout of [`client`]: docs/config.md's default for `connect_timeout_secs`.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 
 /// More pages than this means a broken or hostile next-link chain.

@@ -2,7 +2,7 @@
 //! quarantined [`RowProblem`]s out. Pure parsing: no database, no network.
 //!
 //! [`open`] (or [`open_bytes`]) reads the header and maps the source's own column
-//! names onto the canonical columns of feeds.md; a file that cannot be used at all
+//! names onto the canonical columns of docs/feeds.md; a file that cannot be used at all
 //! comes back as a [`FileRejection`]. [`RowReader::next_batch`] then streams row
 //! outcomes in batches, so memory stays bounded whatever the file size (JSON is the
 //! exception: the document is parsed whole, as API pages are small).
@@ -51,7 +51,7 @@ pub enum FileRejection {
     },
     /// Nothing before the end of the file: no header row.
     #[error(
-        "file {file:?} is empty: it has no header row (expected the {kind} columns of feeds.md)"
+        "file {file:?} is empty: it has no header row (expected the {kind} columns of docs/feeds.md)"
     )]
     Empty { file: String, kind: FeedKind },
     /// The bytes are not the declared format (corrupt, truncated, wrong type).
@@ -116,7 +116,7 @@ pub enum FileRejection {
 /// A required column the header lacks, with what the source's map said to look for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingColumn {
-    /// The canonical column (feeds.md).
+    /// The canonical column (docs/feeds.md).
     pub canonical: String,
     /// The header that was looked for.
     pub header: String,
@@ -265,7 +265,7 @@ const fn col(name: &'static str, need: Need) -> Column {
 
 use Need::{EitherOf, Optional, Required};
 
-/// The canonical columns of each kind, in feeds.md order. `record.rs` indexes these
+/// The canonical columns of each kind, in docs/feeds.md order. `record.rs` indexes these
 /// by position.
 pub(crate) const ATTENDANCE: &[Column] = &[
     col("school_urn", Required),
@@ -350,7 +350,7 @@ pub(crate) fn columns(kind: FeedKind) -> &'static [Column] {
     }
 }
 
-/// The canonical column names of a kind, in feeds.md order: the names
+/// The canonical column names of a kind, in docs/feeds.md order: the names
 /// `[source.columns]` and `[source.max_lengths]` may use (config checks them here).
 pub fn canonical_columns(kind: FeedKind) -> Vec<&'static str> {
     columns(kind).iter().map(|c| c.name).collect()

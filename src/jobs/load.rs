@@ -1,4 +1,4 @@
-//! Loads the jobs folder: every `*.toml` in it is one job (config.md). Every problem
+//! Loads the jobs folder: every `*.toml` in it is one job (docs/config.md). Every problem
 //! in every file is reported at once, with the job file's path and line.
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! (with its 1-based line) instead of stopping, so one pass reports every mistake
 //! in a file a person wrote.
 //!
-//! It lives under `jobs` because both loaders use it and style.md lets `config`
+//! It lives under `jobs` because both loaders use it and docs/style.md lets `config`
 //! depend on `jobs` (a `Settings` holds `JobSpec`s) but not the other way round.
 
 use std::ops::Range;

@@ -4,7 +4,7 @@
 //! people of one household share surname, address and postcode, and twins a date of
 //! birth too. A probability alone would link them; the caps make a forename or DOB
 //! disagreement outweigh a shared address, and never auto-link on name + postcode
-//! alone (domain.md 6). Clustering applies the same caps between whole persons, so a
+//! alone (docs/domain.md 6). Clustering applies the same caps between whole persons, so a
 //! chain of individually plausible links cannot join what a direct comparison would
 //! keep apart.
 
@@ -71,7 +71,7 @@ impl PairFacts {
 /// - pupils of two schools not sharing an address: review at most (namesakes);
 /// - two person ids of one case system: review at most (its own records say two);
 /// - no DOB to compare and only the postcode, not the house, agreeing: review at most
-///   ("never auto-merge on name + postcode alone", domain.md 6) — unless both
+///   ("never auto-merge on name + postcode alone", docs/domain.md 6) — unless both
 ///   records name the same school (a police notification naming the pupil's school).
 ///   Sharing a school is no evidence otherwise: classmates and siblings do.
 pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {

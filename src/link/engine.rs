@@ -5,7 +5,7 @@
 //! its independence assumption fails exactly where it hurts: people of one household
 //! share surname, address and postcode, and twins a date of birth too. A probability
 //! alone would link them; the guards make a forename or DOB disagreement outweigh a
-//! shared address, and never auto-link on name + postcode alone (domain.md 6).
+//! shared address, and never auto-link on name + postcode alone (docs/domain.md 6).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;

@@ -1,4 +1,4 @@
-//! Households and families (design.md "Identity" and the last bullet of "Rules").
+//! Households and families (docs/design.md "Identity" and the last bullet of "Rules").
 //!
 //! - A person's *home* is the address of their latest non-police mention (by
 //!   `seen_on`, then mention id); a person known only to the police lives at their

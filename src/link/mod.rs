@@ -1,4 +1,4 @@
-//! Identity resolution (design.md "Identity"): person mentions → persons, households
+//! Identity resolution (docs/design.md "Identity"): person mentions → persons, households
 //! and families, with the evidence for every link.
 //!
 //! Pure: no IO, no SQL. The store reads mentions and earlier results, `link` computes,
@@ -188,7 +188,7 @@ pub enum ClusterFlag {
     },
 }
 
-/// Tunables of one linking run (`[linkage]` in config.md, with these defaults).
+/// Tunables of one linking run (`[linkage]` in docs/config.md, with these defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkOptions {
     /// Match probability at or above which a pair is linked.

@@ -632,7 +632,7 @@ impl References<'_> {
 }
 
 /// An attendance record's key without a UPN is `URN/SURNAME/FORENAME/YYYY-MM-DD`
-/// (feeds.md), and the rules quote record keys in some explanation lines: such a
+/// (docs/feeds.md), and the rules quote record keys in some explanation lines: such a
 /// token is replaced, so no name or date of birth reaches an email that way.
 pub fn redact_keys(line: &str) -> String {
     let looks_like_key = |token: &str| {

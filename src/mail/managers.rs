@@ -4,7 +4,7 @@
 //! chart (a PNG inline through its Content-ID) with the same figures as a table.
 //!
 //! A re-referral is a child's referral within 365 days of an earlier referral of the
-//! same child (domain.md §9.11, the Children in Need census definition); the rate of
+//! same child (docs/domain.md §9.11, the Children in Need census definition); the rate of
 //! a month is its re-referrals over its referrals, for cases whose case-system
 //! locality is the locality. Like every digest it carries references (F12), never
 //! a name.

@@ -1,4 +1,4 @@
-//! `attendance_drop`: a pupil whose attendance is falling away (domain.md 1.3 and
+//! `attendance_drop`: a pupil whose attendance is falling away (docs/domain.md 1.3 and
 //! 9.3), and the attendance signal the family rules count.
 //!
 //! Rates are computed from the DfE categories: attended = present + approved
@@ -9,9 +9,9 @@
 //!
 //! Fires when the window's rate is under `below` and at least `drop` under the
 //! baseline just before it, or under `severe_below` on its own; never on fewer
-//! than `min_possible_sessions` possible sessions (domain.md 9.4). Severity:
+//! than `min_possible_sessions` possible sessions (docs/domain.md 9.4). Severity:
 //! falling away → info; `unauthorised_sessions` or more unauthorised sessions in
-//! the window (the penalty-notice threshold, domain.md 1.4) → priority; severe
+//! the window (the penalty-notice threshold, docs/domain.md 1.4) → priority; severe
 //! absence → urgent.
 
 use chrono::NaiveDate;
@@ -30,7 +30,7 @@ pub struct AttendanceCounts {
     /// `N` or `O`: no reason given.
     pub unexplained: u32,
     /// `C2` (part-time timetable) or `E` (excluded, no provision): an early-help
-    /// signal in itself (domain.md 9.3).
+    /// signal in itself (docs/domain.md 9.3).
     pub part_time_or_excluded: u32,
 }
 

@@ -1,6 +1,6 @@
 //! The family rules, built on *signals*: dated facts about a family's members of
-//! four kinds (design.md), each labelled with its Supporting Families headline
-//! (domain.md 9.12):
+//! four kinds (docs/design.md), each labelled with its Supporting Families headline
+//! (docs/domain.md 9.12):
 //! - `attendance` (headline 1): a pupil persistently absent over the recent
 //!   window, or marked `C2`/`E`; dated the window's last school day;
 //! - `police_da` (headline 8): a notification naming a member; the incident date;

@@ -1,5 +1,5 @@
 //! `eviction_risk`: an eviction or possession notice served on a household with
-//! children goes to the locality champion (domain.md 5 and 9.10).
+//! children goes to the locality champion (docs/domain.md 5 and 9.10).
 //!
 //! Children live there when the notice counts any (`children_in_household`), or a
 //! child mention has the notice's address. A notice is news while it was served
@@ -16,7 +16,7 @@ use crate::domain::rules::{EvictionRisk, RuleId, Severity};
 use crate::domain::{FeedKind, NoticeType};
 
 /// Section 21 "no-fault" notices cannot be served in England from this date
-/// (Renters' Rights Act 2025, domain.md 5).
+/// (Renters' Rights Act 2025, docs/domain.md 5).
 const SECTION_21_ABOLISHED: (i32, u32, u32) = (2026, 5, 1);
 
 /// Within `days` after `as_of`, counting `as_of` itself.

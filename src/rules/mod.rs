@@ -1,7 +1,7 @@
 //! Rules: facts from the store (records, persons, families, attendance counts) →
 //! *findings*, one per rule and subject, each with the facts behind it, a severity
-//! with its reasons, and what routing needs (design.md "Rules: signals and
-//! patterns"; defaults in domain.md §9).
+//! with its reasons, and what routing needs (docs/design.md "Rules: signals and
+//! patterns"; defaults in docs/domain.md §9).
 //!
 //! Pure: no IO, no clock (the run's date comes in [`RuleInput::as_of`]), and never
 //! fails on bad data.
@@ -103,7 +103,7 @@ pub struct RuleInput {
     pub pupils: Vec<PupilAttendance>,
 }
 
-/// A feed record behind an alert, as feeds.md names it: the kind and its id
+/// A feed record behind an alert, as docs/feeds.md names it: the kind and its id
 /// (`notification_id`, `notice_id`, `case_id`, or the pupil's mention key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct RecordRef {
@@ -252,7 +252,7 @@ impl<'a> Index<'a> {
         }
         let mut open_case: HashMap<i64, (NaiveDate, Option<&str>)> = HashMap::new();
         for c in &input.cases {
-            // Open: referred or opened, not closed (design.md), and known by the
+            // Open: referred or opened, not closed (docs/design.md), and known by the
             // run's date.
             if c.closed_on.is_some_and(|d| d <= input.as_of) || c.referral_date > input.as_of {
                 continue;

@@ -1,11 +1,11 @@
 //! `da_notification`: a police domestic-abuse notification that involves a child,
 //! or an address where children live, goes to the locality's DV champion
-//! (Operation Encompass, domain.md 4.1 and 9.8).
+//! (Operation Encompass, docs/domain.md 4.1 and 9.8).
 //!
 //! Severity: DASH standard (or not given) → info, medium → priority, high →
-//! urgent (domain.md 9.8: standard → normal, medium → elevated, high → urgent); a
+//! urgent (docs/domain.md 9.8: standard → normal, medium → elevated, high → urgent); a
 //! repeat — another notification at the same address or family within
-//! `repeat_within_days` before it (MARAC's 12 months, domain.md 4.3) — raises it
+//! `repeat_within_days` before it (MARAC's 12 months, docs/domain.md 4.3) — raises it
 //! one level.
 
 use std::collections::{BTreeMap, HashMap};

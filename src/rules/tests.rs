@@ -604,7 +604,7 @@ fn a_pupil_key_built_from_a_name_never_reaches_an_explanation() {
     let mut w = two_signal_family();
     w.mention(9, FeedKind::Attendance, true, Some(5), Some(HOME))
         .pupil(9, (16, 24), (60, 0));
-    // No UPN: the mention key is URN/SURNAME/FORENAME/DOB (feeds.md).
+    // No UPN: the mention key is URN/SURNAME/FORENAME/DOB (docs/feeds.md).
     w.input.mentions.last_mut().unwrap().mention_key = "100001/MILL/AMY/2016-09-01".into();
     w.mention(1, FeedKind::Assessment, true, Some(5), Some(HOME))
         .case(

@@ -4,7 +4,7 @@
 //! The cron matching is the `croner` crate's (read by [`crate::jobs::Schedule`],
 //! the one parser `check-config` and the scheduler share); what this module adds is the
 //! contract the scheduler and its tests rely on, and the tests that hold croner to
-//! it (design.md: "the DST tests decide, not the crate" — the `cron` crate, tried
+//! it (docs/design.md: "the DST tests decide, not the crate" — the `cron` crate, tried
 //! first, skips a 01:30 job entirely on the night the clocks go forward):
 //!
 //! - **Clocks go forward** (Europe/London, last Sunday of March, 01:00 → 02:00): a

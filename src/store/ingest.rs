@@ -780,7 +780,7 @@ fn iso_date(d: chrono::NaiveDate) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// The natural key of a record within its source (feeds.md).
+/// The natural key of a record within its source (docs/feeds.md).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum NaturalKey<'a> {
     /// (mention, school, date, session): no allocation on the hot path.

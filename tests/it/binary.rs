@@ -483,7 +483,7 @@ async fn an_http_source_is_ingested_through_the_binary_and_not_refetched_when_un
     .await;
 }
 
-/// `alerts list --format json` has exactly the shape of feeds.md; `alerts ack` and
+/// `alerts list --format json` has exactly the shape of docs/feeds.md; `alerts ack` and
 /// `audit` work through the binary, and bad arguments exit 2 with the fix.
 #[test]
 fn alerts_list_json_ack_and_audit_through_the_binary() {

@@ -384,7 +384,7 @@ pub fn settings(dir: &Path, sources: Vec<SourceSettings>) -> Settings {
 }
 
 /// A CSV `dir` source with `columns` as (canonical, header) pairs and the
-/// defaults of config.md elsewhere.
+/// defaults of docs/config.md elsewhere.
 pub fn csv_source(
     name: &str,
     kind: FeedKind,

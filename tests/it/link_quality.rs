@@ -4,7 +4,7 @@
 //! winning, as the store's upsert does), linked, and scored against
 //! `truth/mentions.csv` with `kinlink_bench::quality` (a dev-dependency).
 //!
-//! The demo must meet issue 3's quality targets (below) and never merge twins.
+//! The synthetic borough must meet the linkage quality targets (below) and never merge twins.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,11 +17,11 @@ use kinlink::link::{self, LinkMention, LinkOptions, Previous};
 use kinlink_bench::quality::evaluate_result;
 use kinlink_bench::synth::Truth;
 
-/// Issue 3: cluster-level pairwise precision on the generator's default corruption.
+/// cluster-level pairwise precision on the generator's default corruption.
 const TARGET_CLUSTER_PRECISION: f64 = 0.998;
-/// Issue 3: cluster-level pairwise recall on the generator's default corruption.
+/// cluster-level pairwise recall on the generator's default corruption.
 const TARGET_CLUSTER_RECALL: f64 = 0.98;
-/// Issue 3: the review queue as a share of mentions, in percent.
+/// the review queue as a share of mentions, in percent.
 const TARGET_REVIEW_PERCENT: f64 = 1.0;
 
 /// The mention a record makes, as the store would keep it.

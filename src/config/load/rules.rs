@@ -2,7 +2,7 @@
 //! and their keys: what each key holds (flag, days, fraction, count and its range)
 //! and the field of [`RulesConfig`] it sets. The same table checks the file (type,
 //! range, unknown keys, with their lines) and fills the typed settings, starting
-//! from domain.md §9's defaults in [`RulesConfig::default`]; the rules stage reads
+//! from docs/domain.md §9's defaults in [`RulesConfig::default`]; the rules stage reads
 //! those fields and parses nothing again.
 //!
 //! `[retention]` is checked here too: data a rule still reads back must not be
@@ -47,7 +47,7 @@ const RULE_COMMON: &[(&str, RuleValue)] = &[
     ),
 ];
 
-/// The shipped rules and their own keys (config.md; defaults in domain.md §9), in
+/// The shipped rules and their own keys (docs/config.md; defaults in docs/domain.md §9), in
 /// the order `check-config` lists them.
 const RULES: &[(RuleId, &[(&str, RuleValue)])] = &[
     (
