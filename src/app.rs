@@ -25,6 +25,7 @@ pub use identity::{describe_evidence, export_csv, print_link_report, EXPORT_HEAD
 use crate::cli::{Cli, Command, DemoArgs, IngestArgs, OutputFormat};
 use crate::clock::Clock;
 use crate::config::{self, Settings};
+use crate::domain::RunMode;
 use crate::pipeline::{self, FileOutcome, IngestReport, IngestRequest, Progress};
 use crate::store::Store;
 
@@ -499,7 +500,7 @@ async fn purge(
     format: OutputFormat,
 ) -> Result<u8, Failure> {
     let store = open_store(settings).await?;
-    let report = pipeline::purge(settings, &store, clock, dry_run).await;
+    let report = pipeline::purge(settings, &store, clock, RunMode::from_dry_run(dry_run)).await;
     store.close().await;
     let r = report?;
     if format == OutputFormat::Json {
@@ -609,7 +610,7 @@ async fn demo(
     };
     print_report(&report);
     println!("\nLinking person mentions into persons, households and families …");
-    let linked = pipeline::link(&settings, &store, clock, false).await;
+    let linked = pipeline::link(&settings, &store, clock, pipeline::LinkScope::Incremental).await;
     let linked = match linked {
         Ok(l) => l,
         Err(e) => {

@@ -272,7 +272,8 @@ async fn step(phase: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<Step
         f.ingest_s = Some(s);
         f.ingested_rows = Some(rows);
         let t = Instant::now();
-        let report = pipeline::link(&settings, &store, clock, false).await?;
+        let report =
+            pipeline::link(&settings, &store, clock, pipeline::LinkScope::Incremental).await?;
         f.link_s = Some(t.elapsed().as_secs_f64());
         f.linked_mentions = Some(report.counts.mentions);
         f.changed_mentions = Some(report.changed_mentions);

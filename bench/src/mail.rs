@@ -14,6 +14,7 @@ use tokio::io::AsyncBufReadExt;
 
 use kinlink::clock::Clock;
 use kinlink::config::{DetailLevel, MailSettings, MailTransport, SmtpSettings, SmtpTls};
+use kinlink::domain::RunMode;
 use kinlink::mail::digest::{enqueue_digests, DigestOptions};
 use kinlink::mail::{DrainOptions, Mailer};
 use kinlink::store::Store;
@@ -131,7 +132,7 @@ async fn phase_run(phase: &str, args: &BenchMailArgs) -> anyhow::Result<MailPhas
         timezone: chrono_tz::Europe::London,
     };
     let t0 = Instant::now();
-    let composed = enqueue_digests(&mailer, &store, clock, &options, false).await?;
+    let composed = enqueue_digests(&mailer, &store, clock, &options, RunMode::Apply).await?;
     let compose_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let report = mailer

@@ -15,6 +15,7 @@ use crate::cli::{
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::link::ids::parse_display_id;
+use crate::link::Verdict;
 use crate::pipeline::{self, LinkReport};
 use crate::store::{ExplainLink, ExplainMention, ExportError, ExportRow, Store};
 
@@ -25,7 +26,17 @@ pub(super) async fn link(
     args: &LinkArgs,
 ) -> Result<u8, Failure> {
     let store = open_store(settings).await?;
-    let report = pipeline::link(settings, &store, clock, args.full).await;
+    let report = pipeline::link(
+        settings,
+        &store,
+        clock,
+        if args.full {
+            pipeline::LinkScope::Full
+        } else {
+            pipeline::LinkScope::Incremental
+        },
+    )
+    .await;
     store.close().await;
     let report = report?;
     match args.format {
@@ -331,8 +342,8 @@ async fn review_on(store: &Store, clock: Clock, what: &ReviewCommand) -> Result<
             }
             Ok(0)
         }
-        ReviewCommand::Accept(args) => decide(store, clock, args, true).await,
-        ReviewCommand::Reject(args) => decide(store, clock, args, false).await,
+        ReviewCommand::Accept(args) => decide(store, clock, args, Verdict::Accept).await,
+        ReviewCommand::Reject(args) => decide(store, clock, args, Verdict::Reject).await,
     }
 }
 
@@ -340,7 +351,7 @@ async fn decide(
     store: &Store,
     clock: Clock,
     args: &DecideArgs,
-    accept: bool,
+    verdict: Verdict,
 ) -> Result<u8, Failure> {
     if !crate::config::is_email(&args.by) {
         return Err(Failure::Config(format!(
@@ -357,16 +368,21 @@ async fn decide(
         .decide_pair(
             args.a,
             args.b,
-            accept,
+            verdict,
             &args.by,
             args.note.as_deref(),
             clock.now(),
         )
         .await?;
-    info!(a = args.a, b = args.b, accept, "Review decision recorded");
+    info!(
+        a = args.a,
+        b = args.b,
+        verdict = verdict.status(),
+        "Review decision recorded"
+    );
     println!(
         "{} M{} ~ M{}; the next `kinlink link` applies it",
-        if accept { "accepted" } else { "rejected" },
+        verdict.status(),
         args.a.min(args.b),
         args.a.max(args.b)
     );

@@ -286,7 +286,7 @@ async fn outbox_command(
                 settings,
                 clock.now(),
                 Some(*id),
-                false,
+                crate::domain::RunMode::Apply,
             )
             .await
             .map_err(|e| Failure::Config(format!("#{id}: {e}")))?;

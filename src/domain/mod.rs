@@ -370,3 +370,26 @@ mod tests {
         assert!(Urn::parse("10A001").is_err());
     }
 }
+
+/// Whether a step changes anything: `DryRun` reports what it would do and writes
+/// nothing; `Apply` does it. A mode, not a `bool`, so that a call reads as what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    DryRun,
+    Apply,
+}
+
+impl RunMode {
+    /// `DryRun` when `dry_run` (a command-line flag or a report field) says so.
+    pub fn from_dry_run(dry_run: bool) -> RunMode {
+        if dry_run {
+            RunMode::DryRun
+        } else {
+            RunMode::Apply
+        }
+    }
+
+    pub fn is_dry_run(self) -> bool {
+        self == RunMode::DryRun
+    }
+}

@@ -17,6 +17,7 @@ use super::cluster::{Clusters, Refusal};
 use super::compare::{self, FIELDS, N_FIELDS};
 use super::model::{self, Model, Weights};
 use super::prepare::{self, Nicknames, Prepared};
+use super::Verdict;
 use super::{
     Band, Basis, ClusterFlag, LinkMention, LinkOptions, LinkResult, LinkStats, Previous, ScoredPair,
 };
@@ -123,7 +124,7 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
         let (a, b) = (d.a.min(d.b), d.a.max(d.b));
         decided.insert((a, b));
         if let (Some(&i), Some(&j)) = (index.get(&a), index.get(&b)) {
-            if d.accept {
+            if d.verdict == Verdict::Accept {
                 accepted.push((i as usize, j as usize));
             } else {
                 rejected.push((i as usize, j as usize));

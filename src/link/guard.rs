@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Band, Decision, ScoredPair};
+use super::{Band, Decision, ScoredPair, Verdict};
 
 /// Splits every person that holds a rejected pair; returns how many were split.
 pub fn split_rejected(
@@ -18,7 +18,7 @@ pub fn split_rejected(
 ) -> usize {
     let rejected: HashSet<(i64, i64)> = decisions
         .iter()
-        .filter(|d| !d.accept)
+        .filter(|d| d.verdict == Verdict::Reject)
         .map(|d| (d.a.min(d.b), d.a.max(d.b)))
         .collect();
     if rejected.is_empty() {
@@ -119,7 +119,7 @@ mod tests {
         let decisions = [Decision {
             a: 4,
             b: 1,
-            accept: false,
+            verdict: Verdict::Reject,
         }];
         assert_eq!(split_rejected(&mut persons, &pairs, &decisions), 1);
         persons.sort();
@@ -134,12 +134,12 @@ mod tests {
             Decision {
                 a: 1,
                 b: 2,
-                accept: true,
+                verdict: Verdict::Accept,
             },
             Decision {
                 a: 1,
                 b: 3,
-                accept: false,
+                verdict: Verdict::Reject,
             },
         ];
         assert_eq!(split_rejected(&mut persons, &pairs, &decisions), 0);

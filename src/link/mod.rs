@@ -167,8 +167,25 @@ pub struct ScoredPair {
 pub struct Decision {
     pub a: i64,
     pub b: i64,
-    /// Accepted pairs are linked; rejected pairs are never linked (cannot-link).
-    pub accept: bool,
+    pub verdict: Verdict,
+}
+
+/// What a reviewer said of a pair: accepted pairs are linked; rejected pairs are
+/// never linked (cannot-link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Reject,
+}
+
+impl Verdict {
+    /// The review queue's status for the verdict: `accepted` or `rejected`.
+    pub fn status(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accepted",
+            Verdict::Reject => "rejected",
+        }
+    }
 }
 
 /// Something about a cluster a person should look at.

@@ -478,7 +478,7 @@ fn a_rejected_pair_is_never_linked_again() {
         decisions: vec![Decision {
             a,
             b,
-            accept: false,
+            verdict: Verdict::Reject,
         }],
         ..Previous::default()
     };

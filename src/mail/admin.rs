@@ -16,6 +16,7 @@ use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::FeedKind;
+use crate::domain::RunMode;
 use crate::store::{FileNotice, Store};
 
 const TEMPLATE: &str = include_str!("../../config/templates/admin_files.txt");
@@ -82,7 +83,7 @@ pub async fn enqueue_file_notices(
     store: &Store,
     clock: Clock,
     settings: &Settings,
-    dry_run: bool,
+    mode: RunMode,
 ) -> Result<NoticeRun, MailError> {
     let files = store.unnotified_files().await?;
     if files.is_empty() {
@@ -137,7 +138,7 @@ pub async fn enqueue_file_notices(
         lines.push(line);
     }
     let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
-    if dry_run {
+    if mode.is_dry_run() {
         return Ok(run);
     }
     let now = clock.now();

@@ -33,6 +33,7 @@ use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::{DetailLevel, Settings};
 use crate::domain::rules::{DeliveryKind, Role, RuleId, Severity};
+use crate::domain::RunMode;
 use crate::store::{DigestFact, PendingDelivery, PersonDetails, RecordInfo, Store};
 
 const TEXT_TEMPLATE: &str = include_str!("../../config/templates/digest.txt");
@@ -810,7 +811,7 @@ pub async fn enqueue_digests(
     store: &Store,
     clock: Clock,
     options: &DigestOptions,
-    dry_run: bool,
+    mode: RunMode,
 ) -> Result<DigestRun, MailError> {
     let input = DigestInput::read(store).await?;
     let digests = build(&input, options);
@@ -823,7 +824,7 @@ pub async fn enqueue_digests(
         run.digests += 1;
         run.deliveries += d.deliveries.len();
         run.subjects.push((d.recipient.clone(), d.subject.clone()));
-        if dry_run {
+        if mode.is_dry_run() {
             continue;
         }
         let message = OutgoingMessage {
@@ -846,7 +847,7 @@ pub async fn enqueue_digests(
             run.stored += 1;
         }
     }
-    if !dry_run && run.digests > 0 {
+    if !mode.is_dry_run() && run.digests > 0 {
         tracing::info!(
             digests = run.digests,
             stored = run.stored,

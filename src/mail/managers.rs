@@ -22,6 +22,7 @@ use super::{chart, compose, InlineImage, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::rules::Severity;
+use crate::domain::RunMode;
 use crate::store::{ClosedTooEarly, Referral, Store};
 
 const TEXT_TEMPLATE: &str = include_str!("../../config/templates/managers.txt");
@@ -294,7 +295,7 @@ pub async fn enqueue_manager_digests(
     store: &Store,
     clock: Clock,
     settings: &Settings,
-    dry_run: bool,
+    mode: RunMode,
 ) -> Result<ManagerRun, MailError> {
     let now = clock.now();
     let today = clock.today(settings.timezone);
@@ -323,7 +324,7 @@ pub async fn enqueue_manager_digests(
         )?;
         for manager in &locality.managers {
             run.digests += 1;
-            if dry_run {
+            if mode.is_dry_run() {
                 continue;
             }
             let message = OutgoingMessage {

@@ -25,6 +25,7 @@ use tracing::info;
 
 use super::MailError;
 use crate::config::Settings;
+use crate::domain::RunMode;
 use crate::store::{RefusedDelivery, Reroute, Store};
 
 /// What a re-route pass did (or, in a dry run, would do).
@@ -87,7 +88,7 @@ pub async fn reroute_refused(
     settings: &Settings,
     now: chrono::DateTime<chrono::Utc>,
     outbox: Option<i64>,
-    dry_run: bool,
+    mode: RunMode,
 ) -> Result<RerouteRun, MailError> {
     let mut run = RerouteRun::default();
     for d in store.refused_deliveries(outbox).await? {
@@ -102,7 +103,7 @@ pub async fn reroute_refused(
             run.still_refused += 1;
             continue;
         }
-        if dry_run {
+        if mode.is_dry_run() {
             run.rerouted += 1;
             if !run.alerts.contains(&d.alert_id) {
                 run.alerts.push(d.alert_id);
@@ -122,7 +123,7 @@ pub async fn reroute_refused(
             }
         }
     }
-    if run.rerouted > 0 && !dry_run {
+    if run.rerouted > 0 && !mode.is_dry_run() {
         info!(
             deliveries = run.rerouted,
             new_deliveries = run.new_deliveries,

@@ -19,6 +19,7 @@ use super::undelivered::{self, FailureNoticeRun};
 use super::{DrainOptions, DrainReport, MailError, Mailer};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::RunMode;
 use crate::store::{SettleReport, Store};
 
 /// What this `send` does besides draining.
@@ -71,7 +72,8 @@ pub async fn send_step(
     compose(mailer, store, clock, settings, options, &mut report).await?;
     if options.dry_run {
         report.failure_notice =
-            undelivered::enqueue_failure_notice(mailer, store, clock, settings, true).await?;
+            undelivered::enqueue_failure_notice(mailer, store, clock, settings, RunMode::DryRun)
+                .await?;
         return Ok(report);
     }
     deliver(mailer, store, clock, settings, &options.drain, &mut report).await?;
@@ -115,17 +117,15 @@ async fn compose(
     options: &SendOptions,
     report: &mut SendReport,
 ) -> Result<(), MailError> {
-    report.rerouted =
-        reroute::reroute_refused(store, settings, clock.now(), None, options.dry_run).await?;
+    let mode = RunMode::from_dry_run(options.dry_run);
+    report.rerouted = reroute::reroute_refused(store, settings, clock.now(), None, mode).await?;
     let digest_options = DigestOptions::from_settings(settings, clock.today(settings.timezone));
-    report.digests =
-        digest::enqueue_digests(mailer, store, clock, &digest_options, options.dry_run).await?;
+    report.digests = digest::enqueue_digests(mailer, store, clock, &digest_options, mode).await?;
     report.admin_notices =
-        admin::enqueue_file_notices(mailer, store, clock, settings, options.dry_run).await?;
+        admin::enqueue_file_notices(mailer, store, clock, settings, mode).await?;
     if options.manager_digest {
         report.manager_digests =
-            managers::enqueue_manager_digests(mailer, store, clock, settings, options.dry_run)
-                .await?;
+            managers::enqueue_manager_digests(mailer, store, clock, settings, mode).await?;
     }
     Ok(())
 }
@@ -142,14 +142,15 @@ async fn deliver(
 ) -> Result<(), MailError> {
     let mut drain = mailer.drain(store, clock, drain_options).await?;
     report.failure_notice =
-        undelivered::enqueue_failure_notice(mailer, store, clock, settings, false).await?;
+        undelivered::enqueue_failure_notice(mailer, store, clock, settings, RunMode::Apply).await?;
     // The notice goes out now, unless the relay is down. A notice never reports
     // itself, so the second pass only logs it if it failed (or stores a notice for
     // the next run, for a message that became due and failed meanwhile).
     if !report.failure_notice.notices.is_empty() && drain.connection_error.is_none() {
         drain.absorb(mailer.drain(store, clock, drain_options).await?);
         let after =
-            undelivered::enqueue_failure_notice(mailer, store, clock, settings, false).await?;
+            undelivered::enqueue_failure_notice(mailer, store, clock, settings, RunMode::Apply)
+                .await?;
         report.failure_notice.absorb(after);
     }
     report.drain = Some(drain);

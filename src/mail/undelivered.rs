@@ -22,6 +22,7 @@ use super::digest::Renderer;
 use super::{compose, MailError, Mailer, OutgoingMessage};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::RunMode;
 use crate::store::{FailureNoticeStored, OutboxStatus, Store, Undelivered};
 
 const TEMPLATE: &str = include_str!("../../config/templates/admin_undelivered.txt");
@@ -72,11 +73,11 @@ pub async fn enqueue_failure_notice(
     store: &Store,
     clock: Clock,
     settings: &Settings,
-    dry_run: bool,
+    mode: RunMode,
 ) -> Result<FailureNoticeRun, MailError> {
     // A second look only when another run marked some of the failures meanwhile.
     for _ in 0..2 {
-        if let Some(run) = pass(mailer, store, clock, settings, dry_run).await? {
+        if let Some(run) = pass(mailer, store, clock, settings, mode).await? {
             return Ok(run);
         }
     }
@@ -90,7 +91,7 @@ async fn pass(
     store: &Store,
     clock: Clock,
     settings: &Settings,
-    dry_run: bool,
+    mode: RunMode,
 ) -> Result<Option<FailureNoticeRun>, MailError> {
     let (own, failures): (Vec<Undelivered>, Vec<Undelivered>) = store
         .unreported_failures()
@@ -101,7 +102,7 @@ async fn pass(
     let now = clock.now();
     if !own.is_empty() {
         run.notices_undelivered = own.iter().map(|m| m.id).collect();
-        if !dry_run {
+        if !mode.is_dry_run() {
             let marks: Vec<(i64, i64)> = marks(&own);
             warn!(
                 outbox_ids = ?run.notices_undelivered,
@@ -128,7 +129,7 @@ async fn pass(
     }
     run.messages = failures.len();
     run.recipients = recipients;
-    if dry_run {
+    if mode.is_dry_run() {
         return Ok(Some(run));
     }
     let (subject, text) = render_notice(&failures)?;

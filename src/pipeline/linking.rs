@@ -20,6 +20,14 @@ use crate::link::family::{self, MentionFacts, PersonFacts};
 use crate::link::{self, guard, ids, Band, LinkOptions, Previous, ScoredPair};
 use crate::store::{LinkInput, LinkState, LinkWrite, NewHousehold, RunCounts, Store};
 
+/// How much a link run recomputes: only what changed since the last run, or
+/// every pair (`kinlink link --full`; the first run is always full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkScope {
+    Incremental,
+    Full,
+}
+
 /// What one link run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LinkReport {
@@ -64,12 +72,12 @@ pub fn link_options(l: &LinkageSettings) -> LinkOptions {
 }
 
 /// The link stage (`kinlink link [--full]`, the `link` job step).
-#[instrument(skip_all, fields(stage = "link", full))]
+#[instrument(skip_all, fields(stage = "link", scope = ?scope))]
 pub async fn link(
     settings: &Settings,
     store: &Store,
     clock: Clock,
-    full: bool,
+    scope: LinkScope,
 ) -> anyhow::Result<LinkReport> {
     let started_at = clock.now();
     let t0 = Instant::now();
@@ -82,7 +90,7 @@ pub async fn link(
     let opts = link_options(&settings.linkage);
     let t1 = Instant::now();
     let (mut write, mut report) =
-        tokio::task::spawn_blocking(move || compute(&input, &state, &opts, full))
+        tokio::task::spawn_blocking(move || compute(&input, &state, &opts, scope))
             .await
             .context("the linking task stopped unexpectedly")?;
     report.link_s = t1.elapsed().as_secs_f64();
@@ -125,9 +133,9 @@ pub fn compute(
     input: &LinkInput,
     state: &LinkState,
     opts: &LinkOptions,
-    full: bool,
+    scope: LinkScope,
 ) -> (LinkWrite, LinkReport) {
-    let full = full || state.last_max_file_id.is_none();
+    let full = scope == LinkScope::Full || state.last_max_file_id.is_none();
     let changed = (!full).then(|| state.changed.clone());
     let previous = Previous {
         pairs: match &changed {

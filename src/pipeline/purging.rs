@@ -9,6 +9,7 @@ use tracing::{info, instrument, warn};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::RunMode;
 use crate::store::{PurgeCounts, PurgeCutoffs, Store};
 
 /// What one purge did (or would do).
@@ -52,11 +53,12 @@ pub async fn purge(
     settings: &Settings,
     store: &Store,
     clock: Clock,
-    dry_run: bool,
+    mode: RunMode,
 ) -> anyhow::Result<PurgeReport> {
     let c = cutoffs(settings, clock);
+    let dry_run = mode.is_dry_run();
     let (counts, files) = store
-        .purge(&c, dry_run, clock.now())
+        .purge(&c, mode, clock.now())
         .await
         .context("purging data past its retention period")?;
     let mut report = PurgeReport {

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::RunMode;
 use crate::jobs::Step;
 use crate::pipeline::{self, FileOutcome, IngestRequest, NoProgress};
 use crate::store::Store;
@@ -104,7 +105,7 @@ impl StepRunner for PipelineSteps {
                 ingest_summary(&report)?
             }
             Step::Link => {
-                let r = pipeline::link(settings, store, clock, false)
+                let r = pipeline::link(settings, store, clock, pipeline::LinkScope::Incremental)
                     .await
                     .map_err(failed)?;
                 format!(
@@ -185,7 +186,7 @@ impl StepRunner for PipelineSteps {
                 summary
             }
             Step::Purge => {
-                let r = pipeline::purge(settings, store, clock, false)
+                let r = pipeline::purge(settings, store, clock, RunMode::Apply)
                     .await
                     .map_err(failed)?;
                 let c = r.counts;

@@ -17,7 +17,7 @@ use super::{Store, StoreError, Tx};
 use crate::domain::FeedKind;
 use crate::link::family::Via;
 use crate::link::model::Model;
-use crate::link::{Band, Basis, ClusterFlag, Decision, LinkMention, ScoredPair};
+use crate::link::{Band, Basis, ClusterFlag, Decision, LinkMention, ScoredPair, Verdict};
 
 /// Rows per multi-row statement: far below both engines' bound-parameter limits
 /// (at most 7 parameters per row here).
@@ -415,7 +415,11 @@ impl Store {
                     st.decisions.push(Decision {
                         a,
                         b,
-                        accept: s == "accepted",
+                        verdict: if s == "accepted" {
+                            Verdict::Accept
+                        } else {
+                            Verdict::Reject
+                        },
                     });
                 }
             }
@@ -878,7 +882,7 @@ impl Store {
         &self,
         a: i64,
         b: i64,
-        accept: bool,
+        verdict: Verdict,
         by: &str,
         note: Option<&str>,
         at: DateTime<Utc>,
@@ -890,7 +894,7 @@ impl Store {
             "SELECT probability, evidence FROM links WHERE a = $1 AND b = $2")
             .bind(a).bind(b).fetch_optional(p).await)?;
         let (probability, evidence) = known.unwrap_or((0.0, String::new()));
-        let status = if accept { "accepted" } else { "rejected" };
+        let status = verdict.status();
         on_pool!(self, p => sqlx::query(
             "INSERT INTO review_queue (a, b, probability, evidence, status, raised_at, decided_by, decided_at, note) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8) \

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Store, StoreError, Tx};
+use crate::domain::RunMode;
 
 /// Everything older than these goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +69,13 @@ const ORPHANS: &str = "SELECT m.id FROM mentions m WHERE \
          AND (c.closed_on IS NULL OR c.closed_on >= $4))";
 
 impl Store {
-    /// Purges (or with `dry_run` only counts) everything past its cutoff. Returns
+    /// Purges (or in a dry run only counts) everything past its cutoff. Returns
     /// the counts and the raw file paths whose copies the caller deletes after
     /// the commit.
     pub async fn purge(
         &self,
         c: &PurgeCutoffs,
-        dry_run: bool,
+        mode: RunMode,
         now: DateTime<Utc>,
     ) -> Result<(PurgeCounts, Vec<PathBuf>), StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
@@ -101,7 +102,7 @@ impl Store {
                     .bind($bind).execute(&mut **t).await.map(|r| r.rows_affected() as i64))?
             };
         }
-        if dry_run {
+        if mode.is_dry_run() {
             n.quarantined_rows = count!(QUARANTINE, c.raw_files_before);
             n.attendance_marks = count!(MARKS, c.attendance_before);
             n.school_days = count!(DAYS, c.attendance_before);

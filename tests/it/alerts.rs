@@ -10,6 +10,7 @@ use std::path::Path;
 use chrono::{Datelike, NaiveDate, TimeZone, Weekday};
 use kinlink::clock::Clock;
 use kinlink::config::{Locality, School, Settings, SourceSettings};
+use kinlink::domain::RunMode;
 use kinlink::domain::{FeedKind, Urn};
 use kinlink::pipeline::{self, EvaluateReport, IngestRequest, NoProgress};
 use kinlink::store::{AckOutcome, AlertRow, Store};
@@ -125,9 +126,14 @@ impl Borough {
         for f in &report.files {
             assert!(matches!(f, pipeline::FileOutcome::Ingested { .. }), "{f:?}");
         }
-        pipeline::link(&self.settings, store, clock(day), false)
-            .await
-            .expect("link");
+        pipeline::link(
+            &self.settings,
+            store,
+            clock(day),
+            pipeline::LinkScope::Incremental,
+        )
+        .await
+        .expect("link");
     }
 
     pub(crate) async fn evaluate(&self, store: &Store, day: &str) -> EvaluateReport {
@@ -675,7 +681,7 @@ async fn purge_deletes_old_data_and_keeps_the_audit_trail() {
         };
         let before = totals(&store).await;
 
-        let dry = pipeline::purge(&b.settings, &store, clock("2026-11-20"), true)
+        let dry = pipeline::purge(&b.settings, &store, clock("2026-11-20"), RunMode::DryRun)
             .await
             .unwrap();
         assert_eq!(dry.counts.attendance_marks, 1, "{backend}: {dry:?}");
@@ -691,7 +697,7 @@ async fn purge_deletes_old_data_and_keeps_the_audit_trail() {
             "{backend}: a dry run changes nothing"
         );
 
-        let done = pipeline::purge(&b.settings, &store, clock("2026-11-20"), false)
+        let done = pipeline::purge(&b.settings, &store, clock("2026-11-20"), RunMode::Apply)
             .await
             .unwrap();
         assert_eq!(done.counts, dry.counts, "{backend}");
@@ -712,9 +718,14 @@ async fn purge_deletes_old_data_and_keeps_the_audit_trail() {
         );
         assert_eq!(kept, kept_after, "{backend}: the audit trail is whole");
         // The next stages run on what is left, and nothing is alerted again.
-        pipeline::link(&b.settings, &store, clock("2026-11-20"), false)
-            .await
-            .expect("link after purge");
+        pipeline::link(
+            &b.settings,
+            &store,
+            clock("2026-11-20"),
+            pipeline::LinkScope::Incremental,
+        )
+        .await
+        .expect("link after purge");
         let again = b.evaluate(&store, "2026-11-20").await;
         assert_eq!(again.counts.raised, 0, "{backend}: {again:?}");
 
@@ -724,7 +735,7 @@ async fn purge_deletes_old_data_and_keeps_the_audit_trail() {
             .await
             .unwrap();
         assert!(raw.iter().flatten().all(|p| Path::new(p).exists()));
-        let later = pipeline::purge(&b.settings, &store, clock("2027-01-01"), false)
+        let later = pipeline::purge(&b.settings, &store, clock("2027-01-01"), RunMode::Apply)
             .await
             .unwrap();
         assert_eq!(later.counts.raw_files, raw.len() as i64, "{backend}");

@@ -68,9 +68,14 @@ async fn ingest(settings: &Settings, store: &Store) {
 }
 
 async fn link(settings: &Settings, store: &Store) -> LinkReport {
-    pipeline::link(settings, store, Clock::system(), false)
-        .await
-        .expect("link step")
+    pipeline::link(
+        settings,
+        store,
+        Clock::system(),
+        pipeline::LinkScope::Incremental,
+    )
+    .await
+    .expect("link step")
 }
 
 /// The export as (source, mention_key) → (person, family), and the raw text.
@@ -185,9 +190,14 @@ async fn linking_is_idempotent_incremental_and_keeps_ids() {
         assert_eq!(third.counts.persons, 6, "{backend}");
 
         // --full recomputes and still renumbers nothing.
-        let full = pipeline::link(&settings, &store, Clock::system(), true)
-            .await
-            .unwrap();
+        let full = pipeline::link(
+            &settings,
+            &store,
+            Clock::system(),
+            pipeline::LinkScope::Full,
+        )
+        .await
+        .unwrap();
         assert!(full.full, "{backend}");
         assert_eq!(export(&store).await.0, ids3, "{backend}");
 
@@ -238,7 +248,7 @@ async fn a_rejected_pair_is_never_linked_again() {
             .decide_pair(
                 b,
                 a,
-                false,
+                kinlink::link::Verdict::Reject,
                 "reviewer@example.gov.uk",
                 Some("twins"),
                 Clock::system().now(),
@@ -275,7 +285,7 @@ async fn a_rejected_pair_is_never_linked_again() {
             .decide_pair(
                 a,
                 9999,
-                true,
+                kinlink::link::Verdict::Accept,
                 "reviewer@example.gov.uk",
                 None,
                 Clock::system().now()

@@ -326,7 +326,7 @@ async fn incremental_attendance_counts_equal_a_fresh_count_every_night() {
                     housing_before: long_ago,
                     cases_before: long_ago,
                 },
-                false,
+                kinlink::domain::RunMode::Apply,
                 days[59].and_hms_opt(12, 0, 0).unwrap().and_utc(),
             )
             .await
