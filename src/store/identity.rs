@@ -466,176 +466,10 @@ impl Store {
     /// Writes one run's result in one transaction.
     pub async fn write_link_run(&self, w: &LinkWrite) -> Result<i64, StoreError> {
         let mut tx = Tx::begin(&self.pool).await?;
-        let at = w.finished_at;
-
-        for chunk in w.new_persons.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO persons (id, created_at) ");
-                qb.push_values(chunk, |mut b, id| {
-                    b.push_bind(*id).push_bind(at);
-                });
-                qb.push(" ON CONFLICT (id) DO NOTHING");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        for chunk in w.new_families.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO families (id, created_at) ");
-                qb.push_values(chunk, |mut b, id| {
-                    b.push_bind(*id).push_bind(at);
-                });
-                qb.push(" ON CONFLICT (id) DO NOTHING");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        for (table, aliases, owner) in [
-            ("person_aliases", &w.person_aliases, "persons"),
-            ("family_aliases", &w.family_aliases, "families"),
-        ] {
-            for chunk in aliases.chunks(CHUNK) {
-                on_tx!(tx, t => {
-                    let mut qb = QueryBuilder::new(format!("INSERT INTO {table} (old_id, new_id, at) "));
-                    qb.push_values(chunk, |mut b, (old, new)| {
-                        b.push_bind(*old).push_bind(*new).push_bind(at);
-                    });
-                    qb.push(" ON CONFLICT (old_id) DO UPDATE SET new_id = excluded.new_id, at = excluded.at");
-                    qb.build().execute(&mut **t).await.map(|_| ())
-                })?;
-            }
-            let sql = format!("UPDATE {owner} SET merged_into = $2 WHERE id = $1");
-            for (old, new) in aliases {
-                on_tx!(tx, t => sqlx::query(&sql).bind(*old).bind(*new).execute(&mut **t).await.map(|_| ()))?;
-            }
-        }
-        for chunk in w.mention_persons.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO mention_persons (mention_id, person_id) ");
-                qb.push_values(chunk, |mut b, (m, p)| {
-                    b.push_bind(*m).push_bind(*p);
-                });
-                qb.push(" ON CONFLICT (mention_id) DO UPDATE SET person_id = excluded.person_id");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        for (a, b) in &w.links_delete {
-            on_tx!(tx, t => sqlx::query("DELETE FROM links WHERE a = $1 AND b = $2")
-                .bind(*a).bind(*b).execute(&mut **t).await.map(|_| ()))?;
-        }
-        for chunk in w.links_upsert.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO links (a, b, basis, probability, weight, band, evidence) ");
-                qb.push_values(chunk, |mut b, p| {
-                    b.push_bind(p.a)
-                        .push_bind(p.b)
-                        .push_bind(p.basis.as_str())
-                        .push_bind(p.probability)
-                        .push_bind(p.weight.is_finite().then_some(p.weight))
-                        .push_bind(p.band.as_str())
-                        .push_bind(p.evidence.clone());
-                });
-                qb.push(" ON CONFLICT (a, b) DO UPDATE SET basis = excluded.basis, \
-                          probability = excluded.probability, weight = excluded.weight, \
-                          band = excluded.band, evidence = excluded.evidence");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        for (a, b) in &w.review_withdraw {
-            on_tx!(tx, t => sqlx::query(
-                "DELETE FROM review_queue WHERE a = $1 AND b = $2 AND status = 'pending'")
-                .bind(*a).bind(*b).execute(&mut **t).await.map(|_| ()))?;
-        }
-        for chunk in w.review_upsert.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO review_queue (a, b, probability, evidence, status, raised_at) ");
-                qb.push_values(chunk, |mut b, p| {
-                    b.push_bind(p.a)
-                        .push_bind(p.b)
-                        .push_bind(p.probability)
-                        .push_bind(p.evidence.clone())
-                        .push_bind("pending")
-                        .push_bind(at);
-                });
-                // A decided pair keeps its decision: only pending rows are refreshed.
-                qb.push(" ON CONFLICT (a, b) DO UPDATE SET probability = excluded.probability, \
-                          evidence = excluded.evidence WHERE review_queue.status = 'pending'");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        if let Some(model) = &w.model {
-            on_tx!(tx, t => sqlx::query(
-                "INSERT INTO link_model (id, model, updated_at) VALUES (1, $1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at")
-                .bind(model.to_json()).bind(at).execute(&mut **t).await.map(|_| ()))?;
-        }
-        for chunk in w.new_households.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO households (id, address_key, uprn, address_line1, postcode) ");
-                qb.push_values(chunk, |mut b, h| {
-                    b.push_bind(h.id)
-                        .push_bind(h.key.clone())
-                        .push_bind(h.uprn)
-                        .push_bind(h.address_line1.clone())
-                        .push_bind(h.postcode.clone());
-                });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        for person in &w.household_members_delete {
-            on_tx!(tx, t => sqlx::query("DELETE FROM household_members WHERE person_id = $1")
-                .bind(*person).execute(&mut **t).await.map(|_| ()))?;
-        }
-        for chunk in w.household_members.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO household_members (person_id, household_id) ");
-                qb.push_values(chunk, |mut b, (p, h)| {
-                    b.push_bind(*p).push_bind(*h);
-                });
-                qb.push(" ON CONFLICT (person_id) DO UPDATE SET household_id = excluded.household_id");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        for person in &w.family_members_delete {
-            on_tx!(tx, t => sqlx::query("DELETE FROM family_members WHERE person_id = $1")
-                .bind(*person).execute(&mut **t).await.map(|_| ()))?;
-        }
-        for chunk in w.family_members.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO family_members (person_id, family_id, via) ");
-                qb.push_values(chunk, |mut b, (p, f, via)| {
-                    b.push_bind(*p).push_bind(*f).push_bind(via.as_str());
-                });
-                qb.push(" ON CONFLICT (person_id) DO UPDATE SET family_id = excluded.family_id, via = excluded.via");
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
-        let c = &w.counts;
-        let run_id: i64 = on_tx!(tx, t => sqlx::query_scalar(
-            "INSERT INTO link_runs (started_at, finished_at, full_run, max_file_id, mentions, candidate_pairs, \
-             link_pairs, review_pairs, persons, households, families, review_pending, flags) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id")
-            .bind(w.started_at).bind(w.finished_at).bind(w.full).bind(w.max_file_id)
-            .bind(c.mentions).bind(c.candidate_pairs).bind(c.link_pairs).bind(c.review_pairs)
-            .bind(c.persons).bind(c.households).bind(c.families).bind(c.review_pending).bind(c.flags)
-            .fetch_one(&mut **t).await)?;
-        // Flags describe the latest run only.
-        on_tx!(tx, t => sqlx::query("DELETE FROM link_flags").execute(&mut **t).await.map(|_| ()))?;
-        for chunk in w.flags.chunks(CHUNK) {
-            on_tx!(tx, t => {
-                let mut qb = QueryBuilder::new("INSERT INTO link_flags (run_id, kind, a, b, size, detail) ");
-                qb.push_values(chunk, |mut b, f| {
-                    let (kind, x, y, size, detail): (&str, Option<i64>, Option<i64>, Option<i64>, Option<String>) = match f {
-                        ClusterFlag::SizeCap { a, b, size } => ("size_cap", Some(*a), Some(*b), Some(*size as i64), None),
-                        ClusterFlag::ReusedCasePersonId { mention } => ("reused_case_person_id", Some(*mention), None, None, None),
-                        ClusterFlag::LargeBlock { rule, size, .. } => ("large_block", None, None, Some(*size as i64), Some(rule.clone())),
-                    };
-                    b.push_bind(run_id).push_bind(kind).push_bind(x).push_bind(y).push_bind(size).push_bind(detail);
-                });
-                qb.build().execute(&mut **t).await.map(|_| ())
-            })?;
-        }
+        write_ids(&mut tx, w).await?;
+        write_links_and_review(&mut tx, w).await?;
+        write_households_and_families(&mut tx, w).await?;
+        let run_id = write_run(&mut tx, w).await?;
         tx.commit().await?;
         Ok(run_id)
     }
@@ -974,6 +808,196 @@ impl Store {
             flags: r.8,
         }))
     }
+}
+
+/// A link run's new persons and families, the aliases of merged ids, and which person each mention is.
+async fn write_ids(tx: &mut Tx, w: &LinkWrite) -> Result<(), StoreError> {
+    let at = w.finished_at;
+    for chunk in w.new_persons.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new("INSERT INTO persons (id, created_at) ");
+            qb.push_values(chunk, |mut b, id| {
+                b.push_bind(*id).push_bind(at);
+            });
+            qb.push(" ON CONFLICT (id) DO NOTHING");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    for chunk in w.new_families.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new("INSERT INTO families (id, created_at) ");
+            qb.push_values(chunk, |mut b, id| {
+                b.push_bind(*id).push_bind(at);
+            });
+            qb.push(" ON CONFLICT (id) DO NOTHING");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    for (table, aliases, owner) in [
+        ("person_aliases", &w.person_aliases, "persons"),
+        ("family_aliases", &w.family_aliases, "families"),
+    ] {
+        for chunk in aliases.chunks(CHUNK) {
+            on_tx!(*tx, t => {
+                let mut qb = QueryBuilder::new(format!("INSERT INTO {table} (old_id, new_id, at) "));
+                qb.push_values(chunk, |mut b, (old, new)| {
+                    b.push_bind(*old).push_bind(*new).push_bind(at);
+                });
+                qb.push(" ON CONFLICT (old_id) DO UPDATE SET new_id = excluded.new_id, at = excluded.at");
+                qb.build().execute(&mut **t).await.map(|_| ())
+            })?;
+        }
+        let sql = format!("UPDATE {owner} SET merged_into = $2 WHERE id = $1");
+        for (old, new) in aliases {
+            on_tx!(*tx, t => sqlx::query(&sql).bind(*old).bind(*new).execute(&mut **t).await.map(|_| ()))?;
+        }
+    }
+    for chunk in w.mention_persons.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new("INSERT INTO mention_persons (mention_id, person_id) ");
+            qb.push_values(chunk, |mut b, (m, p)| {
+                b.push_bind(*m).push_bind(*p);
+            });
+            qb.push(" ON CONFLICT (mention_id) DO UPDATE SET person_id = excluded.person_id");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+/// The links that changed, the review queue's pending pairs (a decided pair keeps its decision) and the model.
+async fn write_links_and_review(tx: &mut Tx, w: &LinkWrite) -> Result<(), StoreError> {
+    let at = w.finished_at;
+    for (a, b) in &w.links_delete {
+        on_tx!(*tx, t => sqlx::query("DELETE FROM links WHERE a = $1 AND b = $2")
+            .bind(*a).bind(*b).execute(&mut **t).await.map(|_| ()))?;
+    }
+    for chunk in w.links_upsert.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO links (a, b, basis, probability, weight, band, evidence) ");
+            qb.push_values(chunk, |mut b, p| {
+                b.push_bind(p.a)
+                    .push_bind(p.b)
+                    .push_bind(p.basis.as_str())
+                    .push_bind(p.probability)
+                    .push_bind(p.weight.is_finite().then_some(p.weight))
+                    .push_bind(p.band.as_str())
+                    .push_bind(p.evidence.clone());
+            });
+            qb.push(" ON CONFLICT (a, b) DO UPDATE SET basis = excluded.basis, \
+                      probability = excluded.probability, weight = excluded.weight, \
+                      band = excluded.band, evidence = excluded.evidence");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    for (a, b) in &w.review_withdraw {
+        on_tx!(*tx, t => sqlx::query(
+            "DELETE FROM review_queue WHERE a = $1 AND b = $2 AND status = 'pending'")
+            .bind(*a).bind(*b).execute(&mut **t).await.map(|_| ()))?;
+    }
+    for chunk in w.review_upsert.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO review_queue (a, b, probability, evidence, status, raised_at) ");
+            qb.push_values(chunk, |mut b, p| {
+                b.push_bind(p.a)
+                    .push_bind(p.b)
+                    .push_bind(p.probability)
+                    .push_bind(p.evidence.clone())
+                    .push_bind("pending")
+                    .push_bind(at);
+            });
+            // A decided pair keeps its decision: only pending rows are refreshed.
+            qb.push(" ON CONFLICT (a, b) DO UPDATE SET probability = excluded.probability, \
+                      evidence = excluded.evidence WHERE review_queue.status = 'pending'");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    if let Some(model) = &w.model {
+        on_tx!(*tx, t => sqlx::query(
+            "INSERT INTO link_model (id, model, updated_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at")
+            .bind(model.to_json()).bind(at).execute(&mut **t).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// New households, and household and family memberships that changed.
+async fn write_households_and_families(tx: &mut Tx, w: &LinkWrite) -> Result<(), StoreError> {
+    for chunk in w.new_households.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO households (id, address_key, uprn, address_line1, postcode) ");
+            qb.push_values(chunk, |mut b, h| {
+                b.push_bind(h.id)
+                    .push_bind(h.key.clone())
+                    .push_bind(h.uprn)
+                    .push_bind(h.address_line1.clone())
+                    .push_bind(h.postcode.clone());
+            });
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    for person in &w.household_members_delete {
+        on_tx!(*tx, t => sqlx::query("DELETE FROM household_members WHERE person_id = $1")
+            .bind(*person).execute(&mut **t).await.map(|_| ()))?;
+    }
+    for chunk in w.household_members.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new("INSERT INTO household_members (person_id, household_id) ");
+            qb.push_values(chunk, |mut b, (p, h)| {
+                b.push_bind(*p).push_bind(*h);
+            });
+            qb.push(" ON CONFLICT (person_id) DO UPDATE SET household_id = excluded.household_id");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    for person in &w.family_members_delete {
+        on_tx!(*tx, t => sqlx::query("DELETE FROM family_members WHERE person_id = $1")
+            .bind(*person).execute(&mut **t).await.map(|_| ()))?;
+    }
+    for chunk in w.family_members.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new("INSERT INTO family_members (person_id, family_id, via) ");
+            qb.push_values(chunk, |mut b, (p, f, via)| {
+                b.push_bind(*p).push_bind(*f).push_bind(via.as_str());
+            });
+            qb.push(" ON CONFLICT (person_id) DO UPDATE SET family_id = excluded.family_id, via = excluded.via");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+/// The run's own row and its flags (flags describe the latest run only); its id.
+async fn write_run(tx: &mut Tx, w: &LinkWrite) -> Result<i64, StoreError> {
+    let c = &w.counts;
+    let run_id: i64 = on_tx!(*tx, t => sqlx::query_scalar(
+        "INSERT INTO link_runs (started_at, finished_at, full_run, max_file_id, mentions, candidate_pairs, \
+         link_pairs, review_pairs, persons, households, families, review_pending, flags) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id")
+        .bind(w.started_at).bind(w.finished_at).bind(w.full).bind(w.max_file_id)
+        .bind(c.mentions).bind(c.candidate_pairs).bind(c.link_pairs).bind(c.review_pairs)
+        .bind(c.persons).bind(c.households).bind(c.families).bind(c.review_pending).bind(c.flags)
+        .fetch_one(&mut **t).await)?;
+    // Flags describe the latest run only.
+    on_tx!(*tx, t => sqlx::query("DELETE FROM link_flags").execute(&mut **t).await.map(|_| ()))?;
+    for chunk in w.flags.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new("INSERT INTO link_flags (run_id, kind, a, b, size, detail) ");
+            qb.push_values(chunk, |mut b, f| {
+                let (kind, x, y, size, detail): (&str, Option<i64>, Option<i64>, Option<i64>, Option<String>) = match f {
+                    ClusterFlag::SizeCap { a, b, size } => ("size_cap", Some(*a), Some(*b), Some(*size as i64), None),
+                    ClusterFlag::ReusedCasePersonId { mention } => ("reused_case_person_id", Some(*mention), None, None, None),
+                    ClusterFlag::LargeBlock { rule, size, .. } => ("large_block", None, None, Some(*size as i64), Some(rule.clone())),
+                };
+                b.push_bind(run_id).push_bind(kind).push_bind(x).push_bind(y).push_bind(size).push_bind(detail);
+            });
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    Ok(run_id)
 }
 
 /// Why an export stopped.
