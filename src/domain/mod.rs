@@ -6,11 +6,13 @@
 
 pub mod ids;
 pub mod linkage;
+pub mod postcode;
 pub mod problem;
 pub mod records;
 pub mod rules;
 
-pub use ids::{NhsNumber, Postcode, Upn, Uprn};
+pub use ids::{NhsNumber, Upn, Uprn};
+pub use postcode::{Postcode, PostcodePrefix};
 pub use problem::Problem;
 pub use records::{
     AttendanceMark, CaseMember, DaPerson, HousingNotice, PersonMention, Record, RowProblem,
