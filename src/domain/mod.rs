@@ -4,6 +4,7 @@
 //! Values that cross an edge (a spreadsheet cell, a config field) become one of these
 //! types through `parse`, so inner code never re-checks them.
 
+pub mod email;
 pub mod ids;
 pub mod linkage;
 pub mod postcode;
@@ -11,6 +12,7 @@ pub mod problem;
 pub mod records;
 pub mod rules;
 
+pub use email::EmailAddress;
 pub use ids::{NhsNumber, Upn, Uprn};
 pub use postcode::{Postcode, PostcodePrefix};
 pub use problem::Problem;
