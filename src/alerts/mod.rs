@@ -31,6 +31,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use crate::domain::rules::{Role, RuleId, RulesConfig, Severity};
+use crate::domain::{Postcode, PostcodePrefix};
 use crate::rules::{Fact, Finding};
 
 /// One locality of the config.
@@ -80,19 +81,17 @@ impl Directory {
     /// The locality of a postcode: the longest configured prefix that matches it
     /// whole (`M7` matches `M7 1AA`, not `M70 1AA`; `M6 5` matches `M6 5AB`).
     pub fn locality_of_postcode(&self, postcode: &str) -> Option<&LocalityEntry> {
-        let pc = crate::link::family::normalise_postcode(postcode);
-        let (outward, inward) = pc.split_once(' ')?;
-        let sector = inward.get(..1).map(|d| format!("{outward} {d}"));
-        let mut best: Option<(&LocalityEntry, usize)> = None;
-        for l in &self.localities {
-            for p in &l.postcodes {
-                let hit = p == outward || sector.as_deref() == Some(p.as_str());
-                if hit && best.is_none_or(|(_, len)| p.len() > len) {
-                    best = Some((l, p.len()));
-                }
-            }
-        }
-        best.map(|(l, _)| l)
+        let pc = Postcode::parse(postcode)?;
+        let prefixes: Vec<(PostcodePrefix, &LocalityEntry)> = self
+            .localities
+            .iter()
+            .flat_map(|l| {
+                l.postcodes
+                    .iter()
+                    .filter_map(move |p| Some((PostcodePrefix::parse(p)?, l)))
+            })
+            .collect();
+        PostcodePrefix::most_specific(&pc, prefixes.iter().map(|(p, l)| (p, *l)))
     }
 
     /// Routes one finding.

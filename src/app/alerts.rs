@@ -8,8 +8,9 @@ use tracing::info;
 use super::{open_store, Failure};
 use crate::cli::{AlertsCommand, AuditArgs, OutputFormat};
 use crate::clock::Clock;
-use crate::config::{is_email, Settings};
+use crate::config::Settings;
 use crate::domain::rules::RuleId;
+use crate::domain::EmailAddress;
 use crate::link::ids::parse_display_id;
 use crate::pipeline::{self, EvaluateReport};
 use crate::store::{AckOutcome, AlertRow, AuditRow};
@@ -104,7 +105,7 @@ pub(super) async fn alerts(
                     "alert id {id:?} is not valid: give it as A12 or 12"
                 )));
             };
-            if !is_email(by) {
+            if EmailAddress::parse(by).is_none() {
                 return Err(Failure::Config(format!(
                     "--by {by:?} is not an email address: give the address of the person acknowledging"
                 )));

@@ -353,7 +353,7 @@ async fn decide(
     args: &DecideArgs,
     verdict: Verdict,
 ) -> Result<u8, Failure> {
-    if !crate::config::is_email(&args.by) {
+    if crate::domain::EmailAddress::parse(&args.by).is_none() {
         return Err(Failure::Config(format!(
             "--by {:?} is not an email address: give the reviewer's address, e.g. --by a.worker@council.gov.uk",
             args.by

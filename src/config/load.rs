@@ -33,7 +33,6 @@ mod values;
 pub use layers::ENV_PREFIX;
 pub use secrets::check_secrets;
 pub use summary::summary;
-pub use values::is_email;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@
 
 mod load;
 
-pub use load::{check_secrets, is_email, load, load_str, summary, Problem, Problems, ENV_PREFIX};
+pub use load::{check_secrets, load, load_str, summary, Problem, Problems, ENV_PREFIX};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,5 +1,5 @@
 //! Identifiers with check rules: UPN (mod-23 check letter), NHS number (mod 11),
-//! UPRN (≤ 12 digits) and postcodes (normalised, validated as a warning only).
+//! and UPRN (≤ 12 digits). Postcodes are in [`super::postcode`].
 //!
 //! An identifier that fails its check is kept and flagged, never dropped: the row
 //! stays, but the value is not used as a deterministic match key (docs/domain.md 9.5).
@@ -163,103 +163,6 @@ impl fmt::Display for Uprn {
     }
 }
 
-/// A UK postcode, normalised to upper case with one space before the inward code,
-/// with whether it passes the strict format (a warning, never a rejection).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Postcode {
-    text: String,
-    valid: bool,
-}
-
-impl Postcode {
-    /// Normalises (`" b33  8th "` → `B33 8TH`) and validates. A value too short to
-    /// have an inward code is kept as written (trimmed, upper case) and flagged.
-    /// `None` for an empty value.
-    pub fn parse(s: &str) -> Option<Postcode> {
-        let compact: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_uppercase();
-        if compact.is_empty() {
-            return None;
-        }
-        if compact.len() < 5 || !compact.is_ascii() {
-            let text = s.split_whitespace().collect::<Vec<_>>().join(" ");
-            return Some(Postcode {
-                text: text.to_uppercase(),
-                valid: false,
-            });
-        }
-        let (outward, inward) = compact.split_at(compact.len() - 3);
-        let text = format!("{outward} {inward}");
-        let valid = postcode_is_valid(outward, inward);
-        Some(Postcode { text, valid })
-    }
-
-    /// The normalised text.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Whether it passes the strict BS 7666 format.
-    pub fn is_valid(&self) -> bool {
-        self.valid
-    }
-
-    /// The outward code (district), e.g. `M6` of `M6 5AB`.
-    pub fn district(&self) -> &str {
-        self.text.split(' ').next().unwrap_or(&self.text)
-    }
-
-    /// The sector, e.g. `M6 5` of `M6 5AB`, when the postcode has an inward code.
-    pub fn sector(&self) -> Option<&str> {
-        let space = self.text.find(' ')?;
-        self.text.get(..space + 2)
-    }
-}
-
-impl fmt::Display for Postcode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// The strict regex of docs/domain.md 3.4, written out by hand so that no regex engine
-/// is needed for one pattern.
-fn postcode_is_valid(outward: &str, inward: &str) -> bool {
-    if outward == "GIR" && inward == "0AA" {
-        return true;
-    }
-    let inward_ok = {
-        let b = inward.as_bytes();
-        b.len() == 3
-            && b[0].is_ascii_digit()
-            && b[1..].iter().all(|c| b"ABDEFGHJLNPQRSTUWXYZ".contains(c))
-    };
-    if !inward_ok {
-        return false;
-    }
-    let o = outward.as_bytes();
-    let first = |c: u8| b"ABCDEFGHIJKLMNOPRSTUWYZ".contains(&c);
-    let second = |c: u8| b"ABCDEFGHKLMNOPQRSTUVWXY".contains(&c);
-    let third_a9a = |c: u8| b"ABCDEFGHJKPSTUW".contains(&c);
-    let fourth_aa9a = |c: u8| b"ABEHMNPRVWXY".contains(&c);
-    let d = |c: u8| c.is_ascii_digit();
-    match o {
-        // A9, A99
-        [a, n] => first(*a) && d(*n),
-        [a, n, m] if d(*n) && d(*m) => first(*a),
-        // A9A
-        [a, n, x] if d(*n) => first(*a) && third_a9a(*x),
-        // AA9
-        [a, b, n] => first(*a) && second(*b) && d(*n),
-        // AA99, AA9A
-        [a, b, n, m] => first(*a) && second(*b) && d(*n) && (d(*m) || fourth_aa9a(*m)),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,27 +186,6 @@ mod tests {
         assert!(!NhsNumber::parse("4010232138").unwrap().is_valid());
         assert!(!NhsNumber::parse("401023213").unwrap().is_valid());
         assert!(!NhsNumber::parse("abcdefghij").unwrap().is_valid());
-    }
-
-    #[test]
-    fn postcodes_normalise_and_validate() {
-        for good in [
-            "M1 1AA", "M60 1NW", "CR2 6XH", "DN55 1PT", "W1A 1HQ", "EC1A 1BB", "SW1A 2AA",
-            "GIR 0AA",
-        ] {
-            let p = Postcode::parse(good).unwrap();
-            assert!(p.is_valid(), "{good}");
-            assert_eq!(p.as_str(), good);
-        }
-        let p = Postcode::parse(" b33  8th ").unwrap();
-        assert_eq!(p.as_str(), "B33 8TH");
-        assert!(p.is_valid());
-        assert_eq!(Postcode::parse("m6 5ab").unwrap().as_str(), "M6 5AB");
-        assert_eq!(Postcode::parse("M65AB").unwrap().sector(), Some("M6 5"));
-        assert_eq!(Postcode::parse("M65AB").unwrap().district(), "M6");
-        assert!(!Postcode::parse("ZZ99 9ZZ").unwrap().is_valid());
-        assert!(!Postcode::parse("hello").unwrap().is_valid());
-        assert!(!Postcode::parse("M6").unwrap().is_valid());
     }
 
     #[test]
@@ -336,12 +218,5 @@ mod tests {
             prop_assert!(!NhsNumber::parse(std::str::from_utf8(&bad).unwrap()).unwrap().is_valid());
         }
 
-        #[test]
-        fn postcode_parse_never_panics_and_is_idempotent(s in "\\PC{0,12}") {
-            if let Some(p) = Postcode::parse(&s) {
-                let again = Postcode::parse(p.as_str()).unwrap();
-                prop_assert_eq!(again.as_str(), p.as_str());
-            }
-        }
     }
 }

@@ -4,13 +4,17 @@
 //! Values that cross an edge (a spreadsheet cell, a config field) become one of these
 //! types through `parse`, so inner code never re-checks them.
 
+pub mod email;
 pub mod ids;
 pub mod linkage;
+pub mod postcode;
 pub mod problem;
 pub mod records;
 pub mod rules;
 
-pub use ids::{NhsNumber, Postcode, Upn, Uprn};
+pub use email::EmailAddress;
+pub use ids::{NhsNumber, Upn, Uprn};
+pub use postcode::{Postcode, PostcodePrefix};
 pub use problem::Problem;
 pub use records::{
     AttendanceMark, CaseMember, DaPerson, HousingNotice, PersonMention, Record, RowProblem,

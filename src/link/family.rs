@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDate;
 
 use super::ids;
-use crate::domain::FeedKind;
+use crate::domain::{FeedKind, Postcode};
 
 /// What family building needs to know about one mention.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,8 +309,8 @@ pub fn address_keys(uprn: Option<i64>, line: Option<&str>, postcode: Option<&str
 /// parts are there: the key the store keeps for each mention (`mentions.address_key`).
 pub fn written_address_key(line: Option<&str>, postcode: Option<&str>) -> Option<String> {
     let line = normalise_address_line(line?);
-    let postcode = normalise_postcode(postcode?);
-    (!line.is_empty() && !postcode.is_empty()).then(|| format!("addr:{line}|{postcode}"))
+    let postcode = Postcode::parse(postcode?)?;
+    (!line.is_empty()).then(|| format!("addr:{line}|{postcode}"))
 }
 
 fn written_key(m: &MentionFacts) -> Option<String> {
@@ -344,21 +344,6 @@ pub fn normalise_address_line(line: &str) -> String {
         })
         .collect();
     words.join(" ")
-}
-
-/// Upper case with one space before the inward code.
-pub fn normalise_postcode(p: &str) -> String {
-    let compact: String = p
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_uppercase();
-    if compact.len() > 3 && compact.is_ascii() {
-        let (out, inward) = compact.split_at(compact.len() - 3);
-        format!("{out} {inward}")
-    } else {
-        compact
-    }
 }
 
 struct UnionFind {
@@ -588,8 +573,11 @@ mod tests {
 
     #[test]
     fn postcodes_and_lines_normalise() {
-        assert_eq!(normalise_postcode(" m65ab "), "M6 5AB");
-        assert_eq!(normalise_postcode("SW1A 1AA"), "SW1A 1AA");
+        // The postcode half of the key is `Postcode`'s text.
+        assert_eq!(
+            written_address_key(Some("12 Acacia Road"), Some(" m65ab ")).as_deref(),
+            Some("addr:12 ACACIA RD|M6 5AB")
+        );
         assert_eq!(
             normalise_address_line("Apartment 3, 12 Acacia Avenue"),
             "FLAT 3 12 ACACIA AVE"

@@ -15,6 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use chrono::Datelike;
 
 use super::LinkMention;
+use crate::domain::Postcode;
 
 /// The nickname table shipped with kinlink (`config/nicknames.csv`).
 pub const NICKNAMES_CSV: &str = include_str!("../../config/nicknames.csv");
@@ -375,14 +376,17 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
 
         let (pc, sector, district) = match m.postcode.as_deref() {
             Some(raw) => *postcode_of.entry(raw).or_insert_with(|| {
-                let pc = compact_postcode(raw);
-                if pc.is_empty() {
+                // A postcode without a letter or digit ("-", "?") says nothing
+                // about where someone lives: missing, never an agreement.
+                let Some(pc) = Postcode::parse(raw)
+                    .filter(|pc| pc.as_str().bytes().any(|b| b.is_ascii_alphanumeric()))
+                else {
                     return (0, 0, 0);
-                }
-                let (sector, district) = postcode_parts(&pc);
-                let s = p.places.intern(&sector);
-                let d = p.places.intern(&district);
-                (p.places.intern(&pc), s, d)
+                };
+                // Too short for an inward code: its own sector and district.
+                let s = p.places.intern(pc.sector().unwrap_or(pc.as_str()));
+                let d = p.places.intern(pc.district());
+                (p.places.intern(pc.as_str()), s, d)
             }),
             None => (0, 0, 0),
         };
@@ -601,25 +605,6 @@ fn sex_code(g: Option<&str>) -> u8 {
     }
 }
 
-/// Upper case, no spaces.
-fn compact_postcode(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
-/// (sector, district) of a compact postcode: `M65AB` → (`M6 5`, `M6`). A string too
-/// short to hold an inward code is its own district.
-fn postcode_parts(pc: &str) -> (String, String) {
-    if pc.len() >= 5 && pc.is_char_boundary(pc.len() - 3) {
-        let (outward, inward) = pc.split_at(pc.len() - 3);
-        (format!("{outward} {}", &inward[..1]), outward.to_owned())
-    } else {
-        (pc.to_owned(), pc.to_owned())
-    }
-}
-
 /// Street-suffix and flat words as kinlink compares them.
 const ABBREVIATIONS: &[(&str, &str)] = &[
     ("ROAD", "RD"),
@@ -732,6 +717,13 @@ mod tests {
         first_token_letters("  Zoë  Ann", &mut buf);
         assert_eq!(buf, "ZOE");
         assert_eq!(first_token_letters("  ", &mut buf), 0);
+    }
+
+    /// (sector, district) as `prepare` interns them.
+    fn postcode_parts(pc: &str) -> (String, String) {
+        let pc = Postcode::parse(pc).unwrap();
+        let sector = pc.sector().unwrap_or(pc.as_str()).to_owned();
+        (sector, pc.district().to_owned())
     }
 
     #[test]

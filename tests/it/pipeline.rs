@@ -584,3 +584,79 @@ async fn mentions_stored_before_address_keys_get_them_when_the_store_next_opens(
         );
     }
 }
+
+#[tokio::test]
+async fn address_keys_written_before_the_one_postcode_parser_are_computed_again() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let test = "address_keys_postcode_parser";
+    for (backend, store) in stores(test, dir.path()).await {
+        let inbox = dir.path().join(format!("inbox-{backend}"));
+        std::fs::create_dir_all(&inbox).unwrap();
+        let mut source = attendance_source(&inbox, 0.05);
+        source
+            .columns
+            .insert("address_line1".into(), "Address".into());
+        let settings = settings(dir.path(), source);
+        let header = HEADER.replace(",Post code,", ",Address,Post code,");
+        // A postcode too short to have an inward code.
+        let csv = format!(
+            "{header}100001,{},Ann,Oak,01/09/2015,12 Oak Road,m65a,01/10/2025,AM,/\n",
+            upn(1)
+        );
+        std::fs::write(inbox.join("marks.csv"), csv).unwrap();
+        run(&settings, &store).await;
+        let keys = store
+            .column_text("SELECT address_key FROM mentions ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec![Some("addr:12 OAK RD|M65A".to_string())],
+            "{backend}"
+        );
+        store.close().await;
+
+        // The store as an earlier kinlink left it: the old key, and migration 14
+        // not yet applied.
+        let older = [
+            "UPDATE mentions SET address_key = 'addr:12 OAK RD|M 65A'",
+            "DELETE FROM _sqlx_migrations WHERE version = 14",
+        ];
+        let pg_url = kinlink_test_support::with_database(
+            &crate::backends::postgres_url(),
+            &format!("kinlink_it_{test}"),
+        );
+        let sqlite_path = dir.path().join("kinlink.db");
+        if backend == "sqlite" {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", sqlite_path.display()))
+                    .await
+                    .unwrap();
+            for sql in older {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+        } else {
+            let mut c = sqlx::PgConnection::connect(&pg_url).await.unwrap();
+            for sql in older {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+        }
+        let store = if backend == "sqlite" {
+            Store::open_sqlite(&sqlite_path).await.unwrap()
+        } else {
+            Store::open_postgres(&pg_url).await.unwrap()
+        };
+        assert_eq!(
+            store
+                .column_text("SELECT address_key FROM mentions ORDER BY id")
+                .await
+                .unwrap(),
+            keys,
+            "{backend}: the key computed again at opening"
+        );
+        store.close().await;
+    }
+}

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use super::secrets::secret;
-use super::values::{choice, emails, is_email, is_loopback, non_empty_string};
+use super::values::{choice, emails, is_loopback, non_empty_string};
 use super::Cx;
 use crate::config::{
     DetailLevel, MailSettings, MailTransport, SmtpSettings, SmtpTls, DEFAULT_RETRY_EVERY_MINS,
 };
+use crate::domain::EmailAddress;
 use crate::jobs::walk::Section;
 
 const MAIL_KEYS: &[&str] = &[
@@ -55,12 +56,7 @@ pub(super) fn mail(cx: &mut Cx<'_>, root: &Section<'_>, state_dir: &Path) -> Mai
     sec.check_keys(&mut cx.sink, MAIL_KEYS);
 
     if let Some((from, line)) = non_empty_string(cx, &sec, "from") {
-        let address = match (from.find('<'), from.ends_with('>')) {
-            (Some(open), true) => &from[open + 1..from.len() - 1],
-            (None, _) => from.as_str(),
-            _ => "",
-        };
-        if is_email(address.trim()) {
+        if EmailAddress::parse_mailbox(&from).is_some() {
             settings.from = from;
         } else {
             cx.sink.push(

@@ -11,39 +11,12 @@ use toml_edit::Value;
 use super::values::{emails, non_empty_string};
 use super::Cx;
 use crate::config::{Locality, School};
-use crate::domain::Urn;
+use crate::domain::{PostcodePrefix, Urn};
 use crate::jobs::walk::{closest, Section};
 
 const LOCALITY_KEYS: &[&str] = &["name", "postcodes", "dv_champions", "champions", "managers"];
 
 const SCHOOL_KEYS: &[&str] = &["urn", "name", "locality", "ewos"];
-
-/// A postcode district (`M7`, `SW1A`) or sector (`M6 5`), upper case with one space.
-fn postcode_prefix(text: &str) -> Option<String> {
-    let norm = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_uppercase();
-    let (district, sector) = match norm.split_once(' ') {
-        Some((d, s)) => (d, Some(s)),
-        None => (norm.as_str(), None),
-    };
-    let b = district.as_bytes();
-    let letters = b.iter().take_while(|c| c.is_ascii_alphabetic()).count();
-    let rest = &b[letters..];
-    let district_ok = (1..=2).contains(&letters)
-        && match rest {
-            [d] => d.is_ascii_digit(),
-            [d, e] => d.is_ascii_digit() && e.is_ascii_alphanumeric(),
-            _ => false,
-        };
-    let sector_ok = match sector {
-        None => true,
-        Some(s) => s.len() == 1 && s.as_bytes()[0].is_ascii_digit(),
-    };
-    (district_ok && sector_ok).then_some(norm)
-}
 
 pub(super) fn localities(cx: &mut Cx<'_>, root: &Section<'_>) -> Vec<Locality> {
     let mut out = Vec::new();
@@ -82,7 +55,7 @@ pub(super) fn localities(cx: &mut Cx<'_>, root: &Section<'_>) -> Vec<Locality> {
         let shown_name = name.clone().unwrap_or_else(|| sec.label.clone());
         let mut postcodes = Vec::new();
         for (text, pc_line) in sec.strings(&mut cx.sink, "postcodes").unwrap_or_default() {
-            let Some(prefix) = postcode_prefix(&text) else {
+            let Some(prefix) = PostcodePrefix::parse(&text).map(PostcodePrefix::into_string) else {
                 cx.sink.push(
                     pc_line,
                     format!(
@@ -263,7 +236,6 @@ fn school_urn(cx: &mut Cx<'_>, sec: &Section<'_>) -> Option<(Urn, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::load::fixture::{find, Fixture, MINIMAL};
 
     #[test]
@@ -354,16 +326,5 @@ locality = "North"
         assert_eq!(find(&problems, "6-digit school URN").line, 30);
         assert_eq!(find(&problems, "has no `ewos`").line, 29);
         assert_eq!(problems.len(), 5, "{problems:#?}");
-    }
-
-    #[test]
-    fn postcode_prefixes() {
-        assert_eq!(postcode_prefix("m7").as_deref(), Some("M7"));
-        assert_eq!(postcode_prefix(" m6   5 ").as_deref(), Some("M6 5"));
-        assert_eq!(postcode_prefix("SW1A").as_deref(), Some("SW1A"));
-        assert_eq!(postcode_prefix("M27").as_deref(), Some("M27"));
-        for bad in ["", "7M", "M", "MMM1", "M6 5A", "M6 X", "M123", "M6 5 1"] {
-            assert_eq!(postcode_prefix(bad), None, "{bad}");
-        }
     }
 }

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::Cx;
+use crate::domain::EmailAddress;
 use crate::jobs::walk::{closest, Section};
 
 /// A string that must not be blank.
@@ -51,22 +52,6 @@ pub(super) fn choice(
     None
 }
 
-/// Simple email check: one `@`, no spaces, a dot inside the domain.
-pub fn is_email(s: &str) -> bool {
-    let mut parts = s.split('@');
-    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    !local.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-}
-
 /// A list of email addresses; bad ones are reported and left out.
 pub(super) fn emails(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str) -> Vec<String> {
     let Some(list) = sec.strings(&mut cx.sink, key) else {
@@ -74,9 +59,8 @@ pub(super) fn emails(cx: &mut Cx<'_>, sec: &Section<'_>, key: &str) -> Vec<Strin
     };
     let mut out = Vec::with_capacity(list.len());
     for (address, line) in list {
-        let t = address.trim();
-        if is_email(t) {
-            out.push(t.to_string());
+        if let Some(email) = EmailAddress::parse(address.trim()) {
+            out.push(email.into_string());
         } else {
             cx.sink.push(
                 line,
@@ -109,19 +93,4 @@ pub(super) fn url_userinfo(url: &str) -> Option<&str> {
     let after = &url[url.find("://")? + 3..];
     let authority = after.split(['/', '?', '#']).next().unwrap_or(after);
     authority.rfind('@').map(|at| &authority[..at])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_are_checked_simply() {
-        assert!(is_email("eh.north@example.gov.uk"));
-        for bad in [
-            "", "a@b", "a b@c.uk", "a@@c.uk", "@c.uk", "a@.uk", "a@c.", "a@c..uk",
-        ] {
-            assert!(!is_email(bad), "{bad}");
-        }
-    }
 }
