@@ -502,7 +502,6 @@ async fn a_file_of_many_store_batches_keeps_every_row_in_order() {
 
 #[tokio::test]
 async fn mentions_stored_before_address_keys_get_them_when_the_store_next_opens() {
-    use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let test = "address_keys_upgrade";
     for (backend, store) in stores(test, dir.path()).await {
@@ -539,33 +538,7 @@ async fn mentions_stored_before_address_keys_get_them_when_the_store_next_opens(
             "UPDATE mentions SET address_key = NULL",
             "INSERT INTO store_upgrades (name) VALUES ('mention_address_keys')",
         ];
-        let pg_url = kinlink_test_support::with_database(
-            &crate::backends::postgres_url(),
-            &format!("kinlink_it_{test}"),
-        );
-        let sqlite_path = dir.path().join("kinlink.db");
-        if backend == "sqlite" {
-            let mut c =
-                sqlx::SqliteConnection::connect(&format!("sqlite://{}", sqlite_path.display()))
-                    .await
-                    .unwrap();
-            for sql in forget {
-                sqlx::query(sql).execute(&mut c).await.unwrap();
-            }
-            c.close().await.unwrap();
-        } else {
-            let mut c = sqlx::PgConnection::connect(&pg_url).await.unwrap();
-            for sql in forget {
-                sqlx::query(sql).execute(&mut c).await.unwrap();
-            }
-            c.close().await.unwrap();
-        }
-
-        let store = if backend == "sqlite" {
-            Store::open_sqlite(&sqlite_path).await.unwrap()
-        } else {
-            Store::open_postgres(&pg_url).await.unwrap()
-        };
+        let store = reopened_after(backend, dir.path(), test, &forget).await;
         assert_eq!(
             store
                 .column_text("SELECT address_key FROM mentions ORDER BY id")
@@ -587,7 +560,6 @@ async fn mentions_stored_before_address_keys_get_them_when_the_store_next_opens(
 
 #[tokio::test]
 async fn address_keys_written_before_the_one_postcode_parser_are_computed_again() {
-    use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let test = "address_keys_postcode_parser";
     for (backend, store) in stores(test, dir.path()).await {
@@ -623,32 +595,7 @@ async fn address_keys_written_before_the_one_postcode_parser_are_computed_again(
             "UPDATE mentions SET address_key = 'addr:12 OAK RD|M 65A'",
             "DELETE FROM _sqlx_migrations WHERE version = 14",
         ];
-        let pg_url = kinlink_test_support::with_database(
-            &crate::backends::postgres_url(),
-            &format!("kinlink_it_{test}"),
-        );
-        let sqlite_path = dir.path().join("kinlink.db");
-        if backend == "sqlite" {
-            let mut c =
-                sqlx::SqliteConnection::connect(&format!("sqlite://{}", sqlite_path.display()))
-                    .await
-                    .unwrap();
-            for sql in older {
-                sqlx::query(sql).execute(&mut c).await.unwrap();
-            }
-            c.close().await.unwrap();
-        } else {
-            let mut c = sqlx::PgConnection::connect(&pg_url).await.unwrap();
-            for sql in older {
-                sqlx::query(sql).execute(&mut c).await.unwrap();
-            }
-            c.close().await.unwrap();
-        }
-        let store = if backend == "sqlite" {
-            Store::open_sqlite(&sqlite_path).await.unwrap()
-        } else {
-            Store::open_postgres(&pg_url).await.unwrap()
-        };
+        let store = reopened_after(backend, dir.path(), test, &older).await;
         assert_eq!(
             store
                 .column_text("SELECT address_key FROM mentions ORDER BY id")
@@ -658,5 +605,33 @@ async fn address_keys_written_before_the_one_postcode_parser_are_computed_again(
             "{backend}: the key computed again at opening"
         );
         store.close().await;
+    }
+}
+
+/// Runs `statements` on the store's database behind its back (the store closed),
+/// then opens it again: the store as an older kinlink left it, at its next opening.
+async fn reopened_after(backend: &str, dir: &Path, test: &str, statements: &[&str]) -> Store {
+    use sqlx::Connection;
+    let pg_url = kinlink_test_support::with_database(
+        &crate::backends::postgres_url(),
+        &format!("kinlink_it_{test}"),
+    );
+    let sqlite_path = dir.join("kinlink.db");
+    if backend == "sqlite" {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", sqlite_path.display()))
+            .await
+            .unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+        Store::open_sqlite(&sqlite_path).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(&pg_url).await.unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+        Store::open_postgres(&pg_url).await.unwrap()
     }
 }
