@@ -17,7 +17,7 @@ use tracing::{info, instrument, warn};
 use crate::clock::Clock;
 use crate::config::{LinkageSettings, Settings};
 use crate::link::family::{self, MentionFacts, PersonFacts};
-use crate::link::{self, guard, ids, Band, LinkOptions, Previous, ScoredPair};
+use crate::link::{self, guard, ids, Band, LinkOptions, LinkResult, Previous, ScoredPair};
 use crate::store::{LinkInput, LinkState, LinkWrite, NewHousehold, RunCounts, Store};
 
 /// How much a link run recomputes: only what changed since the last run, or
@@ -184,7 +184,40 @@ pub fn compute(
     w.new_persons = persons.created.clone();
     w.person_aliases = persons.aliases.clone();
 
-    // Links: the difference between the stored set and this run's.
+    diff_links(state, &result, &mut w);
+
+    let review_pending = diff_review(state, &result, &mut w);
+    if state.model.as_ref() != Some(&result.model) {
+        w.model = Some(result.model.clone());
+    }
+
+    // Households and families.
+    let facts = person_facts(input, &result.persons, &persons.ids);
+    let fam = family::build(&facts, &state.mention_family, state.next_family_id);
+    diff_households_and_families(state, &fam, &mut w);
+    w.new_families = fam.created.clone();
+    w.family_aliases = fam.aliases.clone();
+
+    w.flags = result.flags.clone();
+    let count = |band| result.pairs.iter().filter(|p| p.band == band).count() as i64;
+    w.counts = RunCounts {
+        mentions: input.mentions.len() as i64,
+        candidate_pairs: result.stats.candidate_pairs as i64,
+        link_pairs: count(Band::Link),
+        review_pairs: count(Band::Review),
+        persons: result.persons.len() as i64,
+        households: fam.households.len() as i64,
+        families: fam.families.len() as i64,
+        review_pending: review_pending as i64,
+        flags: result.flags.len() as i64,
+    };
+    report.counts = w.counts.clone();
+    (w, report)
+}
+
+/// The links to delete and to write: the difference between the stored set and
+/// this run's.
+fn diff_links(state: &LinkState, result: &LinkResult, w: &mut LinkWrite) {
     let old: HashMap<(i64, i64), &ScoredPair> =
         state.links.iter().map(|p| ((p.a, p.b), p)).collect();
     let new: HashMap<(i64, i64), &ScoredPair> =
@@ -201,8 +234,11 @@ pub fn compute(
         .filter(|p| old.get(&(p.a, p.b)).is_none_or(|o| *o != *p))
         .cloned()
         .collect();
+}
 
-    // Review queue: decided pairs are never re-opened.
+/// The review queue's pairs to write and to withdraw (decided pairs are never
+/// re-opened); returns how many are pending after the run.
+fn diff_review(state: &LinkState, result: &LinkResult, w: &mut LinkWrite) -> usize {
     let review: Vec<&ScoredPair> = result
         .review
         .iter()
@@ -226,21 +262,20 @@ pub fn compute(
         .copied()
         .collect();
     w.review_withdraw.sort_unstable();
-    if state.model.as_ref() != Some(&result.model) {
-        w.model = Some(result.model.clone());
-    }
+    review.len()
+}
 
-    // Households and families.
+/// Each person's mentions as the household and family stage reads them.
+fn person_facts(input: &LinkInput, persons: &[Vec<i64>], ids: &[i64]) -> Vec<PersonFacts> {
     let by_id: HashMap<i64, usize> = input
         .mentions
         .iter()
         .enumerate()
         .map(|(i, m)| (m.id, i))
         .collect();
-    let facts: Vec<PersonFacts> = result
-        .persons
+    persons
         .iter()
-        .zip(&persons.ids)
+        .zip(ids)
         .map(|(cluster, &id)| PersonFacts {
             id,
             mentions: cluster
@@ -258,8 +293,11 @@ pub fn compute(
                 })
                 .collect(),
         })
-        .collect();
-    let fam = family::build(&facts, &state.mention_family, state.next_family_id);
+        .collect()
+}
+
+/// New households, and the household and family memberships that changed.
+fn diff_households_and_families(state: &LinkState, fam: &family::FamilyResult, w: &mut LinkWrite) {
     let mut next_household = state.next_household_id;
     let mut household_of: HashMap<i64, i64> = HashMap::new();
     for h in &fam.households {
@@ -315,22 +353,4 @@ pub fn compute(
         .copied()
         .collect();
     w.family_members_delete.sort_unstable();
-    w.new_families = fam.created.clone();
-    w.family_aliases = fam.aliases.clone();
-
-    w.flags = result.flags.clone();
-    let count = |band| result.pairs.iter().filter(|p| p.band == band).count() as i64;
-    w.counts = RunCounts {
-        mentions: input.mentions.len() as i64,
-        candidate_pairs: result.stats.candidate_pairs as i64,
-        link_pairs: count(Band::Link),
-        review_pairs: count(Band::Review),
-        persons: result.persons.len() as i64,
-        households: fam.households.len() as i64,
-        families: fam.families.len() as i64,
-        review_pending: review.len() as i64,
-        flags: result.flags.len() as i64,
-    };
-    report.counts = w.counts.clone();
-    (w, report)
 }
