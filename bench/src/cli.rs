@@ -27,6 +27,24 @@ pub enum BenchCommand {
     /// Digests: compose, store and send N through the file transport and a loopback
     /// SMTP server; messages/s and peak memory.
     Mail(BenchMailArgs),
+    /// Linkage quality on the public FEBRL data (bench/data/febrl) through the real
+    /// pipeline: precision, recall and F1 over the final persons, the review queue,
+    /// and every missed true pair by cause.
+    Febrl(BenchFebrlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFebrlArgs {
+    /// Folder holding dataset3.csv, dataset4a.csv and dataset4b.csv (default: the
+    /// copy shipped in the repository).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Example pairs printed for each cause of a miss.
+    #[arg(long, default_value_t = 3)]
+    pub examples: usize,
+    /// Print the figures as JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 //!   makes the mentions, `quality` scores the result);
 //! - `evaluate` (`evaluating`, with its borough's feed files in `borough`): the rules
 //!   over a large borough, first run, re-run and nightly;
+//! - `febrl` (`febrl`): linkage quality on public data this project did not generate;
 //! - `mail` (`mail`): digests composed and sent through the file transport and a
 //!   loopback SMTP server.
 //!
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub mod borough;
 pub mod cli;
 pub mod evaluating;
+pub mod febrl;
 pub mod ingesting;
 pub mod linking;
 pub mod mail;
@@ -46,6 +48,7 @@ pub async fn run(cmd: &BenchCommand) -> anyhow::Result<u8> {
         BenchCommand::Link(args) => linking::run(args).await,
         BenchCommand::Evaluate(args) => evaluating::run(args).await,
         BenchCommand::Mail(args) => mail::run(args).await,
+        BenchCommand::Febrl(args) => febrl::run(args).await,
     }
 }
 

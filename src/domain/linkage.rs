@@ -11,6 +11,7 @@ pub const KEY_PARTS: &[&str] = &[
     "forename",
     "forename_code",
     "surname_code",
+    "name_codes",
     "postcode",
     "address",
 ];
@@ -24,6 +25,9 @@ pub const DEFAULT_BLOCKING: &[&str] = &[
     "postcode+surname_code",
     "dob+postcode",
     "address+forename_code",
+    "dob+name_codes",
+    "postcode+name_codes",
+    "dob+address",
 ];
 
 pub const FORENAME_LEVELS: &[&str] = &[

@@ -23,6 +23,9 @@ pub enum KeyPart {
     /// The forename itself, nicknames resolved (Beth → ELIZABETH).
     Forename,
     SurnameCode,
+    /// The Soundex codes of forename and surname as an unordered pair: the same key
+    /// for a record keyed with its names swapped.
+    NameCodes,
     Postcode,
     /// The house/flat numbers and street of the address line, normalised (`F3 12`,
     /// `OAK RD`); missing unless the line has a number.
@@ -38,6 +41,14 @@ impl KeyPart {
             KeyPart::ForenameCode => u64::from(p.forename_code[i]),
             KeyPart::Forename => u64::from(p.forename_canon[i]),
             KeyPart::SurnameCode => u64::from(p.surname_code[i]),
+            KeyPart::NameCodes => {
+                let (f, s) = (p.forename_raw_code[i], p.surname_code[i]);
+                if f == 0 || s == 0 {
+                    0
+                } else {
+                    (u64::from(f.min(s)) << 32) | u64::from(f.max(s))
+                }
+            }
             KeyPart::Postcode => u64::from(p.postcode[i]),
             // A street name alone is not a dwelling: both parts, or no key.
             KeyPart::Address if p.house[i] != 0 && p.street[i] != 0 => {
@@ -61,6 +72,7 @@ impl KeyPart {
             "forename" => KeyPart::Forename,
             "forename_code" => KeyPart::ForenameCode,
             "surname_code" => KeyPart::SurnameCode,
+            "name_codes" => KeyPart::NameCodes,
             "postcode" => KeyPart::Postcode,
             "address" => KeyPart::Address,
             _ => return None,
@@ -102,7 +114,9 @@ impl BlockingRule {
     /// forename spelt differently (postcode+surname_code); both names recorded
     /// differently (dob+postcode); a mistyped postcode on a record without a DOB
     /// (address+forename_code: the address line is a second, independent copy of
-    /// where someone lives, and one dwelling's block is a household).
+    /// where someone lives, and one dwelling's block is a household); forename and
+    /// surname swapped (dob+name_codes, postcode+name_codes); both names recorded
+    /// differently and the postcode mistyped (dob+address).
     pub fn defaults() -> Vec<BlockingRule> {
         crate::domain::linkage::DEFAULT_BLOCKING
             .iter()

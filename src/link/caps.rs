@@ -12,6 +12,10 @@ use super::compare::{self, level};
 use super::prepare::Prepared;
 use super::Band;
 
+/// Years between two dates of birth from which two records of one name are a parent
+/// and a child (a father and a son of one name at one address), never one person.
+pub(crate) const GENERATION_YEARS: u32 = 14;
+
 /// What a pair's records say beyond the compared fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PairFacts {
@@ -27,6 +31,10 @@ pub(crate) struct PairFacts {
     pub both_pupils: bool,
     /// Either mention's key has named two people.
     pub conflicted: bool,
+    /// Both records are of adults (see `Prepared::adult`).
+    pub adults: bool,
+    /// Years between the two dates of birth (0 when either is missing).
+    pub years_apart: u32,
 }
 
 impl PairFacts {
@@ -40,6 +48,12 @@ impl PairFacts {
             same_case_source: p.case_source[i] != 0 && p.case_source[i] == p.case_source[j],
             both_pupils: p.pupil[i] && p.pupil[j],
             conflicted: p.conflicted[i] || p.conflicted[j],
+            adults: p.adult[i] && p.adult[j],
+            years_apart: if p.dob[i] == 0 || p.dob[j] == 0 {
+                0
+            } else {
+                p.birth_year(i).abs_diff(p.birth_year(j))
+            },
         }
     }
 }
@@ -79,8 +93,19 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     let sur = compare::get(g, compare::SURNAME);
     let dob = compare::get(g, compare::DOB);
     let addr = compare::get(g, compare::ADDRESS);
+    let name_close = fore <= level::FORENAME_JW_HIGH && sur <= level::SURNAME_JW_HIGH;
+    let same_dwelling = addr < level::ADDRESS_POSTCODE;
     if dob == level::DOB_OTHER {
-        return Some((Band::NoLink, "dob_disagrees"));
+        // An adult's date of birth keyed wrongly: the same name at the same dwelling,
+        // born less than a generation apart. A generation apart it is a parent and a
+        // child of one name; for children it is two children.
+        let miskeyed = facts.adults
+            && name_close
+            && same_dwelling
+            && facts.years_apart < GENERATION_YEARS;
+        if !miskeyed {
+            return Some((Band::NoLink, "dob_disagrees"));
+        }
     }
     if facts.conflicted {
         return Some((Band::Review, "reused_identifier"));
@@ -89,10 +114,20 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     if facts.ages_conflict && !dob_strong {
         return Some((Band::NoLink, "child_and_adult"));
     }
-    let name_strong = fore <= level::FORENAME_JW_HIGH && sur <= level::SURNAME_JW_HIGH;
+    // Between adults one of the two names may be spelt loosely (a keying error in a
+    // name, everything else the same, is one person); between children that is how
+    // twins are named (Oliver and Olivia), so both must agree closely.
+    let loosely = |f: u8, s: u8| f <= level::FORENAME_SIMILAR && s <= level::SURNAME_SIMILAR;
+    let name_strong = name_close
+        || (facts.adults
+            && loosely(fore, sur)
+            && (fore <= level::FORENAME_JW_HIGH || sur <= level::SURNAME_JW_HIGH));
     let name_weak = !name_strong && fore <= level::FORENAME_INITIAL && sur < level::SURNAME_OTHER;
     let dob_weak = dob == level::DOB_ONE_PART;
-    let address_strong = addr <= level::ADDRESS_STREET && addr != level::ADDRESS_OTHER_HOUSE;
+    // Another house number in the same postcode is a neighbour — or a house number
+    // keyed wrongly, which is what it is for an adult whose date of birth agrees too.
+    let address_strong = addr <= level::ADDRESS_STREET
+        && (addr != level::ADDRESS_OTHER_HOUSE || (facts.adults && dob == level::EXACT));
     let strong = u8::from(name_strong) + u8::from(dob_strong) + u8::from(address_strong);
     let weak = u8::from(name_weak) + u8::from(dob_weak);
     // Records that already say "two people" (pupils of two schools; two person ids of
@@ -114,12 +149,17 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
     }
     if fore == level::FORENAME_OTHER {
         // Schools keep legal names and a case system its own ids: there a forename
-        // that disagrees outright is a second child (a twin), not a question.
-        return if facts.both_pupils || facts.same_case_source {
-            Some((Band::NoLink, "forename_disagrees"))
-        } else {
-            Some((Band::Review, "forename_disagrees"))
-        };
+        // that disagrees outright is a second child (a twin), not a question. An
+        // adult with the same surname, date of birth and home under another forename
+        // is one person under a known-as or middle name far more often than a twin.
+        if facts.both_pupils || facts.same_case_source {
+            return Some((Band::NoLink, "forename_disagrees"));
+        }
+        let known_as =
+            facts.adults && sur <= level::SURNAME_JW_HIGH && dob_strong && address_strong;
+        if !known_as {
+            return Some((Band::Review, "forename_disagrees"));
+        }
     }
     let sex = compare::get(g, compare::SEX);
     if sex == level::SEX_DISAGREE && fore != level::EXACT {
@@ -163,8 +203,14 @@ pub(crate) fn held_by_surname_alone(g: u32, facts: PairFacts) -> bool {
 }
 
 /// Whether a cap says two records are different people, not merely short of
-/// evidence: what clustering refuses between whole persons.
-pub(crate) fn says_different(cap: Option<(Band, &'static str)>) -> bool {
+/// evidence: what clustering refuses between whole persons. Between adults a
+/// forename that disagrees (for review) is a known-as name as often as not: their
+/// dates of birth, sex and identifiers tell two adults apart, and one record under
+/// another forename must not split a person the others join.
+pub(crate) fn says_different(cap: Option<(Band, &'static str)>, facts: PairFacts) -> bool {
+    if facts.adults && cap == Some((Band::Review, "forename_disagrees")) {
+        return false;
+    }
     matches!(
         cap,
         Some((
@@ -256,11 +302,11 @@ mod tests {
         for facts in [schools, case_system] {
             let cap = guard(g, facts);
             assert_eq!(cap, Some((Band::NoLink, "forename_disagrees")));
-            assert!(says_different(cap), "clustering must still refuse them");
+            assert!(says_different(cap, facts), "clustering must still refuse them");
         }
         // A police record against a school's may carry a name the child goes by.
         let cap = guard(g, PairFacts::default());
         assert_eq!(cap, Some((Band::Review, "forename_disagrees")));
-        assert!(says_different(cap));
+        assert!(says_different(cap, PairFacts::default()));
     }
 }

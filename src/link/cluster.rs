@@ -191,7 +191,8 @@ impl<'a> Clusters<'a> {
                 mb.iter().all(|&y| {
                     let (x, y) = (x as usize, y as usize);
                     let g = compare::compare(p, x, y);
-                    !caps::says_different(caps::guard(g, caps::PairFacts::of(p, x, y)))
+                    let facts = caps::PairFacts::of(p, x, y);
+                    !caps::says_different(caps::guard(g, facts), facts)
                 })
             });
         }

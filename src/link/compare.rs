@@ -66,8 +66,10 @@ pub(crate) const N_FIELDS: usize = FIELDS.len();
 pub(crate) mod level {
     pub const EXACT: u8 = 0;
     pub const FORENAME_JW_HIGH: u8 = 2;
+    pub const FORENAME_SIMILAR: u8 = 3;
     pub const FORENAME_INITIAL: u8 = 4;
     pub const SURNAME_JW_HIGH: u8 = 1;
+    pub const SURNAME_SIMILAR: u8 = 2;
     pub const FORENAME_OTHER: u8 = 5;
     pub const SURNAME_OTHER: u8 = 4;
     pub const DOB_ONE_PART: u8 = 2;
@@ -98,16 +100,59 @@ fn pack(levels: [u8; N_FIELDS]) -> u32 {
         .fold(0, |g, (f, &l)| g | (u32::from(l) << (4 * f)))
 }
 
+/// Set in a gamma when the names agree only with forename and surname swapped
+/// (`BRADLEY MATTHEWS` / `MATTHEWS BRADLEY`); the name levels are then those of the
+/// swapped comparison. Not a field: the model never sees it.
+pub(crate) const SWAPPED: u32 = 1 << 28;
+
 /// Compares mentions `i` and `j`.
 pub(crate) fn compare(p: &Prepared, i: usize, j: usize) -> u32 {
     let (ra, rb) = (&p.rows[i], &p.rows[j]);
-    pack([
-        forename(p, ra, rb),
-        surname(p, ra, rb),
+    let (fore, sur, swapped) = names(p, ra, rb);
+    let g = pack([
+        fore,
+        sur,
         dob(ra.dob, rb.dob),
         address(ra, rb),
         sex(ra.sex, rb.sex),
-    ])
+    ]);
+    if swapped {
+        g | SWAPPED
+    } else {
+        g
+    }
+}
+
+/// Forename and surname levels, and whether they come from the swapped comparison:
+/// when each record's forename is compared with the other's surname and that agrees
+/// closely on more of the two names than the names as written, the record was keyed
+/// with its names swapped (and perhaps one of them replaced or misspelt).
+fn names(p: &Prepared, ra: &Row, rb: &Row) -> (u8, u8, bool) {
+    let fore = forename(p, ra, rb);
+    let sur = surname(p, ra.surname, rb.surname);
+    let close = |f: u8, s: u8| {
+        u8::from(f <= level::FORENAME_JW_HIGH) + u8::from(s <= level::SURNAME_JW_HIGH)
+    };
+    let direct = close(fore, sur);
+    if direct == 2 {
+        return (fore, sur, false);
+    }
+    // Names compared crosswise as surnames are (no nickname: a surname has none).
+    let cross = |a: u32, b: u32| surname(p, a, b);
+    let (sf, ss) = (cross(ra.forename, rb.surname), cross(ra.surname, rb.forename));
+    let as_forename = |l: u8| match l {
+        0 => level::EXACT,
+        1 => level::FORENAME_JW_HIGH,
+        2 => level::FORENAME_SIMILAR,
+        l if l == missing(SURNAME) => missing(FORENAME),
+        _ => level::FORENAME_OTHER,
+    };
+    let (sf, ss) = (as_forename(sf), ss);
+    if close(sf, ss) > direct && sf != missing(FORENAME) && ss != missing(SURNAME) {
+        (sf, ss, true)
+    } else {
+        (fore, sur, false)
+    }
 }
 
 const JW_HIGH: f64 = 0.92;
@@ -120,6 +165,13 @@ fn forename(p: &Prepared, ra: &Row, rb: &Row) -> u8 {
     }
     if a == b {
         return 0;
+    }
+    // A forename split by a space (`LY DIA` / `LYDIA`).
+    let whole = |x: &Row, y: &Row| {
+        x.forename_all != 0 && (x.forename_all == y.forename || x.forename_all == y.forename_all)
+    };
+    if whole(ra, rb) || whole(rb, ra) {
+        return level::FORENAME_JW_HIGH;
     }
     let (ga, gb) = (&p.name_groups[a as usize], &p.name_groups[b as usize]);
     if ga.iter().any(|g| gb.contains(g)) {
@@ -157,8 +209,7 @@ fn misspelt_nickname(p: &Prepared, name: u32, other: &str) -> bool {
         })
 }
 
-fn surname(p: &Prepared, ra: &Row, rb: &Row) -> u8 {
-    let (a, b) = (ra.surname, rb.surname);
+fn surname(p: &Prepared, a: u32, b: u32) -> u8 {
     if a == 0 || b == 0 {
         return missing(SURNAME);
     }

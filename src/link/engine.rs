@@ -26,7 +26,7 @@ use super::{
 const U_SAMPLES: usize = 400_000;
 const U_SEED: u64 = 0x6b69_6e6c_696e_6b21;
 
-fn nicknames() -> &'static Nicknames {
+pub(super) fn nicknames() -> &'static Nicknames {
     static TABLE: OnceLock<Nicknames> = OnceLock::new();
     TABLE.get_or_init(|| Nicknames::parse(prepare::NICKNAMES_CSV))
 }
@@ -388,6 +388,9 @@ fn to_scored_pair(mentions: &[LinkMention], p: &Prepared, w: &Weights, s: &Score
         push_weight(&mut evidence, *weight);
         evidence.push(';');
     }
+    if s.gamma & compare::SWAPPED != 0 {
+        evidence.push_str("names=swapped;");
+    }
     evidence.push_str("prior:");
     push_weight(&mut evidence, w.prior);
     if let Some(cap) = s.cap {
@@ -479,6 +482,10 @@ fn estimate(p: &Prepared, pairs: &[u64], gammas: &[u32], opts: &LinkOptions) -> 
                     use_fields[compare::FORENAME] = false
                 }
                 block::KeyPart::SurnameCode => use_fields[compare::SURNAME] = false,
+                block::KeyPart::NameCodes => {
+                    use_fields[compare::FORENAME] = false;
+                    use_fields[compare::SURNAME] = false;
+                }
                 block::KeyPart::Postcode | block::KeyPart::Address => {
                     use_fields[compare::ADDRESS] = false
                 }

@@ -29,6 +29,7 @@ mod caps;
 pub use block::{BlockingRule, KeyPart};
 mod cluster;
 mod compare;
+mod diagnose;
 mod engine;
 pub mod family;
 pub mod guard;
@@ -37,6 +38,7 @@ pub mod model;
 mod prepare;
 mod strings;
 
+pub use diagnose::{diagnose, PairDiagnosis};
 pub use prepare::NICKNAMES_CSV;
 
 /// A mention as linking sees it (one row of the store's `mentions` table).

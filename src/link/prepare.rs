@@ -159,6 +159,9 @@ impl Nicknames {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Row {
     pub forename: u32,
+    /// Every letter of the forename when it has more than one word (`LY DIA` →
+    /// `LYDIA`), else 0.
+    pub forename_all: u32,
     pub surname: u32,
     pub dob: u32,
     pub postcode: u32,
@@ -179,8 +182,13 @@ pub(crate) struct Prepared {
     /// Interned normalised forename (first token) and surname.
     pub forename: Vec<u32>,
     pub surname: Vec<u32>,
+    /// Interned letters of the whole forename when it has more than one word, else 0.
+    pub forename_all: Vec<u32>,
     /// Interned Soundex of the canonical forename (nickname resolved) and of the surname.
     pub forename_code: Vec<u32>,
+    /// Interned Soundex of the forename as written (no nickname resolved): the key a
+    /// swapped surname is compared with.
+    pub forename_raw_code: Vec<u32>,
     pub surname_code: Vec<u32>,
     /// Interned canonical forename (the nickname group's formal name).
     pub forename_canon: Vec<u32>,
@@ -210,6 +218,9 @@ pub(crate) struct Prepared {
     pub school: Vec<u32>,
     /// What the record's role says of age: 0 unknown, 1 a child, 2 an adult.
     pub age_class: Vec<u8>,
+    /// An adult: by the record's role (parent, carer, tenant), or 18 or over by the
+    /// date of birth on the date the record speaks of. Unknown counts as not adult.
+    pub adult: Vec<bool>,
     /// A school's own record of a pupil (legal names, never a nickname).
     pub pupil: Vec<bool>,
     /// The mention's key has named two people: never linked automatically.
@@ -269,7 +280,9 @@ fn merge(mut a: Prepared, b: Prepared) -> Prepared {
     };
     map(&mut a.forename, &b.forename, &names);
     map(&mut a.surname, &b.surname, &names);
+    map(&mut a.forename_all, &b.forename_all, &names);
     map(&mut a.forename_code, &b.forename_code, &names);
+    map(&mut a.forename_raw_code, &b.forename_raw_code, &names);
     map(&mut a.surname_code, &b.surname_code, &names);
     map(&mut a.forename_canon, &b.forename_canon, &names);
     map(&mut a.postcode, &b.postcode, &places);
@@ -286,6 +299,7 @@ fn merge(mut a: Prepared, b: Prepared) -> Prepared {
     a.uprn.extend_from_slice(&b.uprn);
     a.school.extend_from_slice(&b.school);
     a.age_class.extend_from_slice(&b.age_class);
+    a.adult.extend_from_slice(&b.adult);
     a.pupil.extend_from_slice(&b.pupil);
     a.conflicted.extend_from_slice(&b.conflicted);
     a
@@ -303,7 +317,9 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
     for v in [
         &mut p.forename,
         &mut p.surname,
+        &mut p.forename_all,
         &mut p.forename_code,
+        &mut p.forename_raw_code,
         &mut p.surname_code,
         &mut p.forename_canon,
         &mut p.dob,
@@ -321,6 +337,7 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
     let mut buf = String::new();
     // Soundex and canonical names per distinct forename/surname id, computed once.
     let mut code_of: FxMap<u32, (u32, u32)> = FxMap::default();
+    let mut raw_code_of: FxMap<u32, u32> = FxMap::default();
     // Postcodes, addresses and sources repeat (a household, a source of thousands):
     // normalise each distinct written value once.
     let mut postcode_of: FxMap<&str, (u32, u32, u32)> = FxMap::default();
@@ -344,7 +361,23 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
             })
         };
         p.forename.push(fore);
+        let whole = match m.forename.as_deref() {
+            Some(f) if fore != 0 && all_letters(f, &mut buf) > p.names.get(fore).len() => {
+                p.names.intern(&buf)
+            }
+            _ => 0,
+        };
+        p.forename_all.push(whole);
         p.forename_code.push(fcode);
+        let raw_code = if fore == 0 {
+            0
+        } else {
+            *raw_code_of.entry(fore).or_insert_with(|| {
+                let code = soundex(p.names.get(fore));
+                p.names.intern(&code)
+            })
+        };
+        p.forename_raw_code.push(raw_code);
         p.forename_canon.push(fcanon);
 
         let sur = m
@@ -405,7 +438,13 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.street.push(s);
         p.uprn.push(m.uprn.unwrap_or(0));
         p.school.push(m.school_urn.unwrap_or(0));
-        p.age_class.push(age_class(&m.role));
+        let class = age_class(&m.role);
+        p.age_class.push(class);
+        p.adult.push(match class {
+            2 => true,
+            1 => false,
+            _ => matches!((m.dob, m.seen_on), (Some(d), Some(at)) if at.years_since(d).is_some_and(|y| y >= 18)),
+        });
         p.pupil.push(m.kind == crate::domain::FeedKind::Attendance);
         p.conflicted.push(m.identity_conflict);
         p.case_source
@@ -449,6 +488,7 @@ fn finish(p: &mut Prepared, nicknames: &Nicknames) {
     p.rows = (0..n)
         .map(|i| Row {
             forename: p.forename[i],
+            forename_all: p.forename_all[i],
             surname: p.surname[i],
             dob: p.dob[i],
             postcode: p.postcode[i],

@@ -861,3 +861,133 @@ fn twins_are_not_chained_together_through_a_third_record() {
     );
     assert_eq!(person_of(&r, 1), person_of(&r, 3));
 }
+
+/// An adult's record in a case system (role `parent`).
+fn adult(id: i64, source: &str, fore: &str, sur: &str, dob: &str) -> LinkMention {
+    let mut m = mention(id, FeedKind::Assessment, source, fore, sur, dob);
+    m.role = "parent".to_owned();
+    m
+}
+
+#[test]
+fn an_adult_keyed_with_names_swapped_or_split_links() {
+    let mut mentions = background(1000, 100);
+    mentions.extend([
+        at(
+            adult(1, "police", "Bradley", "Matthews", "1984-05-02"),
+            "4 Elm Road",
+            "M6 5AB",
+        ),
+        at(
+            adult(2, "cases", "Matthews", "Bradley", "1984-05-02"),
+            "4 Elm Road",
+            "M6 5AB",
+        ),
+        at(
+            adult(3, "police", "Ly dia", "Okonjo", "1990-11-13"),
+            "17 Ash Road",
+            "M7 1CD",
+        ),
+        at(
+            adult(4, "cases", "Lydia", "Okonjo", "1990-11-13"),
+            "17 Ash Road",
+            "M7 1CD",
+        ),
+    ]);
+    let r = run(&mentions);
+    assert_eq!(person_of(&r, 1), person_of(&r, 2), "swapped names");
+    assert_eq!(person_of(&r, 3), person_of(&r, 4), "a forename split by a space");
+    let swapped = r.pairs.iter().find(|p| (p.a, p.b) == (1, 2)).unwrap();
+    assert!(swapped.evidence.contains("names=swapped"), "{}", swapped.evidence);
+}
+
+#[test]
+fn an_adult_under_another_forename_links_a_child_under_another_forename_does_not() {
+    let mut mentions = background(1000, 100);
+    // An adult known by a middle name: surname, DOB and home agree.
+    mentions.extend([
+        at(
+            adult(1, "police", "Jasmine", "Silvestro", "1979-03-08"),
+            "12 Mill Road",
+            "M8 4EF",
+        ),
+        at(
+            adult(2, "cases", "Angela", "Silvestro", "1979-03-08"),
+            "12 Mill Road",
+            "M8 4EF",
+        ),
+    ]);
+    // Twins: the same, but children.
+    mentions.extend([
+        at(
+            mention(3, FeedKind::PoliceDa, "police", "Amir", "Haddad", "2016-06-01"),
+            "3 Oak Road",
+            "M5 2AB",
+        ),
+        at(
+            mention(4, FeedKind::Assessment, "cases", "Omar", "Haddad", "2016-06-01"),
+            "3 Oak Road",
+            "M5 2AB",
+        ),
+    ]);
+    let r = run(&mentions);
+    assert_eq!(person_of(&r, 1), person_of(&r, 2), "known-as name");
+    assert_ne!(person_of(&r, 3), person_of(&r, 4), "twins");
+}
+
+#[test]
+fn an_adult_dob_keyed_wrongly_links_but_a_generation_apart_does_not() {
+    let mut mentions = background(1000, 100);
+    mentions.extend([
+        // Born 1988 in one record and 1983 in the other: one man, a DOB mis-keyed.
+        at(
+            adult(1, "police", "Tomasz", "Nowicki", "1988-02-14"),
+            "21 Elm Road",
+            "M6 3CD",
+        ),
+        at(
+            adult(2, "cases", "Tomasz", "Nowicki", "1983-07-30"),
+            "21 Elm Road",
+            "M6 3CD",
+        ),
+        // Born 1961 and 1988: a father and his son of one name, both adults.
+        at(
+            adult(3, "police", "Dariusz", "Kowal", "1961-09-09"),
+            "8 Ash Road",
+            "M7 6EF",
+        ),
+        at(
+            adult(4, "cases", "Dariusz", "Kowal", "1988-01-21"),
+            "8 Ash Road",
+            "M7 6EF",
+        ),
+    ]);
+    let r = run(&mentions);
+    assert_eq!(person_of(&r, 1), person_of(&r, 2), "a mis-keyed DOB");
+    assert_ne!(person_of(&r, 3), person_of(&r, 4), "a generation apart");
+}
+
+#[test]
+fn one_record_under_another_forename_does_not_split_an_adult_the_others_join() {
+    let mut mentions = background(1000, 100);
+    mentions.extend([
+        at(
+            adult(1, "police", "Adam", "Eveston", "1972-12-01"),
+            "5 Oak Road",
+            "M5 1AB",
+        ),
+        at(
+            adult(2, "cases", "Adam", "Thorpe", "1972-12-01"),
+            "5 Oak Road",
+            "M5 1AB",
+        ),
+        at(
+            adult(3, "housing", "Kyle", "Eveston", "1972-12-01"),
+            "5 Oak Road",
+            "M5 1AB",
+        ),
+    ]);
+    let r = run(&mentions);
+    assert_eq!(person_of(&r, 1), person_of(&r, 2));
+    assert_eq!(person_of(&r, 1), person_of(&r, 3));
+}
