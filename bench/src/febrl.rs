@@ -337,10 +337,7 @@ pub async fn run_case(
     };
     for row in reader.records() {
         let row = row?;
-        person_of.insert(
-            (row[si].to_owned(), row[ki].to_owned()),
-            row[pi].to_owned(),
-        );
+        person_of.insert((row[si].to_owned(), row[ki].to_owned()), row[pi].to_owned());
     }
     let input = store.link_input().await?;
     let id_of: HashMap<(String, String), i64> = input
@@ -354,7 +351,11 @@ pub async fn run_case(
         .into_iter()
         .map(|r| ((r.a.min(r.b), r.a.max(r.b)), r.evidence))
         .collect();
-    let model = store.link_state().await?.model.unwrap_or_else(link::model::Model::prior);
+    let model = store
+        .link_state()
+        .await?
+        .model
+        .unwrap_or_else(link::model::Model::prior);
     let opts = pipeline::link_options(&settings.linkage);
     store.close().await;
 
@@ -371,7 +372,9 @@ pub async fn run_case(
     };
     let mention = |k: usize| -> Option<i64> {
         let (source, r, kind) = &records[k];
-        id_of.get(&(source.clone(), mention_key(&r.rec_id, *kind))).copied()
+        id_of
+            .get(&(source.clone(), mention_key(&r.rec_id, *kind)))
+            .copied()
     };
     let mut true_pairs = 0u64;
     let mut hits = 0u64;
@@ -459,12 +462,7 @@ pub async fn run_case(
             let (ra, rb) = (&records[a].1, &records[b].1);
             m.examples.push(format!(
                 "{} {} {} ~ {} {} {}: {levels}",
-                ra.rec_id,
-                ra.given_name,
-                ra.surname,
-                rb.rec_id,
-                rb.given_name,
-                rb.surname
+                ra.rec_id, ra.given_name, ra.surname, rb.rec_id, rb.given_name, rb.surname
             ));
         }
     }

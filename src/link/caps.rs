@@ -99,10 +99,8 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
         // An adult's date of birth keyed wrongly: the same name at the same dwelling,
         // born less than a generation apart. A generation apart it is a parent and a
         // child of one name; for children it is two children.
-        let miskeyed = facts.adults
-            && name_close
-            && same_dwelling
-            && facts.years_apart < GENERATION_YEARS;
+        let miskeyed =
+            facts.adults && name_close && same_dwelling && facts.years_apart < GENERATION_YEARS;
         if !miskeyed {
             return Some((Band::NoLink, "dob_disagrees"));
         }
@@ -302,7 +300,10 @@ mod tests {
         for facts in [schools, case_system] {
             let cap = guard(g, facts);
             assert_eq!(cap, Some((Band::NoLink, "forename_disagrees")));
-            assert!(says_different(cap, facts), "clustering must still refuse them");
+            assert!(
+                says_different(cap, facts),
+                "clustering must still refuse them"
+            );
         }
         // A police record against a school's may carry a name the child goes by.
         let cap = guard(g, PairFacts::default());

@@ -139,7 +139,10 @@ fn names(p: &Prepared, ra: &Row, rb: &Row) -> (u8, u8, bool) {
     }
     // Names compared crosswise as surnames are (no nickname: a surname has none).
     let cross = |a: u32, b: u32| surname(p, a, b);
-    let (sf, ss) = (cross(ra.forename, rb.surname), cross(ra.surname, rb.forename));
+    let (sf, ss) = (
+        cross(ra.forename, rb.surname),
+        cross(ra.surname, rb.forename),
+    );
     let as_forename = |l: u8| match l {
         0 => level::EXACT,
         1 => level::FORENAME_JW_HIGH,

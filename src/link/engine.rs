@@ -94,133 +94,206 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
     stats.score_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut flags: Vec<ClusterFlag> = mentions
-        .iter()
-        .filter(|m| m.identity_conflict)
-        .map(|m| ClusterFlag::ReusedCasePersonId { mention: m.id })
-        .collect();
-    flags.extend(large.iter().map(|l| ClusterFlag::LargeBlock {
-        rule: l.rule.clone(),
-        blocks: l.blocks,
-        size: l.size,
-    }));
+    let mut a = Assembly::new(mentions, &p, &index, &weights, previous, opts);
+    a.flags
+        .extend(large.iter().map(|l| ClusterFlag::LargeBlock {
+            rule: l.rule.clone(),
+            blocks: l.blocks,
+            size: l.size,
+        }));
+    a.link_deterministic_keys();
+    a.link_accepted(previous);
+    let pending = a.link_strongest_first(&scored, a.kept(previous, changed.as_deref()));
+    a.link_notifications_sharing_a_person(&pending);
+    let done = a.finish();
+    stats.cluster_s = t.elapsed().as_secs_f64();
+    stats.link_pairs = done.pairs.iter().filter(|s| s.band == Band::Link).count();
+    stats.review_pairs = done.review.len();
+    stats.persons = done.persons.len();
+    LinkResult {
+        pairs: done.pairs,
+        persons: done.persons,
+        review: done.review,
+        flags: done.flags,
+        model,
+        stats,
+    }
+}
 
-    // Pairs kept from the last run: both mentions unchanged and still present.
-    let mut kept: Vec<(u32, u32, &ScoredPair)> = Vec::new();
-    if let Some(ch) = &changed {
-        for sp in &previous.pairs {
-            if let (Some(&i), Some(&j)) = (index.get(&sp.a), index.get(&sp.b)) {
-                if !ch[i as usize] && !ch[j as usize] && sp.basis == Basis::Probabilistic {
-                    kept.push((i, j, sp));
+/// Scored pairs becoming persons: the clusters, the pairs kept, the review queue and
+/// the flags, as the steps of [`run`] add to them.
+struct Assembly<'a> {
+    mentions: &'a [LinkMention],
+    p: &'a Prepared,
+    index: &'a prepare::FxMap<i64, u32>,
+    weights: &'a Weights,
+    opts: &'a LinkOptions,
+    clusters: Clusters<'a>,
+    /// Pairs a person decided (either way): never scored again.
+    decided: HashSet<(i64, i64)>,
+    pairs: Vec<ScoredPair>,
+    review: Vec<ScoredPair>,
+    flags: Vec<ClusterFlag>,
+}
+
+impl<'a> Assembly<'a> {
+    fn new(
+        mentions: &'a [LinkMention],
+        p: &'a Prepared,
+        index: &'a prepare::FxMap<i64, u32>,
+        weights: &'a Weights,
+        previous: &Previous,
+        opts: &'a LinkOptions,
+    ) -> Self {
+        let mut rejected: Vec<(usize, usize)> = Vec::new();
+        let mut decided: HashSet<(i64, i64)> = HashSet::new();
+        for d in &previous.decisions {
+            let (a, b) = (d.a.min(d.b), d.a.max(d.b));
+            decided.insert((a, b));
+            if let (Some(&i), Some(&j)) = (index.get(&a), index.get(&b)) {
+                if d.verdict == Verdict::Reject {
+                    rejected.push((i as usize, j as usize));
                 }
             }
         }
-    }
-
-    let mut accepted: Vec<(usize, usize)> = Vec::new();
-    let mut rejected: Vec<(usize, usize)> = Vec::new();
-    let mut decided: HashSet<(i64, i64)> = HashSet::new();
-    for d in &previous.decisions {
-        let (a, b) = (d.a.min(d.b), d.a.max(d.b));
-        decided.insert((a, b));
-        if let (Some(&i), Some(&j)) = (index.get(&a), index.get(&b)) {
-            if d.verdict == Verdict::Accept {
-                accepted.push((i as usize, j as usize));
-            } else {
-                rejected.push((i as usize, j as usize));
-            }
+        Assembly {
+            mentions,
+            p,
+            index,
+            weights,
+            opts,
+            clusters: Clusters::new(p, &rejected, opts.max_cluster_size),
+            decided,
+            pairs: Vec::new(),
+            review: Vec::new(),
+            flags: mentions
+                .iter()
+                .filter(|m| m.identity_conflict)
+                .map(|m| ClusterFlag::ReusedCasePersonId { mention: m.id })
+                .collect(),
         }
     }
 
-    let mut clusters = Clusters::new(&p, &rejected, opts.max_cluster_size);
-    let mut pairs: Vec<ScoredPair> = Vec::new();
-    let mut review: Vec<ScoredPair> = Vec::new();
+    /// Joins `i` and `j` for `sp` unless a constraint refuses; a refusal goes to
+    /// review or the flags as [`note_refusal`] says.
+    fn union(&mut self, sp: ScoredPair, i: usize, j: usize, check_consistency: bool) {
+        match self.clusters.union(i, j, check_consistency) {
+            Ok(()) => self.pairs.push(sp),
+            Err(refusal) => note_refusal(
+                refusal,
+                &sp,
+                self.mentions,
+                i,
+                j,
+                &mut self.flags,
+                &mut self.review,
+            ),
+        }
+    }
 
-    // 1. Deterministic keys.
-    for (basis, keys) in [(Basis::Upn, &p.upn), (Basis::Nhs, &p.nhs)] {
-        let mut first: HashMap<u32, usize> = HashMap::new();
-        for (i, &k) in keys.iter().enumerate() {
-            if k == 0 {
-                continue;
-            }
-            match first.get(&k) {
-                None => {
-                    first.insert(k, i);
+    /// Step 1: the same valid UPN, or the same valid NHS number.
+    fn link_deterministic_keys(&mut self) {
+        let p = self.p;
+        for (basis, keys) in [(Basis::Upn, &p.upn), (Basis::Nhs, &p.nhs)] {
+            let mut first: HashMap<u32, usize> = HashMap::new();
+            for (i, &k) in keys.iter().enumerate() {
+                if k == 0 {
+                    continue;
                 }
-                Some(&f) => {
-                    let sp = deterministic(mentions, f, i, basis);
-                    match clusters.union(f, i, false) {
-                        Ok(()) => pairs.push(sp),
-                        Err(refusal) => {
-                            note_refusal(refusal, &sp, mentions, f, i, &mut flags, &mut review)
-                        }
+                match first.get(&k) {
+                    None => {
+                        first.insert(k, i);
+                    }
+                    Some(&f) => {
+                        let sp = deterministic(self.mentions, f, i, basis);
+                        self.union(sp, f, i, false);
                     }
                 }
             }
         }
     }
-    // 2. Human decisions.
-    for &(i, j) in &accepted {
-        let mut sp = deterministic(mentions, i, j, Basis::Reviewed);
-        sp.evidence = "review=accepted".to_owned();
-        if clusters.union(i, j, false).is_ok() {
-            pairs.push(sp);
-        }
-    }
-    // 3. Probabilistic links, strongest first.
-    let mut links: Vec<Link> = Vec::new();
-    for s in &scored {
-        links.push(Link::New(*s));
-    }
-    for &(i, j, sp) in &kept {
-        links.push(Link::Kept(i, j, sp));
-    }
-    // By weight, not probability: probabilities round to 1 for strong pairs, and
-    // the exact match must be tried before the nickname one (twins).
-    links.sort_by(|x, y| {
-        y.weight()
-            .total_cmp(&x.weight())
-            .then_with(|| y.probability().total_cmp(&x.probability()))
-            .then_with(|| x.ends().cmp(&y.ends()))
-    });
-    let mut pending: Vec<Scored> = Vec::new();
-    for l in &links {
-        let (i, j) = l.ends();
-        if let Link::New(s) = l {
-            if s.needs_shared_member {
-                pending.push(*s);
+
+    /// Step 2: pairs a person accepted in review.
+    fn link_accepted(&mut self, previous: &Previous) {
+        for d in previous
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Accept)
+        {
+            let (a, b) = (d.a.min(d.b), d.a.max(d.b));
+            let (Some(&i), Some(&j)) = (self.index.get(&a), self.index.get(&b)) else {
                 continue;
+            };
+            let (i, j) = (i as usize, j as usize);
+            let mut sp = deterministic(self.mentions, i, j, Basis::Reviewed);
+            sp.evidence = "review=accepted".to_owned();
+            if self.clusters.union(i, j, false).is_ok() {
+                self.pairs.push(sp);
             }
         }
-        let sp = match l {
-            Link::New(s) => to_scored_pair(mentions, &p, &weights, s),
-            Link::Kept(_, _, sp) => (*sp).clone(),
-        };
-        if decided.contains(&(sp.a, sp.b)) {
-            continue;
-        }
-        match sp.band {
-            Band::Link => match clusters.union(i as usize, j as usize, true) {
-                Ok(()) => pairs.push(sp),
-                Err(refusal) => note_refusal(
-                    refusal,
-                    &sp,
-                    mentions,
-                    i as usize,
-                    j as usize,
-                    &mut flags,
-                    &mut review,
-                ),
-            },
-            Band::Review => review.push(sp),
-            Band::NoLink => {}
-        }
     }
-    // 4. Pairs held back by the surname alone between two notifications: two
-    // notifications at one home that name the same other person (her partner, her
-    // children) and a woman of one forename are one woman, whichever surname each
-    // officer wrote down. Strongest first; the rest keep their capped band.
-    if !pending.is_empty() {
+
+    /// Pairs kept from the last run: both mentions unchanged and still present.
+    fn kept<'p>(&self, previous: &'p Previous, changed: Option<&[bool]>) -> Vec<Link<'p>> {
+        let Some(ch) = changed else {
+            return Vec::new();
+        };
+        previous
+            .pairs
+            .iter()
+            .filter(|sp| sp.basis == Basis::Probabilistic)
+            .filter_map(|sp| {
+                let (&i, &j) = (self.index.get(&sp.a)?, self.index.get(&sp.b)?);
+                (!ch[i as usize] && !ch[j as usize]).then_some(Link::Kept(i, j, sp))
+            })
+            .collect()
+    }
+
+    /// Step 3: probabilistic links, strongest first; returns the pairs held back by the
+    /// surname alone between two notifications, for step 4.
+    fn link_strongest_first(&mut self, scored: &[Scored], kept: Vec<Link<'_>>) -> Vec<Scored> {
+        let mut links: Vec<Link> = scored.iter().map(|s| Link::New(*s)).collect();
+        links.extend(kept);
+        // By weight, not probability: probabilities round to 1 for strong pairs, and
+        // the exact match must be tried before the nickname one (twins).
+        links.sort_by(|x, y| {
+            y.weight()
+                .total_cmp(&x.weight())
+                .then_with(|| y.probability().total_cmp(&x.probability()))
+                .then_with(|| x.ends().cmp(&y.ends()))
+        });
+        let mut pending: Vec<Scored> = Vec::new();
+        for l in &links {
+            let (i, j) = l.ends();
+            let sp = match l {
+                Link::New(s) if s.needs_shared_member => {
+                    pending.push(*s);
+                    continue;
+                }
+                Link::New(s) => to_scored_pair(self.mentions, self.p, self.weights, s),
+                Link::Kept(_, _, sp) => (*sp).clone(),
+            };
+            if self.decided.contains(&(sp.a, sp.b)) {
+                continue;
+            }
+            match sp.band {
+                Band::Link => self.union(sp, i as usize, j as usize, true),
+                Band::Review => self.review.push(sp),
+                Band::NoLink => {}
+            }
+        }
+        pending
+    }
+
+    /// Step 4: pairs held back by the surname alone between two notifications: two
+    /// notifications at one home that name the same other person (her partner, her
+    /// children) and a woman of one forename are one woman, whichever surname each
+    /// officer wrote down. Strongest first; the rest keep their capped band.
+    fn link_notifications_sharing_a_person(&mut self, pending: &[Scored]) {
+        if pending.is_empty() {
+            return;
+        }
+        let p = self.p;
         let wanted: HashSet<u32> = pending
             .iter()
             .flat_map(|s| [p.group[s.i as usize], p.group[s.j as usize]])
@@ -231,27 +304,29 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
                 members.entry(*g).or_default().push(k);
             }
         }
-        for s in &pending {
+        let others = |x: usize| -> Vec<usize> {
+            members
+                .get(&p.group[x])
+                .map(|m| m.iter().copied().filter(|&k| k != x).collect())
+                .unwrap_or_default()
+        };
+        for s in pending {
             let (i, j) = (s.i as usize, s.j as usize);
-            let mut sp = to_scored_pair(mentions, &p, &weights, s);
-            if decided.contains(&(sp.a, sp.b)) {
+            let mut sp = to_scored_pair(self.mentions, p, self.weights, s);
+            if self.decided.contains(&(sp.a, sp.b)) {
                 continue;
             }
-            let others = |x: usize| -> Vec<usize> {
-                members
-                    .get(&p.group[x])
-                    .map(|m| m.iter().copied().filter(|&k| k != x).collect())
-                    .unwrap_or_default()
-            };
             let (oi, oj) = (others(i), others(j));
-            let shared = oi.iter().any(|&k| oj.iter().any(|&l| clusters.same(k, l)));
+            let shared = oi
+                .iter()
+                .any(|&k| oj.iter().any(|&l| self.clusters.same(k, l)));
             if !shared {
                 if s.band == Band::Review {
-                    review.push(sp);
+                    self.review.push(sp);
                 }
                 continue;
             }
-            sp.band = if s.probability >= opts.auto_link {
+            sp.band = if s.probability >= self.opts.auto_link {
                 Band::Link
             } else {
                 Band::Review
@@ -262,45 +337,49 @@ pub(super) fn run(mentions: &[LinkMention], previous: &Previous, opts: &LinkOpti
             sp.evidence
                 .push_str(";household=notifications_share_a_person");
             match sp.band {
-                Band::Link => match clusters.union(i, j, true) {
-                    Ok(()) => pairs.push(sp),
-                    Err(refusal) => {
-                        note_refusal(refusal, &sp, mentions, i, j, &mut flags, &mut review)
-                    }
-                },
-                _ => review.push(sp),
+                Band::Link => self.union(sp, i, j, true),
+                _ => self.review.push(sp),
             }
         }
     }
-    // A review pair whose mentions ended up in one person anyway, or that can never
-    // be linked, needs no one's time.
-    review.retain(|sp| {
-        let (i, j) = (index[&sp.a] as usize, index[&sp.b] as usize);
-        !clusters.same(i, j) && clusters.could_link(i, j)
-    });
-    review.sort_by_key(|s| (s.a, s.b));
-    review.dedup_by(|a, b| a.a == b.a && a.b == b.b);
-    pairs.extend(review.iter().cloned());
-    pairs.sort_by_key(|s| (s.a, s.b));
-    pairs.dedup_by(|a, b| a.a == b.a && a.b == b.b);
 
-    let persons: Vec<Vec<i64>> = clusters
-        .into_persons()
-        .into_iter()
-        .map(|c| c.into_iter().map(|i| mentions[i as usize].id).collect())
-        .collect();
-    stats.cluster_s = t.elapsed().as_secs_f64();
-    stats.link_pairs = pairs.iter().filter(|s| s.band == Band::Link).count();
-    stats.review_pairs = review.len();
-    stats.persons = persons.len();
-    LinkResult {
-        pairs,
-        persons,
-        review,
-        flags,
-        model,
-        stats,
+    /// The pairs (review included), the review queue and the persons. A review pair
+    /// whose mentions ended up in one person anyway, or that can never be linked,
+    /// needs no one's time.
+    fn finish(mut self) -> Assembled {
+        let mut review = std::mem::take(&mut self.review);
+        review.retain(|sp| {
+            let (i, j) = (self.index[&sp.a] as usize, self.index[&sp.b] as usize);
+            !self.clusters.same(i, j) && self.clusters.could_link(i, j)
+        });
+        review.sort_by_key(|s| (s.a, s.b));
+        review.dedup_by(|a, b| a.a == b.a && a.b == b.b);
+        let mut pairs = std::mem::take(&mut self.pairs);
+        pairs.extend(review.iter().cloned());
+        pairs.sort_by_key(|s| (s.a, s.b));
+        pairs.dedup_by(|a, b| a.a == b.a && a.b == b.b);
+        let mentions = self.mentions;
+        let persons: Vec<Vec<i64>> = self
+            .clusters
+            .into_persons()
+            .into_iter()
+            .map(|c| c.into_iter().map(|i| mentions[i as usize].id).collect())
+            .collect();
+        Assembled {
+            pairs,
+            review,
+            persons,
+            flags: self.flags,
+        }
     }
+}
+
+/// What [`Assembly::finish`] hands back.
+struct Assembled {
+    pairs: Vec<ScoredPair>,
+    review: Vec<ScoredPair>,
+    persons: Vec<Vec<i64>>,
+    flags: Vec<ClusterFlag>,
 }
 
 enum Link<'a> {

@@ -896,9 +896,17 @@ fn an_adult_keyed_with_names_swapped_or_split_links() {
     ]);
     let r = run(&mentions);
     assert_eq!(person_of(&r, 1), person_of(&r, 2), "swapped names");
-    assert_eq!(person_of(&r, 3), person_of(&r, 4), "a forename split by a space");
+    assert_eq!(
+        person_of(&r, 3),
+        person_of(&r, 4),
+        "a forename split by a space"
+    );
     let swapped = r.pairs.iter().find(|p| (p.a, p.b) == (1, 2)).unwrap();
-    assert!(swapped.evidence.contains("names=swapped"), "{}", swapped.evidence);
+    assert!(
+        swapped.evidence.contains("names=swapped"),
+        "{}",
+        swapped.evidence
+    );
 }
 
 #[test]
@@ -920,12 +928,26 @@ fn an_adult_under_another_forename_links_a_child_under_another_forename_does_not
     // Twins: the same, but children.
     mentions.extend([
         at(
-            mention(3, FeedKind::PoliceDa, "police", "Amir", "Haddad", "2016-06-01"),
+            mention(
+                3,
+                FeedKind::PoliceDa,
+                "police",
+                "Amir",
+                "Haddad",
+                "2016-06-01",
+            ),
             "3 Oak Road",
             "M5 2AB",
         ),
         at(
-            mention(4, FeedKind::Assessment, "cases", "Omar", "Haddad", "2016-06-01"),
+            mention(
+                4,
+                FeedKind::Assessment,
+                "cases",
+                "Omar",
+                "Haddad",
+                "2016-06-01",
+            ),
             "3 Oak Road",
             "M5 2AB",
         ),
