@@ -11,7 +11,7 @@
 
 use chrono::NaiveDate;
 
-use super::{per_family, recent, Fact, Finding, Index, RecordRef, RuleInput};
+use super::{per_family, recent, Fact, Finding, Index, RecordFinding, RecordRef, RuleInput};
 use crate::domain::rules::{EvictionRisk, RuleId, Severity};
 use crate::domain::{FeedKind, NoticeType};
 
@@ -116,13 +116,15 @@ pub(crate) fn eviction_risk(
         };
         out.extend(per_family(
             index,
-            RuleId::EvictionRisk,
             &families,
-            format!("notice:{}/{}", n.source, n.notice_id),
-            Some(&n.postcode),
-            severity,
-            &fact,
-            &lines,
+            RecordFinding {
+                rule: RuleId::EvictionRisk,
+                subject: format!("notice:{}/{}", n.source, n.notice_id),
+                postcode: Some(&n.postcode),
+                severity,
+                fact,
+                lines,
+            },
         ));
     }
     out

@@ -388,20 +388,34 @@ pub(crate) fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Ve
     set.into_iter().collect()
 }
 
+/// What one feed record tells, before it is told to each family it concerns.
+pub(crate) struct RecordFinding<'a> {
+    pub rule: RuleId,
+    /// The record's own subject (`notification:SOURCE/ID`), used when no family is known.
+    pub subject: String,
+    /// The record's postcode, routed on first.
+    pub postcode: Option<&'a str>,
+    pub severity: Severity,
+    pub fact: Fact,
+    pub lines: Vec<String>,
+}
+
 /// One finding per family told of a record (or, with no family, one about the
 /// record itself): the record's postcode first for routing, then the family's
 /// homes; the open case's locality where there is one.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn per_family(
     index: &Index<'_>,
-    rule: RuleId,
     families: &[i64],
-    record_subject: String,
-    record_postcode: Option<&str>,
-    severity: Severity,
-    fact: &Fact,
-    lines: &[String],
+    record: RecordFinding<'_>,
 ) -> Vec<Finding> {
+    let RecordFinding {
+        rule,
+        subject: record_subject,
+        postcode: record_postcode,
+        severity,
+        fact,
+        lines,
+    } = record;
     let subjects: Vec<(String, Option<i64>)> = if families.is_empty() {
         vec![(record_subject, None)]
     } else {
@@ -433,7 +447,7 @@ pub(crate) fn per_family(
                     .and_then(|f| index.open_case.get(&f))
                     .and_then(|(_, l)| l.map(str::to_string)),
                 postcodes,
-                explanation: lines.to_vec(),
+                explanation: lines.clone(),
             }
         })
         .collect()

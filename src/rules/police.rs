@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{per_family, recent, Fact, Finding, Index, RecordRef, RuleInput};
+use super::{per_family, recent, Fact, Finding, Index, RecordFinding, RecordRef, RuleInput};
 use crate::domain::rules::{DaNotification, RuleId, Severity};
 use crate::domain::{DaRole, DashRisk, FeedKind};
 
@@ -185,13 +185,15 @@ pub(crate) fn da_notification(
         };
         out.extend(per_family(
             index,
-            RuleId::DaNotification,
             &families,
-            format!("notification:{}/{}", n.source, n.id),
-            n.rows.first().map(|r| r.postcode.as_str()),
-            severity,
-            &fact,
-            &lines,
+            RecordFinding {
+                rule: RuleId::DaNotification,
+                subject: format!("notification:{}/{}", n.source, n.id),
+                postcode: n.rows.first().map(|r| r.postcode.as_str()),
+                severity,
+                fact,
+                lines,
+            },
         ));
     }
     out

@@ -53,7 +53,6 @@ impl World {
         self
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn da(
         &mut self,
         notification: &str,
@@ -76,14 +75,13 @@ impl World {
         self
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `dates`: served on, and the possession or bailiff date if any.
     fn notice(
         &mut self,
         id: &str,
         mention: i64,
         t: NoticeType,
-        served: &str,
-        possession: Option<&str>,
+        (served, possession): (&str, Option<&str>),
         children: Option<i64>,
         address: (&str, &str),
     ) -> &mut Self {
@@ -384,8 +382,7 @@ fn eviction_notice_on_a_household_with_children_alerts() {
             "H1",
             1,
             NoticeType::Section8,
-            "2026-11-01",
-            None,
+            ("2026-11-01", None),
             Some(2),
             HOME,
         );
@@ -405,8 +402,7 @@ fn eviction_notice_without_children_is_quiet() {
             "H1",
             1,
             NoticeType::Warrant,
-            "2026-11-01",
-            Some("2026-11-25"),
+            ("2026-11-01", Some("2026-11-25")),
             Some(0),
             HOME,
         );
@@ -423,8 +419,7 @@ fn eviction_severity_rises_with_the_stage_and_a_near_bailiff_date() {
             "H1",
             1,
             NoticeType::PossessionClaim,
-            "2026-11-01",
-            None,
+            ("2026-11-01", None),
             Some(1),
             HOME,
         )
@@ -433,8 +428,7 @@ fn eviction_severity_rises_with_the_stage_and_a_near_bailiff_date() {
             "H2",
             2,
             NoticeType::PossessionOrder,
-            "2026-06-01",
-            Some("2026-11-30"),
+            ("2026-06-01", Some("2026-11-30")),
             None,
             ELSEWHERE,
         );
@@ -453,8 +447,7 @@ fn a_section_21_after_abolition_is_flagged_in_the_explanation() {
             "H1",
             1,
             NoticeType::Section21,
-            "2026-11-01",
-            None,
+            ("2026-11-01", None),
             Some(1),
             HOME,
         );
@@ -476,8 +469,7 @@ fn two_signal_family() -> World {
             "H1",
             2,
             NoticeType::Section8,
-            "2026-11-01",
-            None,
+            ("2026-11-01", None),
             Some(0),
             HOME,
         );
