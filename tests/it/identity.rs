@@ -13,7 +13,7 @@ use kinlink::clock::Clock;
 use kinlink::config::{Settings, SourceSettings};
 use kinlink::domain::FeedKind;
 use kinlink::pipeline::{self, IngestRequest, LinkReport, NoProgress};
-use kinlink::store::Store;
+use kinlink::store::{Decided, NewDecision, Store};
 
 use crate::backends::stores;
 use crate::helpers::{csv_source, settings, upn};
@@ -244,17 +244,21 @@ async fn a_rejected_pair_is_never_linked_again() {
         let b = mention("SELECT id FROM mentions WHERE source = 'academy'")
             .await
             .unwrap();
-        store
-            .decide_pair(
-                b,
-                a,
-                kinlink::link::Verdict::Reject,
-                "reviewer@example.gov.uk",
-                Some("twins"),
-                Clock::system().now(),
+        let decided = store
+            .decide(
+                &NewDecision {
+                    a: b,
+                    b: a,
+                    verdict: kinlink::link::Verdict::Reject,
+                    by: "reviewer@example.gov.uk",
+                    note: Some("twins"),
+                    at: Clock::system().now(),
+                },
+                |_| None::<()>,
             )
             .await
             .unwrap();
+        assert!(matches!(decided, Decided::Recorded(..)), "{backend}");
         let rows = store.review_rows(true).await.unwrap();
         assert_eq!(rows.len(), 1, "{backend}");
         assert_eq!((rows[0].a, rows[0].b), (a.min(b), a.max(b)), "{backend}");
@@ -280,18 +284,22 @@ async fn a_rejected_pair_is_never_linked_again() {
             assert_eq!(rows.len(), 1, "{backend}");
             assert_eq!(rows[0].status, "rejected", "{backend}");
         }
-        // An unknown mention is a clear error, not a silent row.
-        assert!(store
-            .decide_pair(
-                a,
-                9999,
-                kinlink::link::Verdict::Accept,
-                "reviewer@example.gov.uk",
-                None,
-                Clock::system().now()
+        // An unknown mention is named, and nothing is written.
+        let decided = store
+            .decide(
+                &NewDecision {
+                    a,
+                    b: 9999,
+                    verdict: kinlink::link::Verdict::Accept,
+                    by: "reviewer@example.gov.uk",
+                    note: None,
+                    at: Clock::system().now(),
+                },
+                |_| None::<()>,
             )
             .await
-            .is_err());
+            .unwrap();
+        assert_eq!(decided, Decided::Missing(vec![9999]), "{backend}");
         store.close().await;
     }
 }
@@ -406,7 +414,15 @@ mark = "Mark"
     assert!(explained.contains("family: F2"), "{explained}");
     let (list, _) = run(&["review", "list", "--format", "json"]);
     assert_eq!(list.trim(), "[]");
-    let (done, _) = run(&["review", "reject", "1", "2", "--by", "r@example.gov.uk"]);
+    let (done, _) = run(&[
+        "review",
+        "reject",
+        "M1",
+        "m2",
+        "--force",
+        "--by",
+        "r@example.gov.uk",
+    ]);
     assert!(done.contains("rejected M1 ~ M2"), "{done}");
     let (list, _) = run(&["review", "list", "--all", "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&list).unwrap();
