@@ -18,6 +18,7 @@ mod alerts;
 mod daemon;
 mod identity;
 mod mail;
+mod review;
 
 pub use daemon::{build, run_once, App, LogFailures, StageResult, RUN_ONCE_STEPS};
 pub use identity::{describe_evidence, export_csv, print_link_report, EXPORT_HEADER};
@@ -100,7 +101,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Review { what } => {
             let settings = load_settings(&config_path(&cli))?;
-            identity::review(&settings, clock, what).await
+            review::review(&settings, clock, what).await
         }
         Command::Persons { what } => {
             let settings = load_settings(&config_path(&cli))?;

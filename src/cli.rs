@@ -222,7 +222,8 @@ pub enum ExplainCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
-    /// Pairs waiting for a decision (with --all, decided ones too).
+    /// Pairs waiting for a decision, those behind an open alert first, then those
+    /// moving the most mentions, then the most probable (with --all, decided ones too).
     List {
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
@@ -232,17 +233,46 @@ pub enum ReviewCommand {
     },
     /// The two mentions are the same person; the next `link` joins them.
     Accept(DecideArgs),
-    /// The two mentions are different people, for good; the next `link` keeps them apart.
+    /// The two mentions are different people; the next `link` and every later one keep
+    /// them apart (until `review undo`).
     Reject(DecideArgs),
+    /// Withdraw the decision on a pair; the next `link` puts persons and families
+    /// back as they were before it.
+    Undo(UndoArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DecideArgs {
-    /// Mention id (as `review list` shows it).
-    pub a: i64,
+    /// Mention id as `review list` prints it: `M584` (or `m584`, `584`).
+    #[arg(value_name = "A")]
+    pub a: String,
     /// The other mention id.
-    pub b: i64,
+    #[arg(value_name = "B")]
+    pub b: String,
     /// Who decided (email address), for the record.
+    #[arg(long, value_name = "EMAIL")]
+    pub by: String,
+    /// Why, for the record.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Decide a pair that is not pending in the queue (an automatic link, or two
+    /// mentions never compared).
+    #[arg(long)]
+    pub force: bool,
+    /// Show the two records and what the decision would change; record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// Mention id as `review list` prints it: `M584` (or `m584`, `584`).
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The other mention id.
+    #[arg(value_name = "B")]
+    pub b: String,
+    /// Who withdraws it (email address), for the record.
     #[arg(long, value_name = "EMAIL")]
     pub by: String,
     /// Why, for the record.

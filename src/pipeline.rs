@@ -24,7 +24,9 @@ mod linking;
 mod purging;
 
 pub use evaluating::{directory, evaluate, rule_input, EvaluateReport};
-pub use linking::{compute as compute_link, link, link_options, LinkReport, LinkScope};
+pub use linking::{
+    compute as compute_link, link, link_options, placement, LinkReport, LinkScope, Placement,
+};
 pub use purging::{cutoffs as purge_cutoffs, purge, PurgeReport};
 
 use std::path::{Path, PathBuf};

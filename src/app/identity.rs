@@ -1,21 +1,17 @@
-//! The identity commands: `link`, `explain person|family`, `review list|accept|reject`
-//! and `persons export`. Names appear only on stdout (the operator's terminal),
+//! The identity commands: `link`, `explain person|family` and `persons export`
+//! (`review` is in `review.rs`). Names appear only on stdout (the operator's terminal),
 //! never in logs.
 
 use std::io::Write;
 
 use anyhow::Context;
-use serde_json::json;
 use tracing::info;
 
 use super::{open_store, Failure};
-use crate::cli::{
-    DecideArgs, ExplainCommand, ExportFormat, LinkArgs, OutputFormat, PersonsCommand, ReviewCommand,
-};
+use crate::cli::{ExplainCommand, ExportFormat, LinkArgs, OutputFormat, PersonsCommand};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::link::ids::parse_display_id;
-use crate::link::Verdict;
 use crate::pipeline::{self, LinkReport};
 use crate::store::{ExplainLink, ExplainMention, ExportError, ExportRow, Store};
 
@@ -167,7 +163,7 @@ fn via_words(via: &str) -> &str {
     }
 }
 
-fn mention_line(m: &ExplainMention) -> String {
+pub(super) fn mention_line(m: &ExplainMention) -> String {
     let name = [m.forename.as_deref(), m.surname.as_deref()]
         .into_iter()
         .flatten()
@@ -285,108 +281,6 @@ pub fn describe_evidence(evidence: &str) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// `kinlink review list|accept|reject`.
-pub(super) async fn review(
-    settings: &Settings,
-    clock: Clock,
-    what: &ReviewCommand,
-) -> Result<u8, Failure> {
-    let store = open_store(settings).await?;
-    let out = review_on(&store, clock, what).await;
-    store.close().await;
-    out
-}
-
-async fn review_on(store: &Store, clock: Clock, what: &ReviewCommand) -> Result<u8, Failure> {
-    match what {
-        ReviewCommand::List { format, all } => {
-            let rows = store.review_rows(*all).await?;
-            match format {
-                OutputFormat::Json => {
-                    let doc: Vec<_> = rows
-                        .iter()
-                        .map(|r| {
-                            let side = |m: &ExplainMention| {
-                                json!({"mention": m.id, "kind": m.kind, "source": m.source, "mention_key": m.mention_key})
-                            };
-                            json!({
-                                "a": r.a, "b": r.b, "probability": r.probability,
-                                "status": r.status, "evidence": r.evidence,
-                                "a_mention": side(&r.a_mention), "b_mention": side(&r.b_mention),
-                            })
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&doc).context("writing the list")?
-                    );
-                }
-                OutputFormat::Table => {
-                    if rows.is_empty() {
-                        println!("the review queue is empty");
-                    }
-                    for r in &rows {
-                        println!(
-                            "M{} ~ M{}  probability {:.4}  {}",
-                            r.a, r.b, r.probability, r.status
-                        );
-                        print!("{}", mention_line(&r.a_mention));
-                        print!("{}", mention_line(&r.b_mention));
-                        for line in describe_evidence(&r.evidence) {
-                            println!("      {line}");
-                        }
-                    }
-                }
-            }
-            Ok(0)
-        }
-        ReviewCommand::Accept(args) => decide(store, clock, args, Verdict::Accept).await,
-        ReviewCommand::Reject(args) => decide(store, clock, args, Verdict::Reject).await,
-    }
-}
-
-async fn decide(
-    store: &Store,
-    clock: Clock,
-    args: &DecideArgs,
-    verdict: Verdict,
-) -> Result<u8, Failure> {
-    if crate::domain::EmailAddress::parse(&args.by).is_none() {
-        return Err(Failure::Config(format!(
-            "--by {:?} is not an email address: give the reviewer's address, e.g. --by a.worker@council.gov.uk",
-            args.by
-        )));
-    }
-    if args.a == args.b {
-        return Err(Failure::Config(
-            "a pair needs two different mention ids".into(),
-        ));
-    }
-    store
-        .decide_pair(
-            args.a,
-            args.b,
-            verdict,
-            &args.by,
-            args.note.as_deref(),
-            clock.now(),
-        )
-        .await?;
-    info!(
-        a = args.a,
-        b = args.b,
-        verdict = verdict.status(),
-        "Review decision recorded"
-    );
-    println!(
-        "{} M{} ~ M{}; the next `kinlink link` applies it",
-        verdict.status(),
-        args.a.min(args.b),
-        args.a.max(args.b)
-    );
-    Ok(0)
 }
 
 /// `kinlink persons export --format csv`.

@@ -80,13 +80,17 @@ pub fn assign(groups: &[Vec<i64>], previous: &HashMap<i64, i64>, next_id: i64) -
     }
 }
 
-/// Parses a displayed id: `P12`, `p12` or `12` with prefix `P`.
+/// Parses a displayed id: `P12`, `p12` or `12` with prefix `P` (digits only after
+/// the prefix: no sign, no space).
 pub fn parse_display_id(s: &str, prefix: char) -> Option<i64> {
     let t = s.trim();
     let digits = t
         .strip_prefix(prefix)
         .or_else(|| t.strip_prefix(prefix.to_ascii_lowercase()))
         .unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
     digits.parse::<i64>().ok().filter(|&n| n > 0)
 }
 
@@ -178,5 +182,13 @@ mod tests {
         assert_eq!(parse_display_id("F3", 'P'), None);
         assert_eq!(parse_display_id("P0", 'P'), None);
         assert_eq!(parse_display_id("x", 'P'), None);
+        assert_eq!(parse_display_id("M584", 'M'), Some(584));
+        assert_eq!(parse_display_id("m584", 'M'), Some(584));
+        assert_eq!(parse_display_id("584", 'M'), Some(584));
+        for bad in [
+            "P12", "F3", "abc", "M", "M+5", "M-5", "+5", "M 5", "M5x", "",
+        ] {
+            assert_eq!(parse_display_id(bad, 'M'), None, "{bad:?}");
+        }
     }
 }

@@ -7,8 +7,14 @@
 //!
 //! Invariant: a reviewer's rejection holds on every later run (the engine honours
 //! it; [`crate::link::guard`] makes sure).
+//! Invariant: the first run after `review undo` leaves persons, families, their ids
+//! and aliases as they were before the withdrawn decision: the run that applied a
+//! decision keeps the ids of the mentions around it, and those stand in for the
+//! previous ids; an id it merged away is live again (its alias goes), and an id
+//! only it made is given up without an alias, never handed out again.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -17,7 +23,9 @@ use tracing::{info, instrument, warn};
 use crate::clock::Clock;
 use crate::config::{LinkageSettings, Settings};
 use crate::link::family::{self, MentionFacts, PersonFacts};
-use crate::link::{self, guard, ids, Band, LinkOptions, LinkResult, Previous, ScoredPair};
+use crate::link::{
+    self, guard, ids, Band, Decision, LinkOptions, LinkResult, Previous, ScoredPair,
+};
 use crate::store::{LinkInput, LinkState, LinkWrite, NewHousehold, RunCounts, Store};
 
 /// How much a link run recomputes: only what changed since the last run, or
@@ -128,13 +136,29 @@ pub async fn link(
     Ok(report)
 }
 
-/// Links, assigns ids and works out what to write. Pure.
-pub fn compute(
+/// mention → person or family id, borrowed from the store's state or amended.
+type IdMap<'s> = Cow<'s, HashMap<i64, i64>>;
+
+/// One run's persons and families with their ids, before anything is compared
+/// with the store.
+struct Core<'s> {
+    full: bool,
+    result: LinkResult,
+    split_by_guard: usize,
+    persons: ids::Assignment,
+    previous_person: IdMap<'s>,
+    previous_family: IdMap<'s>,
+    fam: family::FamilyResult,
+}
+
+/// Links under `decisions`, then gives persons and families their ids.
+fn core<'s>(
     input: &LinkInput,
-    state: &LinkState,
+    state: &'s LinkState,
     opts: &LinkOptions,
     scope: LinkScope,
-) -> (LinkWrite, LinkReport) {
+    decisions: &[Decision],
+) -> Core<'s> {
     let full = scope == LinkScope::Full || state.last_max_file_id.is_none();
     let changed = (!full).then(|| state.changed.clone());
     let previous = Previous {
@@ -147,13 +171,57 @@ pub fn compute(
                 .collect(),
             None => Vec::new(),
         },
-        decisions: state.decisions.clone(),
+        decisions: decisions.to_vec(),
         model: state.model.clone(),
         changed,
     };
     let mut result = link::link(&input.mentions, &previous, opts);
-    let split_by_guard =
-        guard::split_rejected(&mut result.persons, &result.pairs, &previous.decisions);
+    let split_by_guard = guard::split_rejected(&mut result.persons, &result.pairs, decisions);
+    // A withdrawn decision's ids stand in for the previous ones of the mentions
+    // around it, so the ids come back as they were before it.
+    let (previous_person, previous_family) = previous_ids(state);
+    let persons = ids::assign(&result.persons, &previous_person, state.next_person_id);
+    let facts = person_facts(input, &result.persons, &persons.ids);
+    let fam = family::build(&facts, &previous_family, state.next_family_id);
+    Core {
+        full,
+        result,
+        split_by_guard,
+        persons,
+        previous_person,
+        previous_family,
+        fam,
+    }
+}
+
+/// Each mention's person and family as the next incremental run would leave them,
+/// were `decisions` the standing review decisions. Pure; nothing is written.
+pub fn placement(
+    input: &LinkInput,
+    state: &LinkState,
+    opts: &LinkOptions,
+    decisions: &[Decision],
+) -> Placement {
+    let c = core(input, state, opts, LinkScope::Incremental, decisions);
+    Placement::new(&c.result.persons, &c.persons.ids, &c.fam.families)
+}
+
+/// Links, assigns ids and works out what to write. Pure.
+pub fn compute(
+    input: &LinkInput,
+    state: &LinkState,
+    opts: &LinkOptions,
+    scope: LinkScope,
+) -> (LinkWrite, LinkReport) {
+    let Core {
+        full,
+        result,
+        split_by_guard,
+        persons,
+        previous_person,
+        previous_family,
+        fam,
+    } = core(input, state, opts, scope, &state.decisions);
     let mut report = LinkReport {
         full,
         changed_mentions: if full {
@@ -171,7 +239,6 @@ pub fn compute(
     };
 
     // Persons.
-    let persons = ids::assign(&result.persons, &state.mention_person, state.next_person_id);
     report.persons_created = persons.created.len();
     report.persons_merged = persons.aliases.len();
     for (cluster, &id) in result.persons.iter().zip(&persons.ids) {
@@ -192,11 +259,27 @@ pub fn compute(
     }
 
     // Households and families.
-    let facts = person_facts(input, &result.persons, &persons.ids);
-    let fam = family::build(&facts, &state.mention_family, state.next_family_id);
     diff_households_and_families(state, &fam, &mut w);
     w.new_families = fam.created.clone();
     w.family_aliases = fam.aliases.clone();
+
+    if !state.unapplied.is_empty() || !state.restores.is_empty() {
+        let now = Placement::new(&result.persons, &persons.ids, &fam.families);
+        record_decisions(state, &previous_person, &previous_family, &now, &mut w);
+        (w.persons_revived, w.persons_undone) = ids_back(
+            &state.mention_person,
+            &state.retired_persons,
+            &now.person,
+            &persons.aliases,
+        );
+        (w.families_revived, w.families_undone) = ids_back(
+            &state.mention_family,
+            &state.retired_families,
+            &now.family,
+            &fam.aliases,
+        );
+        w.decisions_restored = state.restores.iter().map(|r| r.decision).collect();
+    }
 
     w.flags = result.flags.clone();
     let count = |band| result.pairs.iter().filter(|p| p.band == band).count() as i64;
@@ -213,6 +296,151 @@ pub fn compute(
     };
     report.counts = w.counts.clone();
     (w, report)
+}
+
+/// The ids the run reckons from: the stored ones, with each withdrawn decision's
+/// ids standing in for those of the mentions around it (where two withdrawn
+/// decisions overlap, the older one's: the ids from before both).
+fn previous_ids(state: &LinkState) -> (IdMap<'_>, IdMap<'_>) {
+    if state.restores.iter().all(|r| r.ids.is_empty()) {
+        return (
+            Cow::Borrowed(&state.mention_person),
+            Cow::Borrowed(&state.mention_family),
+        );
+    }
+    let mut persons = state.mention_person.clone();
+    let mut families = state.mention_family.clone();
+    // Newest first, as read: an older decision's ids overwrite a newer one's.
+    for r in &state.restores {
+        for &(m, p, f) in &r.ids {
+            if let Some(p) = p {
+                persons.insert(m, p);
+            }
+            if let Some(f) = f {
+                families.insert(m, f);
+            }
+        }
+    }
+    (Cow::Owned(persons), Cow::Owned(families))
+}
+
+/// Each mention's person and family after a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// mention → person id.
+    pub person: HashMap<i64, i64>,
+    /// mention → family id (a mention whose person is in no family has none).
+    pub family: HashMap<i64, i64>,
+}
+
+impl Placement {
+    fn new(persons: &[Vec<i64>], ids: &[i64], families: &[family::Family]) -> Placement {
+        let family_of: HashMap<i64, i64> = families
+            .iter()
+            .flat_map(|f| f.members.iter().map(move |&(p, _)| (p, f.id)))
+            .collect();
+        let mut now = Placement {
+            person: HashMap::new(),
+            family: HashMap::new(),
+        };
+        for (cluster, &id) in persons.iter().zip(ids) {
+            let family = family_of.get(&id);
+            for &m in cluster {
+                now.person.insert(m, id);
+                if let Some(&f) = family {
+                    now.family.insert(m, f);
+                }
+            }
+        }
+        now
+    }
+}
+
+/// Marks the decisions this run applies for the first time and keeps, for each,
+/// the ids before this run of the mentions around it (those of both mentions'
+/// persons and families, before and after): what an undo gives back.
+fn record_decisions(
+    state: &LinkState,
+    previous_person: &HashMap<i64, i64>,
+    previous_family: &HashMap<i64, i64>,
+    now: &Placement,
+    w: &mut LinkWrite,
+) {
+    if state.unapplied.is_empty() {
+        return;
+    }
+    // id → the decisions whose mentions it holds, for each of the four maps.
+    let maps = [previous_person, previous_family, &now.person, &now.family];
+    let mut wanted: [HashMap<i64, Vec<i64>>; 4] = Default::default();
+    let mut rows: BTreeSet<(i64, i64)> = BTreeSet::new();
+    for &(d, a, b) in &state.unapplied {
+        for m in [a, b] {
+            rows.insert((d, m));
+            for (map, want) in maps.iter().zip(wanted.iter_mut()) {
+                if let Some(&id) = map.get(&m) {
+                    want.entry(id).or_default().push(d);
+                }
+            }
+        }
+    }
+    for (map, want) in maps.iter().zip(&wanted) {
+        for (&m, id) in map.iter() {
+            for &d in want.get(id).map(Vec::as_slice).unwrap_or_default() {
+                rows.insert((d, m));
+            }
+        }
+    }
+    w.decision_ids = rows
+        .into_iter()
+        .map(|(d, m)| {
+            (
+                d,
+                m,
+                previous_person.get(&m).copied(),
+                previous_family.get(&m).copied(),
+            )
+        })
+        .filter(|r| r.2.is_some() || r.3.is_some())
+        .collect();
+    w.decisions_applied = state.unapplied.iter().map(|u| u.0).collect();
+}
+
+/// The ids a withdrawn decision brings back or leaves unused, for persons or
+/// families: `(revived, undone)`. Revived: merged away before, in use again.
+/// Undone: held mentions before this run, hold none now and were not merged
+/// (only an id the withdrawn decision made can be left so); each resolves to the
+/// id now holding its oldest mention.
+fn ids_back(
+    stored: &HashMap<i64, i64>,
+    retired: &HashSet<i64>,
+    now: &HashMap<i64, i64>,
+    aliases: &[(i64, i64)],
+) -> (Vec<i64>, Vec<(i64, i64)>) {
+    let live: HashSet<i64> = now.values().copied().collect();
+    let mut revived: Vec<i64> = live
+        .iter()
+        .filter(|id| retired.contains(id))
+        .copied()
+        .collect();
+    revived.sort_unstable();
+    let aliased: HashSet<i64> = aliases.iter().map(|a| a.0).collect();
+    let mut oldest: HashMap<i64, (i64, i64)> = HashMap::new();
+    for (&m, &old) in stored {
+        if live.contains(&old) || aliased.contains(&old) {
+            continue;
+        }
+        let Some(&new) = now.get(&m) else { continue };
+        let e = oldest.entry(old).or_insert((m, new));
+        if m < e.0 {
+            *e = (m, new);
+        }
+    }
+    let mut undone: Vec<(i64, i64)> = oldest
+        .into_iter()
+        .map(|(old, (_, new))| (old, new))
+        .collect();
+    undone.sort_unstable();
+    (revived, undone)
 }
 
 /// The links to delete and to write: the difference between the stored set and

@@ -535,8 +535,10 @@ impl Store {
     }
 
     pub(super) async fn family_alias_map(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        // merged_into: every alias sets it, and a family id an undone review
+        // decision made keeps it without an alias.
         let rows: Vec<(i64, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT old_id, new_id FROM family_aliases").fetch_all(p).await)?;
+            "SELECT id, merged_into FROM families WHERE merged_into IS NOT NULL").fetch_all(p).await)?;
         Ok(rows.into_iter().collect())
     }
 

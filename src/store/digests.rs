@@ -679,7 +679,9 @@ impl Store {
 }
 
 async fn person_alias_map(store: &Store) -> Result<HashMap<i64, i64>, StoreError> {
+    // merged_into: every alias sets it, and a person id an undone review decision
+    // made keeps it without an alias.
     let rows: Vec<(i64, i64)> = on_pool!(store, p => sqlx::query_as(
-        "SELECT old_id, new_id FROM person_aliases").fetch_all(p).await)?;
+        "SELECT id, merged_into FROM persons WHERE merged_into IS NOT NULL").fetch_all(p).await)?;
     Ok(rows.into_iter().collect())
 }

@@ -64,6 +64,22 @@ pub struct LinkState {
     pub household_of: HashMap<i64, i64>,
     /// person → (family, via).
     pub family_of: HashMap<i64, (i64, String)>,
+    /// Standing decisions no run has applied yet: (decision id, a, b).
+    pub unapplied: Vec<(i64, i64, i64)>,
+    /// Withdrawn decisions whose ids this run gives back, newest first.
+    pub restores: Vec<Restore>,
+    /// Person and family ids merged into another (`merged_into` set).
+    pub retired_persons: HashSet<i64>,
+    pub retired_families: HashSet<i64>,
+}
+
+/// A withdrawn decision's ids to give back: the person and family of each mention
+/// around it just before the run that applied it (empty when no run applied it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restore {
+    pub decision: i64,
+    /// (mention, person, family).
+    pub ids: Vec<(i64, Option<i64>, Option<i64>)>,
 }
 
 /// The counts a run records.
@@ -122,6 +138,20 @@ pub struct LinkWrite {
     /// Persons that no longer exist (merged away): their family rows go.
     pub family_members_delete: Vec<i64>,
     pub flags: Vec<ClusterFlag>,
+    /// Decisions applied for the first time this run.
+    pub decisions_applied: Vec<i64>,
+    /// (decision, mention, person, family) before this run, for the decisions
+    /// applied this run: what an undo gives back.
+    pub decision_ids: Vec<(i64, i64, Option<i64>, Option<i64>)>,
+    /// Withdrawn decisions whose ids this run gave back.
+    pub decisions_restored: Vec<i64>,
+    /// Merged-away ids in use again (an undone merge): alias and `merged_into` go.
+    pub persons_revived: Vec<i64>,
+    pub families_revived: Vec<i64>,
+    /// `(old, new)`: ids an undone decision had made, now unused; they resolve to
+    /// `new` (`merged_into`) without an alias, and are never handed out again.
+    pub persons_undone: Vec<(i64, i64)>,
+    pub families_undone: Vec<(i64, i64)>,
 }
 
 /// A mention as `explain` shows it.
@@ -188,18 +218,6 @@ pub struct FamilyExplain {
     pub incident_contacts: Vec<IncidentContact>,
 }
 
-/// One review-queue row for `review list`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ReviewRow {
-    pub a: i64,
-    pub b: i64,
-    pub probability: f64,
-    pub evidence: String,
-    pub status: String,
-    pub a_mention: ExplainMention,
-    pub b_mention: ExplainMention,
-}
-
 /// One row of `persons export`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportRow {
@@ -235,7 +253,7 @@ type MentionTuple = (
 
 type LinkTuple = (i64, i64, String, f64, Option<f64>, String, String);
 
-type ExplainTuple = (
+pub(super) type ExplainTuple = (
     i64,
     String,
     String,
@@ -250,11 +268,11 @@ type ExplainTuple = (
     Option<bool>,
 );
 
-const EXPLAIN_COLUMNS: &str =
+pub(super) const EXPLAIN_COLUMNS: &str =
     "m.id, m.source, m.kind, m.mention_key, m.role, m.forename, m.surname, m.dob, \
      m.address_line1, m.postcode, m.upn_valid, m.nhs_valid";
 
-fn explain_mention(t: ExplainTuple) -> ExplainMention {
+pub(super) fn explain_mention(t: ExplainTuple) -> ExplainMention {
     ExplainMention {
         id: t.0,
         source: t.1,
@@ -281,10 +299,6 @@ fn pair_from(t: LinkTuple) -> ScoredPair {
         band: Band::parse(&t.5).unwrap_or(Band::Review),
         evidence: t.6,
     }
-}
-
-fn ordered(a: i64, b: i64) -> (i64, i64) {
-    (a.min(b), a.max(b))
 }
 
 impl Store {
@@ -460,7 +474,36 @@ impl Store {
         let fm: Vec<(i64, i64, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT person_id, family_id, via FROM family_members").fetch_all(p).await)?;
         st.family_of = fm.into_iter().map(|(p, f, v)| (p, (f, v))).collect();
+        self.decision_state(&mut st).await?;
         Ok(st)
+    }
+
+    /// The decisions a run must apply or give back, and the retired ids.
+    async fn decision_state(&self, st: &mut LinkState) -> Result<(), StoreError> {
+        st.unapplied = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, a, b FROM review_decisions WHERE applied_at IS NULL AND withdrawn_at IS NULL \
+             ORDER BY id").fetch_all(p).await)?;
+        let withdrawn: Vec<(i64, i64, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, a, b FROM review_decisions WHERE withdrawn_at IS NOT NULL AND restored_at IS NULL \
+             ORDER BY id DESC").fetch_all(p).await)?;
+        for (decision, a, b) in withdrawn {
+            let ids: Vec<(i64, Option<i64>, Option<i64>)> = on_pool!(self, p => sqlx::query_as(
+                "SELECT mention_id, person_id, family_id FROM review_decision_ids \
+                 WHERE decision_id = $1 ORDER BY mention_id")
+                .bind(decision).fetch_all(p).await)?;
+            // The pair and its neighbourhood are compared afresh, as before the
+            // decision: an incremental run would otherwise keep what it left.
+            st.changed.extend([a, b]);
+            st.changed.extend(ids.iter().map(|r| r.0));
+            st.restores.push(Restore { decision, ids });
+        }
+        let persons: Vec<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM persons WHERE merged_into IS NOT NULL").fetch_all(p).await)?;
+        st.retired_persons = persons.into_iter().collect();
+        let families: Vec<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM families WHERE merged_into IS NOT NULL").fetch_all(p).await)?;
+        st.retired_families = families.into_iter().collect();
+        Ok(())
     }
 
     /// Writes one run's result in one transaction.
@@ -469,45 +512,38 @@ impl Store {
         write_ids(&mut tx, w).await?;
         write_links_and_review(&mut tx, w).await?;
         write_households_and_families(&mut tx, w).await?;
+        write_decisions(&mut tx, w).await?;
         let run_id = write_run(&mut tx, w).await?;
         tx.commit().await?;
         Ok(run_id)
     }
 
-    /// The live id of a person: follows merge aliases. `NotFound` when unknown.
+    /// The live id of a person: follows merges. `NotFound` when unknown.
     pub async fn resolve_person(&self, id: i64) -> Result<i64, StoreError> {
-        self.resolve(id, "persons", "person_aliases", "person")
-            .await
+        self.resolve(id, "persons", "person").await
     }
 
-    /// The live id of a family: follows merge aliases.
+    /// The live id of a family: follows merges.
     pub async fn resolve_family(&self, id: i64) -> Result<i64, StoreError> {
-        self.resolve(id, "families", "family_aliases", "family")
-            .await
+        self.resolve(id, "families", "family").await
     }
 
-    async fn resolve(
-        &self,
-        id: i64,
-        table: &str,
-        aliases: &str,
-        what: &str,
-    ) -> Result<i64, StoreError> {
-        let exists_sql = format!("SELECT id FROM {table} WHERE id = $1");
-        let alias_sql = format!("SELECT new_id FROM {aliases} WHERE old_id = $1");
+    /// Follows `merged_into`, which every alias sets and which an id an undone
+    /// decision made keeps without an alias.
+    async fn resolve(&self, id: i64, table: &str, what: &str) -> Result<i64, StoreError> {
+        let sql = format!("SELECT merged_into FROM {table} WHERE id = $1");
         let mut current = id;
         // A chain is at most as long as the number of merges; cap it against a cycle.
         for _ in 0..1000 {
-            let next: Option<i64> = on_pool!(self, p => sqlx::query_scalar(&alias_sql)
+            let row: Option<Option<i64>> = on_pool!(self, p => sqlx::query_scalar(&sql)
                 .bind(current).fetch_optional(p).await)?;
-            match next {
-                Some(n) if n != current => current = n,
-                _ => break,
+            match row {
+                None => return Err(StoreError::NotFound(format!("{what} {id}"))),
+                Some(Some(n)) if n != current => current = n,
+                Some(_) => break,
             }
         }
-        let found: Option<i64> = on_pool!(self, p => sqlx::query_scalar(&exists_sql)
-            .bind(current).fetch_optional(p).await)?;
-        found.ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
+        Ok(current)
     }
 
     async fn mentions_where(
@@ -673,72 +709,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Review rows, pending first; `all = false` lists only pending ones.
-    pub async fn review_rows(&self, all: bool) -> Result<Vec<ReviewRow>, StoreError> {
-        let sql = format!(
-            "SELECT r.a, r.b, r.probability, r.evidence, r.status FROM review_queue r {} \
-             ORDER BY CASE WHEN r.status = 'pending' THEN 0 ELSE 1 END, r.probability DESC, r.a, r.b",
-            if all {
-                ""
-            } else {
-                "WHERE r.status = 'pending'"
-            }
-        );
-        let rows: Vec<(i64, i64, f64, String, String)> =
-            on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (a, b, probability, evidence, status) in rows {
-            out.push(ReviewRow {
-                a_mention: self.mention(a).await?,
-                b_mention: self.mention(b).await?,
-                a,
-                b,
-                probability,
-                evidence,
-                status,
-            });
-        }
-        Ok(out)
-    }
-
-    /// One mention by id.
-    pub async fn mention(&self, id: i64) -> Result<ExplainMention, StoreError> {
-        let sql = format!("SELECT {EXPLAIN_COLUMNS} FROM mentions m WHERE m.id = $1");
-        let row: Option<ExplainTuple> =
-            on_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
-        row.map(explain_mention)
-            .ok_or_else(|| StoreError::NotFound(format!("mention {id}")))
-    }
-
-    /// Records a reviewer's decision on a pair (in the queue or not: a reviewer may
-    /// also reject an automatic link). The next `link` applies it.
-    pub async fn decide_pair(
-        &self,
-        a: i64,
-        b: i64,
-        verdict: Verdict,
-        by: &str,
-        note: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (a, b) = ordered(a, b);
-        self.mention(a).await?;
-        self.mention(b).await?;
-        let known: Option<(f64, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT probability, evidence FROM links WHERE a = $1 AND b = $2")
-            .bind(a).bind(b).fetch_optional(p).await)?;
-        let (probability, evidence) = known.unwrap_or((0.0, String::new()));
-        let status = verdict.status();
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO review_queue (a, b, probability, evidence, status, raised_at, decided_by, decided_at, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8) \
-             ON CONFLICT (a, b) DO UPDATE SET status = excluded.status, decided_by = excluded.decided_by, \
-             decided_at = excluded.decided_at, note = excluded.note")
-            .bind(a).bind(b).bind(probability).bind(evidence).bind(status).bind(at).bind(by).bind(note)
-            .execute(p).await.map(|_| ()))?;
-        Ok(())
-    }
-
     /// Every mention with its person and family, by mention id,
     /// handed to `row` page by page (bounded memory for millions of mentions).
     pub async fn export_persons(
@@ -861,6 +831,54 @@ async fn write_ids(tx: &mut Tx, w: &LinkWrite) -> Result<(), StoreError> {
             qb.push(" ON CONFLICT (mention_id) DO UPDATE SET person_id = excluded.person_id");
             qb.build().execute(&mut **t).await.map(|_| ())
         })?;
+    }
+    Ok(())
+}
+
+/// Ids back in use or given up by an undone decision, and the decisions this run
+/// applied (with the ids before it) or gave back.
+async fn write_decisions(tx: &mut Tx, w: &LinkWrite) -> Result<(), StoreError> {
+    let at = w.finished_at;
+    for (ids, table, aliases) in [
+        (&w.persons_revived, "persons", "person_aliases"),
+        (&w.families_revived, "families", "family_aliases"),
+    ] {
+        let unalias = format!("DELETE FROM {aliases} WHERE old_id = $1");
+        let live = format!("UPDATE {table} SET merged_into = NULL WHERE id = $1");
+        for id in ids {
+            on_tx!(*tx, t => sqlx::query(&unalias).bind(*id).execute(&mut **t).await.map(|_| ()))?;
+            on_tx!(*tx, t => sqlx::query(&live).bind(*id).execute(&mut **t).await.map(|_| ()))?;
+        }
+    }
+    for (ids, table) in [
+        (&w.persons_undone, "persons"),
+        (&w.families_undone, "families"),
+    ] {
+        let sql = format!("UPDATE {table} SET merged_into = $2 WHERE id = $1");
+        for (old, new) in ids {
+            on_tx!(*tx, t => sqlx::query(&sql).bind(*old).bind(*new).execute(&mut **t).await.map(|_| ()))?;
+        }
+    }
+    for id in &w.decisions_applied {
+        on_tx!(*tx, t => sqlx::query(
+            "UPDATE review_decisions SET applied_at = $2 WHERE id = $1 AND applied_at IS NULL")
+            .bind(*id).bind(at).execute(&mut **t).await.map(|_| ()))?;
+    }
+    for chunk in w.decision_ids.chunks(CHUNK) {
+        on_tx!(*tx, t => {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO review_decision_ids (decision_id, mention_id, person_id, family_id) ");
+            qb.push_values(chunk, |mut b, (d, m, p, f)| {
+                b.push_bind(*d).push_bind(*m).push_bind(*p).push_bind(*f);
+            });
+            qb.push(" ON CONFLICT (decision_id, mention_id) DO NOTHING");
+            qb.build().execute(&mut **t).await.map(|_| ())
+        })?;
+    }
+    for id in &w.decisions_restored {
+        on_tx!(*tx, t => sqlx::query(
+            "UPDATE review_decisions SET restored_at = $2 WHERE id = $1")
+            .bind(*id).bind(at).execute(&mut **t).await.map(|_| ()))?;
     }
     Ok(())
 }

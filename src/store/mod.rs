@@ -124,6 +124,7 @@ pub mod metrics;
 mod outbox;
 mod reroute;
 mod retention;
+mod review;
 mod runs;
 mod tallies;
 mod upgrades;
@@ -138,13 +139,17 @@ pub use retention::{PurgeCounts, PurgeCutoffs};
 
 pub use identity::{
     ExplainLink, ExplainMention, ExportError, ExportRow, FamilyExplain, IncidentContact, LinkInput,
-    LinkState, LinkWrite, NewHousehold, PersonExplain, ReviewRow, RunCounts,
+    LinkState, LinkWrite, NewHousehold, PersonExplain, Restore, RunCounts,
 };
 pub use ingest::{FileCounts, FileTx, SQLITE_MARK_CHUNK};
 pub use outbox::{
     AttemptOutcome, ClaimedMessage, Claimer, Enqueued, FailureNoticeStored, LeaseRecovery,
     NewOutboxMessage, OutboxCounts, OutboxEntry, OutboxRecipient, OutboxStatus, RecipientStatus,
     RetryOutcome, Undelivered, UndeliveredRecipient,
+};
+pub use review::{
+    Apart, Decided, DecisionRecord, NewDecision, PairFacts, PairLookup, PairSide, ReviewRow,
+    Undone, Withdrawal,
 };
 pub use runs::{whole_second, Claim, ClaimRequest, RunOutcome, RunRow};
 

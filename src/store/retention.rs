@@ -4,8 +4,9 @@
 //! What goes: raw file copies (the ledger row stays, marked `purged_at`) and the
 //! quarantined rows read from them; attendance marks and school days; police
 //! notification rows; housing notices; the rows of closed cases; then every person
-//! mention none of whose records is left (with its links and review rows: the
-//! personal details go with it).
+//! mention none of whose records is left (with its links and review rows, and the
+//! notes of its review decisions: the personal details go with it; the decisions
+//! themselves stay in the audit trail by ids).
 //!
 //! Invariant: alerts, their facts, deliveries and the audit log are never deleted:
 //! they hold ids and record references only, so "who was told what about whom"
@@ -136,6 +137,13 @@ impl Store {
             for sql in [
                 format!("DELETE FROM links WHERE a IN ({list}) OR b IN ({list})"),
                 format!("DELETE FROM review_queue WHERE a IN ({list}) OR b IN ({list})"),
+                // A decision stays in the audit trail by ids; its free text may name
+                // the person, so it goes with the details.
+                format!(
+                    "UPDATE review_decisions SET note = NULL, withdrawn_note = NULL \
+                     WHERE a IN ({list}) OR b IN ({list})"
+                ),
+                format!("DELETE FROM review_decision_ids WHERE mention_id IN ({list})"),
                 format!("DELETE FROM mention_persons WHERE mention_id IN ({list})"),
                 format!("DELETE FROM pupil_schools WHERE mention_id IN ({list})"),
                 format!("DELETE FROM attendance_tallies WHERE mention_id IN ({list})"),

@@ -1,6 +1,7 @@
 //! The link stage end to end on both backends: ingest small feeds, link, link
 //! again (nothing changes), a new file linked incrementally (ids stay), a review
-//! rejection that holds on every later run, and the exact `persons export` format —
+//! rejection that holds on every later run, a decision from before the decision
+//! trail carried into it and undone, and the exact `persons export` format —
 //! through the library and through the built binary.
 //!
 //! Links here come from valid UPNs, so the tests assert on structure (ids, rows,
@@ -13,7 +14,7 @@ use kinlink::clock::Clock;
 use kinlink::config::{Settings, SourceSettings};
 use kinlink::domain::FeedKind;
 use kinlink::pipeline::{self, IngestRequest, LinkReport, NoProgress};
-use kinlink::store::Store;
+use kinlink::store::{Decided, NewDecision, Store, Undone, Withdrawal};
 
 use crate::backends::stores;
 use crate::helpers::{csv_source, settings, upn};
@@ -244,17 +245,21 @@ async fn a_rejected_pair_is_never_linked_again() {
         let b = mention("SELECT id FROM mentions WHERE source = 'academy'")
             .await
             .unwrap();
-        store
-            .decide_pair(
-                b,
-                a,
-                kinlink::link::Verdict::Reject,
-                "reviewer@example.gov.uk",
-                Some("twins"),
-                Clock::system().now(),
+        let decided = store
+            .decide(
+                &NewDecision {
+                    a: b,
+                    b: a,
+                    verdict: kinlink::link::Verdict::Reject,
+                    by: "reviewer@example.gov.uk",
+                    note: Some("twins"),
+                    at: Clock::system().now(),
+                },
+                |_| None::<()>,
             )
             .await
             .unwrap();
+        assert!(matches!(decided, Decided::Recorded(..)), "{backend}");
         let rows = store.review_rows(true).await.unwrap();
         assert_eq!(rows.len(), 1, "{backend}");
         assert_eq!((rows[0].a, rows[0].b), (a.min(b), a.max(b)), "{backend}");
@@ -280,18 +285,22 @@ async fn a_rejected_pair_is_never_linked_again() {
             assert_eq!(rows.len(), 1, "{backend}");
             assert_eq!(rows[0].status, "rejected", "{backend}");
         }
-        // An unknown mention is a clear error, not a silent row.
-        assert!(store
-            .decide_pair(
-                a,
-                9999,
-                kinlink::link::Verdict::Accept,
-                "reviewer@example.gov.uk",
-                None,
-                Clock::system().now()
+        // An unknown mention is named, and nothing is written.
+        let decided = store
+            .decide(
+                &NewDecision {
+                    a,
+                    b: 9999,
+                    verdict: kinlink::link::Verdict::Accept,
+                    by: "reviewer@example.gov.uk",
+                    note: None,
+                    at: Clock::system().now(),
+                },
+                |_| None::<()>,
             )
             .await
-            .is_err());
+            .unwrap();
+        assert_eq!(decided, Decided::Missing(vec![9999]), "{backend}");
         store.close().await;
     }
 }
@@ -406,7 +415,15 @@ mark = "Mark"
     assert!(explained.contains("family: F2"), "{explained}");
     let (list, _) = run(&["review", "list", "--format", "json"]);
     assert_eq!(list.trim(), "[]");
-    let (done, _) = run(&["review", "reject", "1", "2", "--by", "r@example.gov.uk"]);
+    let (done, _) = run(&[
+        "review",
+        "reject",
+        "M1",
+        "m2",
+        "--force",
+        "--by",
+        "r@example.gov.uk",
+    ]);
     assert!(done.contains("rejected M1 ~ M2"), "{done}");
     let (list, _) = run(&["review", "list", "--all", "--format", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&list).unwrap();
@@ -554,6 +571,98 @@ async fn the_export_neutralises_cells_a_spreadsheet_would_run_as_formulas() {
                 "Mill"
             ],
             "{backend}"
+        );
+        store.close().await;
+    }
+}
+
+/// Decisions recorded before kinlink kept a trail of them (migration 15) are
+/// carried into it as applied, and `review undo` withdraws them: the next run links
+/// the pair as if it had never been decided.
+#[tokio::test]
+async fn decisions_from_before_the_trail_are_kept_and_can_be_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "decisions_before_the_trail";
+    for (backend, store) in stores(test, dir.path()).await {
+        let schools = dir.path().join(format!("schools-trail-{backend}"));
+        let academy = dir.path().join(format!("academy-trail-{backend}"));
+        std::fs::create_dir_all(&schools).unwrap();
+        std::fs::create_dir_all(&academy).unwrap();
+        let settings = settings(
+            dir.path(),
+            vec![source("schools", &schools), source("academy", &academy)],
+        );
+        std::fs::write(schools.join("a.csv"), marks(100001, &[0, 1], 1)).unwrap();
+        std::fs::write(academy.join("a.csv"), marks(100002, &[0], 1)).unwrap();
+        ingest(&settings, &store).await;
+        link(&settings, &store).await;
+        let (before, _) = export(&store).await;
+        let a = store
+            .scalar_i64(
+                "SELECT id FROM mentions WHERE source = 'schools' AND mention_key LIKE '%0000'",
+            )
+            .await
+            .unwrap();
+        let b = store
+            .scalar_i64("SELECT id FROM mentions WHERE source = 'academy'")
+            .await
+            .unwrap();
+        let decided = store
+            .decide(
+                &NewDecision {
+                    a,
+                    b,
+                    verdict: kinlink::link::Verdict::Reject,
+                    by: "reviewer@example.gov.uk",
+                    note: Some("twins"),
+                    at: Clock::system().now(),
+                },
+                |_| None::<()>,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(decided, Decided::Recorded(..)), "{backend}");
+        link(&settings, &store).await;
+        assert_ne!(export(&store).await.0, before, "{backend}: split");
+        store.close().await;
+
+        // The store as a kinlink before the trail left it: the verdict in the
+        // queue only.
+        let older = [
+            "DROP TABLE review_decision_ids",
+            "DROP TABLE review_decisions",
+            "DELETE FROM _sqlx_migrations WHERE version = 15",
+        ];
+        let store = crate::pipeline::reopened_after(backend, dir.path(), test, &older).await;
+        let history = store.decision_history(a, b).await.unwrap();
+        assert_eq!(history.len(), 1, "{backend}");
+        let d = &history[0];
+        assert_eq!(d.verdict, kinlink::link::Verdict::Reject, "{backend}");
+        assert_eq!(
+            (d.by.as_str(), d.note.as_deref()),
+            ("reviewer@example.gov.uk", Some("twins"))
+        );
+        assert!(d.applied && d.queued && d.withdrawn.is_none(), "{backend}");
+        let undone = store
+            .undo_decision(&Withdrawal {
+                a,
+                b,
+                by: "reviewer@example.gov.uk",
+                note: None,
+                at: Clock::system().now(),
+            })
+            .await
+            .unwrap();
+        let Undone::Withdrawn { kept_ids, .. } = undone else {
+            panic!("{backend}: {undone:?}");
+        };
+        assert!(!kept_ids, "{backend}: no ids were kept then");
+        link(&settings, &store).await;
+        let (after, _) = export(&store).await;
+        assert_eq!(
+            after[&key("schools", 0)].0,
+            after[&key("academy", 0)].0,
+            "{backend}: one person again"
         );
         store.close().await;
     }

@@ -16,6 +16,7 @@ mod link_quality;
 mod mail;
 mod outbox_daemon;
 mod pipeline;
+mod review;
 mod scheduler;
 mod smtp_server;
 mod tallies;

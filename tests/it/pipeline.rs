@@ -610,7 +610,12 @@ async fn address_keys_written_before_the_one_postcode_parser_are_computed_again(
 
 /// Runs `statements` on the store's database behind its back (the store closed),
 /// then opens it again: the store as an older kinlink left it, at its next opening.
-async fn reopened_after(backend: &str, dir: &Path, test: &str, statements: &[&str]) -> Store {
+pub(crate) async fn reopened_after(
+    backend: &str,
+    dir: &Path,
+    test: &str,
+    statements: &[&str],
+) -> Store {
     use sqlx::Connection;
     let pg_url = kinlink_test_support::with_database(
         &crate::backends::postgres_url(),
