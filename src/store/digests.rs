@@ -636,8 +636,8 @@ impl Store {
                     "INSERT INTO persons (id, created_at) VALUES ($1, $2) RETURNING id")
                     .bind(base + i + 1).bind(now).fetch_one(&mut **t).await)?;
                 let mention: i64 = on_tx!(tx, t => sqlx::query_scalar(
-                    "INSERT INTO mentions (source, kind, mention_key, role, forename, surname, dob, address_line1, postcode, first_file_id, last_file_id) \
-                     VALUES ('bench', 'police_da', $1, 'child', 'Alex', $2, $3, $4, 'M7 1AA', $5, $5) RETURNING id")
+                    "INSERT INTO mentions (source, kind, mention_key, role, forename, surname, dob, address_line1, postcode, first_file_id, last_file_id, identity_file_id) \
+                     VALUES ('bench', 'police_da', $1, 'child', 'Alex', $2, $3, $4, 'M7 1AA', $5, $5, $5) RETURNING id")
                     .bind(format!("B{i}")).bind(format!("Bench{i}"))
                     .bind(today - chrono::Duration::days(3000 + i % 2000))
                     .bind(format!("{} Bench Street", i % 300 + 1)).bind(file)

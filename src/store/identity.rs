@@ -50,7 +50,9 @@ pub struct LinkState {
     pub model: Option<Model>,
     /// The high-water mark of the last run, `None` before the first.
     pub last_max_file_id: Option<i64>,
-    /// Mentions changed by files after the last run (or never linked).
+    /// Mentions whose identity (names, DOB, sex, address, identifiers, role, school)
+    /// files after the last run changed, or never linked. A new attendance mark alone
+    /// changes no one.
     pub changed: HashSet<i64>,
     pub mention_person: HashMap<i64, i64>,
     pub next_person_id: i64,
@@ -446,7 +448,7 @@ impl Store {
         let mark = st.last_max_file_id.unwrap_or(0);
         let changed: Vec<i64> = on_pool!(self, p => sqlx::query_scalar(
             "SELECT m.id FROM mentions m LEFT JOIN mention_persons mp ON mp.mention_id = m.id \
-             WHERE m.last_file_id > $1 OR mp.person_id IS NULL")
+             WHERE m.identity_file_id > $1 OR mp.person_id IS NULL")
             .bind(mark).fetch_all(p).await)?;
         st.changed = changed.into_iter().collect();
         let mp: Vec<(i64, i64, Option<i64>)> = on_pool!(self, p => sqlx::query_as(

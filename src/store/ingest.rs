@@ -328,12 +328,14 @@ impl FileTx {
     /// Flags the mentions whose keys named two people within one batch.
     async fn mark_conflicted(&mut self) -> Result<(), StoreError> {
         let keys = std::mem::take(&mut self.conflicted);
-        let source = self.source.clone();
+        let (source, file_id) = (self.source.clone(), self.file_id);
         for key in keys {
             on_tx!(self.tx, t => sqlx::query(
-                "UPDATE mentions SET identity_conflict = TRUE WHERE source = $1 AND mention_key = $2")
+                "UPDATE mentions SET identity_conflict = TRUE, identity_file_id = $3 \
+                 WHERE source = $1 AND mention_key = $2")
                 .bind(&source)
                 .bind(&key)
+                .bind(file_id)
                 .execute(&mut **t)
                 .await
                 .map(|_| ()))?;
@@ -350,7 +352,7 @@ impl FileTx {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO mentions (source, kind, mention_key, role, forename, surname, dob, gender, \
                  address_line1, postcode, postcode_valid, uprn, upn, upn_valid, nhs_number, nhs_valid, \
-                 school_urn, first_file_id, last_file_id, address_key) ",
+                 school_urn, first_file_id, last_file_id, identity_file_id, address_key) ",
             );
             qb.push_values(chunk, |mut b, m| {
                 b.push_bind(source.clone())
@@ -372,6 +374,7 @@ impl FileTx {
                     .push_bind(m.school_urn.map(|u| i64::from(u.get())))
                     .push_bind(file_id)
                     .push_bind(file_id)
+                    .push_bind(file_id)
                     .push_bind(written_address_key(
                         m.address_line1.as_deref(),
                         m.postcode.as_ref().map(|p| p.as_str()),
@@ -386,6 +389,19 @@ impl FileTx {
                  nhs_number = excluded.nhs_number, nhs_valid = excluded.nhs_valid, \
                  school_urn = excluded.school_urn, last_file_id = excluded.last_file_id, \
                  address_key = excluded.address_key, \
+                 identity_file_id = CASE WHEN mentions.identity_file_id IS NULL \
+                     OR mentions.role IS DISTINCT FROM excluded.role \
+                     OR mentions.forename IS DISTINCT FROM excluded.forename \
+                     OR mentions.surname IS DISTINCT FROM excluded.surname \
+                     OR mentions.dob IS DISTINCT FROM excluded.dob \
+                     OR mentions.gender IS DISTINCT FROM excluded.gender \
+                     OR mentions.address_line1 IS DISTINCT FROM excluded.address_line1 \
+                     OR mentions.postcode IS DISTINCT FROM excluded.postcode \
+                     OR mentions.uprn IS DISTINCT FROM excluded.uprn \
+                     OR mentions.upn IS DISTINCT FROM excluded.upn \
+                     OR mentions.nhs_number IS DISTINCT FROM excluded.nhs_number \
+                     OR mentions.school_urn IS DISTINCT FROM excluded.school_urn \
+                     THEN excluded.identity_file_id ELSE mentions.identity_file_id END, \
                  identity_conflict = (mentions.identity_conflict OR ( \
                      mentions.dob IS NOT NULL AND excluded.dob IS NOT NULL \
                      AND mentions.dob <> excluded.dob \

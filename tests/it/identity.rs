@@ -172,6 +172,17 @@ async fn linking_is_idempotent_incremental_and_keeps_ids() {
         assert_eq!(row_counts(&store).await, rows, "{backend}");
         assert_eq!(export(&store).await.0, ids1, "{backend}");
 
+        // New marks for the same pupils, as written before: no one changed.
+        std::fs::write(schools.join("a2.csv"), marks(100001, &[0, 1, 2, 3], 3)).unwrap();
+        ingest(&settings, &store).await;
+        let marks_only = link(&settings, &store).await;
+        assert!(!marks_only.full, "{backend}");
+        assert_eq!(
+            marks_only.changed_mentions, 0,
+            "{backend}: a new attendance mark changes no one"
+        );
+        assert_eq!(export(&store).await.0, ids1, "{backend}");
+
         // A new file: pupil 2 appears at the academy, pupil 10 is new.
         std::fs::write(academy.join("b.csv"), marks(100002, &[2, 10], 2)).unwrap();
         ingest(&settings, &store).await;
