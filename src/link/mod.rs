@@ -11,7 +11,9 @@
 //! - `model`: the Fellegi–Sunter model — u from random pairs, m by EM, term frequencies;
 //! - `cluster`: greedy, constraint-respecting clustering of scored pairs into persons;
 //! - `ids`: stable person and family ids across nights;
-//! - `family`: households and families.
+//! - `family`: households and families;
+//! - `diagnose`: why one pair is or is not linked, for quality harnesses (never
+//!   called by a run).
 //!
 //! Invariant: two mentions with different valid UPNs, different valid NHS numbers, or
 //! different people in one police notification are never in one person.
