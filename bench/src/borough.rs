@@ -863,10 +863,13 @@ pub fn config_text(schools: usize) -> String {
         (SOURCE_HOUSING, "housing"),
         (SOURCE_CASES, "assessment"),
     ] {
+        // The large borough's attendance file is about 1 GB, above the daemon's
+        // 512 MiB default for one inbox file.
         let _ = writeln!(
             out,
             "[[source]]\nname = \"{name}\"\nkind = \"{kind}\"\nformat = \"csv\"\n\
-             transport = {{ type = \"dir\", path = \"inbox/{name}\", settle_secs = 0 }}\n"
+             transport = {{ type = \"dir\", path = \"inbox/{name}\", settle_secs = 0, \
+             max_file_bytes = 4294967296 }}\n"
         );
     }
     let districts = all_districts();
