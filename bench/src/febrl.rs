@@ -29,6 +29,8 @@ use kinlink::link::{self, Band};
 use kinlink::pipeline::{self, FileOutcome, IngestRequest, LinkScope, NoProgress};
 use kinlink::store::Store;
 
+use crate::quality::{f1, ratio};
+
 /// One benchmark: FEBRL files and the feed each becomes.
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
@@ -481,11 +483,7 @@ pub async fn run_case(
         true_positives: hits,
         precision,
         recall,
-        f1: if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        },
+        f1: f1(precision, recall),
         rule_bound,
         recall_allowed: ratio(hits, true_pairs - rule_bound),
         review_pairs,
@@ -511,14 +509,6 @@ pub async fn run(args: &crate::cli::BenchFebrlArgs) -> anyhow::Result<u8> {
         print!("{}", markdown(&scores));
     }
     Ok(0)
-}
-
-fn ratio(hit: u64, of: u64) -> f64 {
-    if of == 0 {
-        1.0
-    } else {
-        hit as f64 / of as f64
-    }
 }
 
 /// The figures as markdown.

@@ -83,7 +83,7 @@ impl ClusterCounts {
 }
 
 /// Precision or recall: 1 when there is nothing to get right.
-fn ratio(hit: u64, of: u64) -> f64 {
+pub(crate) fn ratio(hit: u64, of: u64) -> f64 {
     if of == 0 {
         1.0
     } else {
@@ -91,7 +91,8 @@ fn ratio(hit: u64, of: u64) -> f64 {
     }
 }
 
-fn f1(p: f64, r: f64) -> f64 {
+/// The harmonic mean of precision and recall (0 when both are 0).
+pub(crate) fn f1(p: f64, r: f64) -> f64 {
     if p + r == 0.0 {
         0.0
     } else {
