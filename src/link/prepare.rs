@@ -307,53 +307,85 @@ fn merge(mut a: Prepared, b: Prepared) -> Prepared {
 
 /// Normalises one run of mentions (no nickname groups or counts yet).
 fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
-    let n = mentions.len();
-    let mut p = Prepared {
-        names: Interner::new(),
-        places: Interner::new(),
-        keys: Interner::new(),
-        ..Prepared::default()
-    };
-    for v in [
-        &mut p.forename,
-        &mut p.surname,
-        &mut p.forename_all,
-        &mut p.forename_code,
-        &mut p.forename_raw_code,
-        &mut p.surname_code,
-        &mut p.forename_canon,
-        &mut p.dob,
-        &mut p.postcode,
-        &mut p.sector,
-        &mut p.district,
-        &mut p.house,
-        &mut p.street,
-        &mut p.upn,
-        &mut p.nhs,
-        &mut p.group,
-    ] {
-        v.reserve_exact(n);
-    }
-    let mut buf = String::new();
-    // Soundex and canonical names per distinct forename/surname id, computed once.
-    let mut code_of: FxMap<u32, (u32, u32)> = FxMap::default();
-    let mut raw_code_of: FxMap<u32, u32> = FxMap::default();
-    // Postcodes, addresses and sources repeat (a household, a source of thousands):
-    // normalise each distinct written value once.
-    let mut postcode_of: FxMap<&str, (u32, u32, u32)> = FxMap::default();
-    let mut address_of: FxMap<&str, (u32, u32)> = FxMap::default();
-    let mut case_source_of: FxMap<&str, u32> = FxMap::default();
+    let mut part = Part::new(mentions.len(), nicknames);
     for m in mentions {
+        part.names(m);
+        part.dates_and_sex(m);
+        part.places(m);
+        part.record_facts(m);
+        part.keys(m);
+    }
+    part.p
+}
+
+/// One run of mentions being normalised, with the caches that let each distinct
+/// written value (a name, a postcode, an address line, a source) be worked out once:
+/// they repeat (a household, a source of thousands).
+struct Part<'m> {
+    p: Prepared,
+    nicknames: &'m Nicknames,
+    buf: String,
+    /// Soundex and canonical name per distinct forename / surname id.
+    code_of: FxMap<u32, (u32, u32)>,
+    raw_code_of: FxMap<u32, u32>,
+    postcode_of: FxMap<&'m str, (u32, u32, u32)>,
+    address_of: FxMap<&'m str, (u32, u32)>,
+    case_source_of: FxMap<&'m str, u32>,
+}
+
+impl<'m> Part<'m> {
+    fn new(n: usize, nicknames: &'m Nicknames) -> Self {
+        let mut p = Prepared {
+            names: Interner::new(),
+            places: Interner::new(),
+            keys: Interner::new(),
+            ..Prepared::default()
+        };
+        for v in [
+            &mut p.forename,
+            &mut p.surname,
+            &mut p.forename_all,
+            &mut p.forename_code,
+            &mut p.forename_raw_code,
+            &mut p.surname_code,
+            &mut p.forename_canon,
+            &mut p.dob,
+            &mut p.postcode,
+            &mut p.sector,
+            &mut p.district,
+            &mut p.house,
+            &mut p.street,
+            &mut p.upn,
+            &mut p.nhs,
+            &mut p.group,
+        ] {
+            v.reserve_exact(n);
+        }
+        Part {
+            p,
+            nicknames,
+            buf: String::new(),
+            code_of: FxMap::default(),
+            raw_code_of: FxMap::default(),
+            postcode_of: FxMap::default(),
+            address_of: FxMap::default(),
+            case_source_of: FxMap::default(),
+        }
+    }
+
+    /// Forename (first word, whole, canonical, Soundex of both) and surname.
+    fn names(&mut self, m: &LinkMention) {
+        let (p, buf, nicknames) = (&mut self.p, &mut self.buf, self.nicknames);
         let fore = m
             .forename
             .as_deref()
-            .map(|s| first_token_letters(s, &mut buf))
+            .map(|s| first_token_letters(s, buf))
             .unwrap_or(0);
-        let fore = if fore == 0 { 0 } else { p.names.intern(&buf) };
+        let fore = if fore == 0 { 0 } else { p.names.intern(buf) };
         let (fcode, fcanon) = if fore == 0 {
             (0, 0)
         } else {
-            *code_of.entry(fore).or_insert_with(|| {
+            *self.code_of.entry(fore).or_insert_with(|| {
                 let name = p.names.get(fore).to_owned();
                 let canon = nicknames.canonical(&name).to_owned();
                 let code = soundex(&canon);
@@ -362,8 +394,8 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         };
         p.forename.push(fore);
         let whole = match m.forename.as_deref() {
-            Some(f) if fore != 0 && all_letters(f, &mut buf) > p.names.get(fore).len() => {
-                p.names.intern(&buf)
+            Some(f) if fore != 0 && all_letters(f, buf) > p.names.get(fore).len() => {
+                p.names.intern(buf)
             }
             _ => 0,
         };
@@ -372,7 +404,7 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         let raw_code = if fore == 0 {
             0
         } else {
-            *raw_code_of.entry(fore).or_insert_with(|| {
+            *self.raw_code_of.entry(fore).or_insert_with(|| {
                 let code = soundex(p.names.get(fore));
                 p.names.intern(&code)
             })
@@ -383,13 +415,13 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         let sur = m
             .surname
             .as_deref()
-            .map(|s| all_letters(s, &mut buf))
+            .map(|s| all_letters(s, buf))
             .unwrap_or(0);
-        let sur = if sur == 0 { 0 } else { p.names.intern(&buf) };
+        let sur = if sur == 0 { 0 } else { p.names.intern(buf) };
         let scode = if sur == 0 {
             0
         } else {
-            code_of
+            self.code_of
                 .entry(sur | 0x8000_0000)
                 .or_insert_with(|| {
                     let code = soundex(p.names.get(sur));
@@ -399,16 +431,23 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         };
         p.surname.push(sur);
         p.surname_code.push(scode);
+    }
 
+    fn dates_and_sex(&mut self, m: &LinkMention) {
+        let p = &mut self.p;
         p.dob.push(
             m.dob
                 .map(|d| d.year().max(0) as u32 * 10_000 + d.month() * 100 + d.day())
                 .unwrap_or(0),
         );
         p.sex.push(sex_code(m.gender.as_deref()));
+    }
 
+    /// Postcode, its sector and district; house number and street; UPRN.
+    fn places(&mut self, m: &'m LinkMention) {
+        let p = &mut self.p;
         let (pc, sector, district) = match m.postcode.as_deref() {
-            Some(raw) => *postcode_of.entry(raw).or_insert_with(|| {
+            Some(raw) => *self.postcode_of.entry(raw).or_insert_with(|| {
                 // A postcode without a letter or digit ("-", "?") says nothing
                 // about where someone lives: missing, never an agreement.
                 let Some(pc) = Postcode::parse(raw)
@@ -428,7 +467,7 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.district.push(district);
 
         let (h, s) = match m.address_line1.as_deref() {
-            Some(raw) => *address_of.entry(raw).or_insert_with(|| {
+            Some(raw) => *self.address_of.entry(raw).or_insert_with(|| {
                 let (house, street) = address_parts(raw);
                 (p.places.intern(&house), p.places.intern(&street))
             }),
@@ -437,6 +476,12 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.house.push(h);
         p.street.push(s);
         p.uprn.push(m.uprn.unwrap_or(0));
+    }
+
+    /// What the record says beyond the compared fields: school, age, pupil record,
+    /// a conflicted key, a case system.
+    fn record_facts(&mut self, m: &'m LinkMention) {
+        let p = &mut self.p;
         p.school.push(m.school_urn.unwrap_or(0));
         let class = age_class(&m.role);
         p.age_class.push(class);
@@ -449,13 +494,18 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.conflicted.push(m.identity_conflict);
         p.case_source
             .push(if m.kind == crate::domain::FeedKind::Assessment {
-                *case_source_of
+                *self
+                    .case_source_of
                     .entry(m.source.as_str())
                     .or_insert_with(|| p.keys.intern(&format!("case\u{1}{}", m.source)))
             } else {
                 0
             });
+    }
 
+    /// The deterministic keys (UPN, NHS number) and the notification group.
+    fn keys(&mut self, m: &LinkMention) {
+        let p = &mut self.p;
         // A key that has named two people is no key.
         let trusted = !m.identity_conflict;
         let upn = m
@@ -479,7 +529,6 @@ fn prepare_part(mentions: &[LinkMention], nicknames: &Nicknames) -> Prepared {
         p.nhs.push(nhs);
         p.group.push(group);
     }
-    p
 }
 
 /// Nickname groups, name counts and comparison rows over all mentions.
