@@ -39,6 +39,15 @@ impl Store {
 
     /// Every metric family read from the store.
     pub async fn metric_families(&self) -> Result<Vec<Family>, StoreError> {
+        let mut out = self.feed_families().await?;
+        out.extend(self.identity_families().await?);
+        out.extend(self.alert_families().await?);
+        out.extend(self.job_families().await?);
+        Ok(out)
+    }
+
+    /// Feed files, rows and quarantine by source; each source's last success.
+    async fn feed_families(&self) -> Result<Vec<Family>, StoreError> {
         let mut out = Vec::new();
 
         let mut files = family(
@@ -91,27 +100,28 @@ impl Store {
         }
         out.extend([files, rows, quarantined, last]);
 
-        let scalar = |name, help, value: i64| Family {
-            name,
-            help,
-            kind: "gauge",
-            samples: vec![Sample {
-                labels: Vec::new(),
-                value: value as f64,
-            }],
-        };
+        Ok(out)
+    }
+
+    /// Mentions, persons, the review queue and the kept links.
+    async fn identity_families(&self) -> Result<Vec<Family>, StoreError> {
+        let mut out = Vec::new();
         let mentions: i64 = on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM mentions").fetch_one(p).await)?;
         let persons: i64 = on_pool!(self, p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM persons WHERE merged_into IS NULL").fetch_one(p).await)?;
         let pending: i64 = on_pool!(self, p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM review_queue WHERE status = 'pending'").fetch_one(p).await)?;
-        out.push(scalar(
+        out.push(scalar_family(
             "kinlink_mentions",
             "Person mentions in the store.",
             mentions,
         ));
-        out.push(scalar("kinlink_persons", "Persons (live ids).", persons));
-        out.push(scalar(
+        out.push(scalar_family(
+            "kinlink_persons",
+            "Persons (live ids).",
+            persons,
+        ));
+        out.push(scalar_family(
             "kinlink_review_queue_pending",
             "Pairs waiting for a person to decide.",
             pending,
@@ -128,6 +138,12 @@ impl Store {
         }
         out.push(links);
 
+        Ok(out)
+    }
+
+    /// Alerts by rule, severity and status; the outbox by status.
+    async fn alert_families(&self) -> Result<Vec<Family>, StoreError> {
+        let mut out = Vec::new();
         let mut alerts = family(
             "kinlink_alerts",
             "Alerts by rule, severity and status.",
@@ -159,6 +175,12 @@ impl Store {
         }
         out.push(outbox);
 
+        Ok(out)
+    }
+
+    /// Each job's last run: its duration, its outcome and the last success.
+    async fn job_families(&self) -> Result<Vec<Family>, StoreError> {
+        let mut out = Vec::new();
         // Jobs: the last run's duration and outcome, and the last success.
         let mut duration = family(
             "kinlink_job_last_duration_seconds",
@@ -202,6 +224,19 @@ impl Store {
         }
         out.extend([duration, outcome, success]);
         Ok(out)
+    }
+}
+
+/// A family of one unlabelled gauge.
+fn scalar_family(name: &'static str, help: &'static str, value: i64) -> Family {
+    Family {
+        name,
+        help,
+        kind: "gauge",
+        samples: vec![Sample {
+            labels: Vec::new(),
+            value: value as f64,
+        }],
     }
 }
 
