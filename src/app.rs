@@ -357,7 +357,31 @@ async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Resu
     let outbox = outbox?;
     let last_runs = last_runs?;
     let now = clock.now();
-    let sources: Vec<_> = settings
+    let sources = source_status(settings, &stats, clock);
+    let jobs = job_status(settings, &last_runs, now);
+    let doc = json!({
+        "sources": sources,
+        "jobs": jobs,
+        "outbox": outbox,
+        "alerts": alerts,
+    });
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("writing status")?
+        ),
+        OutputFormat::Table => print_status(settings, &sources, &jobs, &alerts, &outbox),
+    }
+    Ok(0)
+}
+
+/// Each configured source's files, rows, last success and whether it has gone quiet.
+fn source_status(
+    settings: &Settings,
+    stats: &[crate::store::SourceStats],
+    clock: Clock,
+) -> Vec<serde_json::Value> {
+    settings
         .sources
         .iter()
         .map(|s| {
@@ -381,8 +405,16 @@ async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Resu
                 }),
             })
         })
-        .collect();
-    let jobs: Vec<_> = settings
+        .collect()
+}
+
+/// Each job's schedule, last run and next run.
+fn job_status(
+    settings: &Settings,
+    last_runs: &[crate::store::RunRow],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<serde_json::Value> {
+    settings
         .jobs
         .iter()
         .map(|j| {
@@ -405,93 +437,88 @@ async fn status(settings: &Settings, clock: Clock, format: OutputFormat) -> Resu
                 "next_run": next,
             })
         })
-        .collect();
-    let doc = json!({
-        "sources": sources,
-        "jobs": jobs,
-        "outbox": outbox,
-        "alerts": alerts,
-    });
-    match format {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).context("writing status")?
-        ),
-        OutputFormat::Table => {
+        .collect()
+}
+
+/// `status` as tables.
+fn print_status(
+    settings: &Settings,
+    sources: &[serde_json::Value],
+    jobs: &[serde_json::Value],
+    alerts: &crate::store::AlertSummary,
+    outbox: &crate::store::OutboxCounts,
+) {
+    println!(
+        "{:<24} {:<11} {:>8} {:>8} {:>12} {:>11}  last success",
+        "source", "kind", "files", "rejected", "rows", "quarantined"
+    );
+    for s in sources {
+        println!(
+            "{:<24} {:<11} {:>8} {:>8} {:>12} {:>11}  {}",
+            s["name"].as_str().unwrap_or_default(),
+            s["kind"].as_str().unwrap_or_default(),
+            s["files_ingested"],
+            s["files_rejected"],
+            s["rows"],
+            s["quarantined"],
+            s["last_success_at"].as_str().unwrap_or("never"),
+        );
+        if s["stale"] == true {
             println!(
-                "{:<24} {:<11} {:>8} {:>8} {:>12} {:>11}  last success",
-                "source", "kind", "files", "rejected", "rows", "quarantined"
-            );
-            for s in &sources {
-                println!(
-                    "{:<24} {:<11} {:>8} {:>8} {:>12} {:>11}  {}",
-                    s["name"].as_str().unwrap_or_default(),
-                    s["kind"].as_str().unwrap_or_default(),
-                    s["files_ingested"],
-                    s["files_rejected"],
-                    s["rows"],
-                    s["quarantined"],
-                    s["last_success_at"].as_str().unwrap_or("never"),
-                );
-                if s["stale"] == true {
-                    println!(
-                        "{:<24} STALE: nothing for more than {} hours",
-                        "", s["stale_after_hours"]
-                    );
-                }
-            }
-            println!("\njobs:");
-            let local = |v: &serde_json::Value| {
-                v.as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| {
-                        t.with_timezone(&settings.timezone)
-                            .format("%Y-%m-%d %H:%M %Z")
-                            .to_string()
-                    })
-            };
-            for j in &jobs {
-                let steps: Vec<_> = j["steps"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-                    .unwrap_or_default();
-                let last = &j["last_run"];
-                let last = match local(&last["scheduled_for"]) {
-                    Some(at) => format!("{at} {}", last["outcome"].as_str().unwrap_or("?")),
-                    None => "never".to_string(),
-                };
-                let next = local(&j["next_run"]).unwrap_or_else(|| "never".to_string());
-                println!(
-                    "  {:<20} {:<18} last: {:<30} next: {:<22} {}",
-                    j["name"].as_str().unwrap_or_default(),
-                    j["schedule"].as_str().unwrap_or_default(),
-                    last,
-                    next,
-                    steps.join(" → ")
-                );
-            }
-            println!(
-                "\nalerts: {} new, {} sent, {} acknowledged, {} resolved; {} open unrouted; {} deliveries waiting for mail",
-                alerts.new,
-                alerts.sent,
-                alerts.acknowledged,
-                alerts.resolved,
-                alerts.unrouted_open,
-                alerts.pending_deliveries
-            );
-            if alerts.undelivered_open > 0 {
-                println!(
-                    "UNDELIVERED: {} open alert(s) refused for good at an address (`kinlink alerts list` names it): correct the address in the config and the next `kinlink send` sends them to the new one, or `kinlink outbox retry ID` once the fault at that address is fixed",
-                    alerts.undelivered_open
-                );
-            }
-            println!(
-                "outbox: {} queued, {} sending, {} sent, {} failed",
-                outbox.queued, outbox.sending, outbox.sent, outbox.failed
+                "{:<24} STALE: nothing for more than {} hours",
+                "", s["stale_after_hours"]
             );
         }
     }
-    Ok(0)
+    println!("\njobs:");
+    let local = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                t.with_timezone(&settings.timezone)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            })
+    };
+    for j in jobs {
+        let steps: Vec<_> = j["steps"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        let last = &j["last_run"];
+        let last = match local(&last["scheduled_for"]) {
+            Some(at) => format!("{at} {}", last["outcome"].as_str().unwrap_or("?")),
+            None => "never".to_string(),
+        };
+        let next = local(&j["next_run"]).unwrap_or_else(|| "never".to_string());
+        println!(
+            "  {:<20} {:<18} last: {:<30} next: {:<22} {}",
+            j["name"].as_str().unwrap_or_default(),
+            j["schedule"].as_str().unwrap_or_default(),
+            last,
+            next,
+            steps.join(" → ")
+        );
+    }
+    println!(
+        "\nalerts: {} new, {} sent, {} acknowledged, {} resolved; {} open unrouted; {} deliveries waiting for mail",
+        alerts.new,
+        alerts.sent,
+        alerts.acknowledged,
+        alerts.resolved,
+        alerts.unrouted_open,
+        alerts.pending_deliveries
+    );
+    if alerts.undelivered_open > 0 {
+        println!(
+            "UNDELIVERED: {} open alert(s) refused for good at an address (`kinlink alerts list` names it): correct the address in the config and the next `kinlink send` sends them to the new one, or `kinlink outbox retry ID` once the fault at that address is fixed",
+            alerts.undelivered_open
+        );
+    }
+    println!(
+        "outbox: {} queued, {} sending, {} sent, {} failed",
+        outbox.queued, outbox.sending, outbox.sent, outbox.failed
+    );
 }
 
 async fn purge(
