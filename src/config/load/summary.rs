@@ -10,6 +10,18 @@ use crate::config::{
 /// The `check-config` summary: what would run, as aligned plain text.
 pub fn summary(settings: &Settings) -> String {
     let mut out = String::new();
+    let head = head(settings);
+    let width = head.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in &head {
+        out.push_str(&format!("{key:<width$}  {value}\n"));
+    }
+
+    tables(settings, &mut out);
+    out
+}
+
+/// The settings that are one value each, as (label, value).
+fn head(settings: &Settings) -> Vec<(&'static str, String)> {
     let database = match &settings.database {
         DatabaseUrl::Sqlite(path) => format!("SQLite {}", path.display()),
         DatabaseUrl::Postgres(url) => format!("PostgreSQL {}", redact_url(url)),
@@ -19,22 +31,7 @@ pub fn summary(settings: &Settings) -> String {
         DetailLevel::Standard => "standard",
         DetailLevel::Full => "full",
     };
-    let transport = match &settings.mail.transport {
-        MailTransport::File { dir } => format!(".eml files in {}", dir.display()),
-        MailTransport::Smtp(smtp) => {
-            let tls = match smtp.tls {
-                SmtpTls::Starttls => "starttls",
-                SmtpTls::Tls => "tls",
-                SmtpTls::None => "no tls",
-            };
-            let auth = if smtp.user.is_some() {
-                ", with login"
-            } else {
-                ""
-            };
-            format!("SMTP {}:{} ({tls}{auth})", smtp.host, smtp.port)
-        }
-    };
+    let transport = mail_transport(settings);
     let rules: Vec<String> = rules::in_order()
         .map(|rule| {
             if settings.rules.common(rule).enabled {
@@ -76,11 +73,31 @@ pub fn summary(settings: &Settings) -> String {
         // Names only: a value may be an address or a host nobody should read here.
         head.push(("env overrides", settings.env_overrides.join(", ")));
     }
-    let width = head.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (key, value) in &head {
-        out.push_str(&format!("{key:<width$}  {value}\n"));
-    }
+    head
+}
 
+/// How mail leaves: a folder of .eml files, or an SMTP relay (never its password).
+fn mail_transport(settings: &Settings) -> String {
+    match &settings.mail.transport {
+        MailTransport::File { dir } => format!(".eml files in {}", dir.display()),
+        MailTransport::Smtp(smtp) => {
+            let tls = match smtp.tls {
+                SmtpTls::Starttls => "starttls",
+                SmtpTls::Tls => "tls",
+                SmtpTls::None => "no tls",
+            };
+            let auth = if smtp.user.is_some() {
+                ", with login"
+            } else {
+                ""
+            };
+            format!("SMTP {}:{} ({tls}{auth})", smtp.host, smtp.port)
+        }
+    }
+}
+
+/// The sources, localities, schools and jobs, a table each.
+fn tables(settings: &Settings, out: &mut String) {
     let source_rows = settings
         .sources
         .iter()
@@ -105,7 +122,7 @@ pub fn summary(settings: &Settings) -> String {
         })
         .collect();
     section(
-        &mut out,
+        out,
         "sources",
         &["name", "kind", "format", "transport"],
         source_rows,
@@ -124,7 +141,7 @@ pub fn summary(settings: &Settings) -> String {
         })
         .collect();
     section(
-        &mut out,
+        out,
         "localities",
         &["name", "prefixes", "dv_champions", "champions", "managers"],
         locality_rows,
@@ -142,7 +159,7 @@ pub fn summary(settings: &Settings) -> String {
         })
         .collect();
     section(
-        &mut out,
+        out,
         "schools",
         &["urn", "name", "locality", "ewos"],
         school_rows,
@@ -164,12 +181,11 @@ pub fn summary(settings: &Settings) -> String {
         })
         .collect();
     section(
-        &mut out,
+        out,
         "jobs",
         &["name", "schedule", "steps", "catch_up"],
         job_rows,
     );
-    out
 }
 
 /// Appends a titled table with aligned columns.
