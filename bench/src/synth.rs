@@ -44,6 +44,16 @@ pub struct Truth {
     pub noise: u16,
 }
 
+/// Where a person is named in a police notification: its id, the person's place in it
+/// (1-based), their role and the incident date.
+#[derive(Debug, Clone, Copy)]
+struct Named<'a> {
+    notification: &'a str,
+    k: usize,
+    role: &'static str,
+    on: NaiveDate,
+}
+
 /// Bits of [`Truth::noise`]: what an agency got wrong in one mention.
 pub mod noise {
     /// A one-letter keying error in the forename.
@@ -760,18 +770,62 @@ impl<'a> Generator<'a> {
                     .find(|m| m.sex == Sex::Female)
                     .unwrap_or(&adults[0]);
                 let mut k = 1;
-                self.police_person(home, home.id, victim, &id, k, "victim", on, rates);
+                self.police_person(
+                    home,
+                    home.id,
+                    victim,
+                    Named {
+                        notification: &id,
+                        k,
+                        role: "victim",
+                        on,
+                    },
+                    rates,
+                );
                 k += 1;
                 if let Some((p, family, _)) = &ex {
-                    self.police_person(home, *family, p, &id, k, "perpetrator", on, rates);
+                    self.police_person(
+                        home,
+                        *family,
+                        p,
+                        Named {
+                            notification: &id,
+                            k,
+                            role: "perpetrator",
+                            on,
+                        },
+                        rates,
+                    );
                     k += 1;
                 } else if let Some(p) = adults.iter().find(|m| m.id != victim.id) {
-                    self.police_person(home, home.id, p, &id, k, "perpetrator", on, rates);
+                    self.police_person(
+                        home,
+                        home.id,
+                        p,
+                        Named {
+                            notification: &id,
+                            k,
+                            role: "perpetrator",
+                            on,
+                        },
+                        rates,
+                    );
                     k += 1;
                 }
                 for c in home.members.iter().filter(|m| !m.adult) {
                     if self.rng.random_bool(0.8) {
-                        self.police_person(home, home.id, c, &id, k, "child", on, rates);
+                        self.police_person(
+                            home,
+                            home.id,
+                            c,
+                            Named {
+                                notification: &id,
+                                k,
+                                role: "child",
+                                on,
+                            },
+                            rates,
+                        );
                         k += 1;
                     }
                 }
@@ -900,18 +954,20 @@ impl<'a> Generator<'a> {
         self.push(mention, home.id, m, bits);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn police_person(
         &mut self,
         home: &Household,
         family: u64,
         m: &Member,
-        notification: &str,
-        k: usize,
-        role: &str,
-        on: NaiveDate,
+        at: Named<'_>,
         rates: &NoiseRates,
     ) {
+        let Named {
+            notification,
+            k,
+            role,
+            on,
+        } = at;
         let mut bits = 0u16;
         let (forename, surname, mut dob) = self.corrupt_person(m, Src::Police, rates, &mut bits);
         let missing = if m.adult {
