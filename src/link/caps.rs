@@ -84,6 +84,8 @@ impl PairFacts {
 ///   children — twins, as often as not);
 /// - pupils of two schools not sharing an address: review at most (namesakes);
 /// - two person ids of one case system: review at most (its own records say two);
+/// - a forename missing on either record, unless both are adults: review at most
+///   (an unnamed newborn and its twin);
 /// - no DOB to compare and only the postcode, not the house, agreeing: review at most
 ///   ("never auto-merge on name + postcode alone", docs/domain.md 6) — unless both
 ///   records name the same school (a police notification naming the pupil's school).
@@ -144,6 +146,11 @@ pub(crate) fn guard(g: u32, facts: PairFacts) -> Option<(Band, &'static str)> {
         } else {
             Some((Band::NoLink, "weak_evidence"))
         };
+    }
+    if fore == compare::missing(compare::FORENAME) && !facts.adults {
+        // A child with no forename on a record (a newborn, "Baby Haddad"): the same
+        // surname, DOB and home is that child or a twin, and only a person can tell.
+        return Some((Band::Review, "forename_missing"));
     }
     if fore == level::FORENAME_OTHER {
         // Schools keep legal names and a case system its own ids: there a forename
