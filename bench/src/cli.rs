@@ -31,6 +31,34 @@ pub enum BenchCommand {
     /// pipeline: precision, recall and F1 over the final persons, the review queue,
     /// and every missed true pair by cause.
     Febrl(BenchFebrlArgs),
+    /// A million person rows from several agencies as feed CSV files, ingested and
+    /// linked through the pipeline with the store; then a night's new rows.
+    E2e(BenchE2eArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchE2eArgs {
+    /// Person rows in the first files.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// New person rows of the night after.
+    #[arg(long, default_value_t = 20_000)]
+    pub new_rows: usize,
+    /// Random seed of the synthetic people.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Which stores, comma-separated (`sqlite`, `postgres`).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    pub stores: Vec<String>,
+    /// PostgreSQL URL (a database `kinlink_bench_e2e` is created there and dropped).
+    #[arg(long, env = "KINLINK_BENCH_POSTGRES")]
+    pub postgres: Option<String>,
+    /// Working folder (default: a temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the figures as JSON instead of a markdown table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,8 @@
 //!   makes the mentions, `quality` scores the result);
 //! - `evaluate` (`evaluating`, with its borough's feed files in `borough`): the rules
 //!   over a large borough, first run, re-run and nightly;
+//! - `e2e` (`endtoend`): a million person rows as feed files, `ingest` + `link` with
+//!   the store, then a night's new rows;
 //! - `febrl` (`febrl`): linkage quality on public data this project did not generate;
 //! - `mail` (`mail`): digests composed and sent through the file transport and a
 //!   loopback SMTP server.
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod borough;
 pub mod cli;
+pub mod endtoend;
 pub mod evaluating;
 pub mod febrl;
 pub mod ingesting;
@@ -49,6 +52,7 @@ pub async fn run(cmd: &BenchCommand) -> anyhow::Result<u8> {
         BenchCommand::Evaluate(args) => evaluating::run(args).await,
         BenchCommand::Mail(args) => mail::run(args).await,
         BenchCommand::Febrl(args) => febrl::run(args).await,
+        BenchCommand::E2e(args) => endtoend::run(args).await,
     }
 }
 
